@@ -1,0 +1,209 @@
+//! The connector: opens a connection to one endpoint for hyper-util's pooled
+//! client, for tonic, or for any other hyper-based client.
+
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use hyper_util::client::legacy::connect::{Connected, Connection as HyperConnection};
+use hyper_util::rt::TokioIo;
+use tokio::time::Instant;
+
+use crate::address::{Endpoint, ListenAddress};
+use crate::error::{Error, Result};
+use crate::transport::{self, ConnectFailure, ConnectOptions, Connection, PeerInfo};
+
+/// Default time to wait for a server to appear and accept.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Opens connections to one endpoint, whatever URI it is asked for, so
+/// hyper-util's `Client` and tonic can use pipes:
+///
+/// ```no_run
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// use http_body_util::Empty;
+/// use hyper_util::client::legacy::Client;
+/// use hyper_util::rt::TokioExecutor;
+///
+/// let connector = pipehttp::client::Connector::new("http://pipe:/my-test-pipe")?;
+/// let client: Client<_, Empty<bytes::Bytes>> = Client::builder(TokioExecutor::new()).build(connector);
+/// let res = client.get("http://localhost/test".parse()?).await?;
+/// assert!(res.status().is_success());
+/// # Ok(()) }
+/// ```
+///
+/// When no server is there yet, or every pipe instance is busy, it keeps
+/// trying with a capped backoff (1 ms doubling to 100 ms) for up to the
+/// connect timeout, so a client outlives a server restart without spinning.
+#[derive(Debug, Clone)]
+pub struct Connector {
+    endpoint: Arc<Endpoint>,
+    connect_timeout: Duration,
+    current_user_only: bool,
+}
+
+impl Connector {
+    /// A connector for the endpoint of a listen address or request target,
+    /// such as `http://pipe:/my-test-pipe`.
+    pub fn new<A>(address: A) -> Result<Self>
+    where
+        A: TryInto<ListenAddress>,
+        A::Error: Into<Error>,
+    {
+        let address = address.try_into().map_err(Into::into)?;
+        Ok(Self::for_endpoint(address.endpoint().clone()))
+    }
+
+    pub(crate) fn for_endpoint(endpoint: Endpoint) -> Self {
+        Self {
+            endpoint: Arc::new(endpoint),
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            current_user_only: false,
+        }
+    }
+
+    /// How long to wait for the server to exist and accept (default 5 s).
+    #[must_use]
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// Refuse a server that runs as another user (default off): the defence
+    /// against a process that took the name first.
+    #[must_use]
+    pub fn current_user_only(mut self, enabled: bool) -> Self {
+        self.current_user_only = enabled;
+        self
+    }
+
+    /// The endpoint it connects to.
+    #[must_use]
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
+    }
+
+    /// Opens one connection, waiting for the server as described above.
+    pub async fn connect(&self) -> Result<Connection> {
+        let deadline = Instant::now() + self.connect_timeout;
+        let options = ConnectOptions {
+            current_user_only: self.current_user_only,
+        };
+        let mut attempt = 0;
+        loop {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            let failure =
+                match tokio::time::timeout(remaining, transport::connect(&self.endpoint, options))
+                    .await
+                {
+                    Ok(Ok(conn)) => return Ok(conn),
+                    Ok(Err(failure)) => failure,
+                    Err(_) => return Err(self.timed_out()),
+                };
+            let now = Instant::now();
+            match failure {
+                ConnectFailure::Fatal(e) => return Err(e),
+                ConnectFailure::Absent(e) if now >= deadline => {
+                    tracing::debug!("last connect attempt: {e}");
+                    return Err(Error::NoServer {
+                        endpoint: self.endpoint.describe(),
+                    });
+                }
+                ConnectFailure::Busy(e) if now >= deadline => {
+                    tracing::debug!("last connect attempt: {e}");
+                    return Err(self.timed_out());
+                }
+                ConnectFailure::Absent(_) | ConnectFailure::Busy(_) => {
+                    let pause = transport::retry_delay(attempt).min(deadline - now);
+                    attempt += 1;
+                    tokio::time::sleep(pause).await;
+                }
+            }
+        }
+    }
+
+    fn timed_out(&self) -> Error {
+        Error::ConnectTimeout {
+            endpoint: self.endpoint.describe(),
+            timeout: self.connect_timeout,
+        }
+    }
+}
+
+impl tower_service::Service<http::Uri> for Connector {
+    type Response = Stream;
+    type Error = Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Stream>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _uri: http::Uri) -> Self::Future {
+        let this = self.clone();
+        Box::pin(async move {
+            let conn = this.connect().await?;
+            Ok(Stream {
+                peer: conn.peer().clone(),
+                io: TokioIo::new(conn),
+            })
+        })
+    }
+}
+
+/// A connection as hyper's client sees it. The server's [`PeerInfo`] is
+/// put in every response's extensions.
+#[derive(Debug)]
+pub struct Stream {
+    io: TokioIo<Connection>,
+    peer: PeerInfo,
+}
+
+impl HyperConnection for Stream {
+    fn connected(&self) -> Connected {
+        Connected::new().extra(self.peer.clone())
+    }
+}
+
+impl hyper::rt::Read for Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: hyper::rt::ReadBufCursor<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_read(cx, buf)
+    }
+}
+
+impl hyper::rt::Write for Stream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+    }
+}

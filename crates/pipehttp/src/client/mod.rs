@@ -1,0 +1,490 @@
+//! An HTTP client that takes pipe URLs: where .NET needs a hand-written
+//! `ConnectCallback`, pipehttp needs `http://pipe:/NAME:/path`.
+//!
+//! ```no_run
+//! # async fn run() -> pipehttp::Result<()> {
+//! let client = pipehttp::Client::new();
+//! let text = client
+//!     .get("http://pipe:/my-test-pipe:/test")
+//!     .send()
+//!     .await?
+//!     .text()
+//!     .await?;
+//! assert_eq!(text, "Hello world!");
+//! # Ok(()) }
+//! ```
+//!
+//! One connection pool per endpoint keeps connections alive between
+//! requests. A request whose pooled connection turns out dead (the server
+//! restarted) is sent again on a fresh connection when that is safe: its
+//! method is idempotent, or it provably was not written.
+
+mod body;
+mod connector;
+mod response;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use http::header::{CONTENT_TYPE, HeaderName, HeaderValue};
+use http::{HeaderMap, Method, Version};
+use hyper_util::client::legacy;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use tokio::time::Instant;
+
+pub use self::body::Body;
+pub use self::connector::{Connector, DEFAULT_CONNECT_TIMEOUT, Stream};
+pub use self::response::Response;
+use crate::address::{ListenAddress, RequestTarget};
+use crate::error::{Error, Result};
+
+type Pool = legacy::Client<Connector, Body>;
+
+/// How often a request that could not connect is tried again, beyond the
+/// wait for the server that [`ClientBuilder::connect_timeout`] already gives.
+///
+/// ```
+/// use std::time::Duration;
+/// let policy = pipehttp::client::RetryPolicy::new(3, Duration::from_millis(200));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    attempts: u32,
+    backoff: Duration,
+}
+
+impl RetryPolicy {
+    /// Up to `attempts` more tries, waiting `backoff`, then twice that, and
+    /// so on, between them.
+    #[must_use]
+    pub fn new(attempts: u32, backoff: Duration) -> Self {
+        Self { attempts, backoff }
+    }
+
+    /// No retries (the default).
+    #[must_use]
+    pub fn none() -> Self {
+        Self::new(0, Duration::ZERO)
+    }
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self::none()
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Config {
+    connect_timeout: Duration,
+    timeout: Option<Duration>,
+    retry: RetryPolicy,
+    current_user_only: bool,
+    http2_prior_knowledge: bool,
+    pool_idle_timeout: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            timeout: None,
+            retry: RetryPolicy::none(),
+            current_user_only: false,
+            http2_prior_knowledge: false,
+            pool_idle_timeout: Duration::from_secs(90),
+        }
+    }
+}
+
+/// An HTTP client for pipes, Unix sockets and TCP. Cheap to clone; clones
+/// share their connection pools.
+#[derive(Debug, Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    config: Config,
+    pools: Mutex<HashMap<ListenAddress, Pool>>,
+}
+
+/// Settings for a [`Client`].
+#[derive(Debug, Default)]
+#[must_use = "a builder does nothing until build() is called"]
+pub struct ClientBuilder {
+    config: Config,
+}
+
+impl ClientBuilder {
+    /// How long to wait for a server to exist and accept (default 5 s).
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.config.connect_timeout = timeout;
+        self
+    }
+
+    /// A default timeout for whole requests, body included (default none).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.config.timeout = Some(timeout);
+        self
+    }
+
+    /// Retries for requests that could not connect.
+    pub fn retry(mut self, policy: RetryPolicy) -> Self {
+        self.config.retry = policy;
+        self
+    }
+
+    /// Refuse servers that run as another user (default off).
+    pub fn current_user_only(mut self, enabled: bool) -> Self {
+        self.config.current_user_only = enabled;
+        self
+    }
+
+    /// Speak HTTP/2 from the first byte on cleartext connections.
+    pub fn http2_prior_knowledge(mut self) -> Self {
+        self.config.http2_prior_knowledge = true;
+        self
+    }
+
+    /// How long an unused pooled connection is kept (default 90 s).
+    pub fn pool_idle_timeout(mut self, timeout: Duration) -> Self {
+        self.config.pool_idle_timeout = timeout;
+        self
+    }
+
+    /// The client.
+    ///
+    /// ```
+    /// let client = pipehttp::Client::builder()
+    ///     .connect_timeout(std::time::Duration::from_secs(1))
+    ///     .build();
+    /// ```
+    #[must_use]
+    pub fn build(self) -> Client {
+        Client {
+            inner: Arc::new(Inner {
+                config: self.config,
+                pools: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+}
+
+impl Default for Client {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Client {
+    /// A client with the default settings.
+    ///
+    /// ```
+    /// let client = pipehttp::Client::new();
+    /// ```
+    #[must_use]
+    pub fn new() -> Self {
+        Self::builder().build()
+    }
+
+    /// A builder for a client with other settings.
+    pub fn builder() -> ClientBuilder {
+        ClientBuilder::default()
+    }
+
+    /// A request with any method to a target such as
+    /// `http://pipe:/NAME:/path`, `http://unix:/PATH:/path` or an ordinary URL.
+    ///
+    /// ```no_run
+    /// # async fn run() -> pipehttp::Result<()> {
+    /// let res = pipehttp::Client::new()
+    ///     .request(http::Method::DELETE, "http://pipe:/agent:/items/7")
+    ///     .send()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn request<T>(&self, method: Method, target: T) -> RequestBuilder
+    where
+        T: TryInto<RequestTarget>,
+        T::Error: Into<Error>,
+    {
+        RequestBuilder {
+            client: self.clone(),
+            method,
+            target: target.try_into().map_err(Into::into),
+            headers: HeaderMap::new(),
+            body: Body::empty(),
+            timeout: self.inner.config.timeout,
+        }
+    }
+
+    /// A GET request.
+    pub fn get<T>(&self, target: T) -> RequestBuilder
+    where
+        T: TryInto<RequestTarget>,
+        T::Error: Into<Error>,
+    {
+        self.request(Method::GET, target)
+    }
+
+    /// A POST request.
+    pub fn post<T>(&self, target: T) -> RequestBuilder
+    where
+        T: TryInto<RequestTarget>,
+        T::Error: Into<Error>,
+    {
+        self.request(Method::POST, target)
+    }
+
+    /// A PUT request.
+    pub fn put<T>(&self, target: T) -> RequestBuilder
+    where
+        T: TryInto<RequestTarget>,
+        T::Error: Into<Error>,
+    {
+        self.request(Method::PUT, target)
+    }
+
+    /// A DELETE request.
+    pub fn delete<T>(&self, target: T) -> RequestBuilder
+    where
+        T: TryInto<RequestTarget>,
+        T::Error: Into<Error>,
+    {
+        self.request(Method::DELETE, target)
+    }
+
+    fn pool(&self, address: &ListenAddress) -> Pool {
+        let mut pools = self.inner.pools.lock().expect("pool map poisoned");
+        if let Some(pool) = pools.get(address) {
+            return pool.clone();
+        }
+        let config = &self.inner.config;
+        let connector = Connector::for_endpoint(address.endpoint().clone())
+            .connect_timeout(config.connect_timeout)
+            .current_user_only(config.current_user_only);
+        let pool = legacy::Client::builder(TokioExecutor::new())
+            .pool_timer(TokioTimer::new())
+            .timer(TokioTimer::new())
+            .pool_idle_timeout(config.pool_idle_timeout)
+            .http2_only(config.http2_prior_knowledge)
+            .build(connector);
+        pools.insert(address.clone(), pool.clone());
+        pool
+    }
+}
+
+/// A request being put together; [`send`](Self::send) sends it.
+#[derive(Debug)]
+#[must_use = "a request does nothing until send() is awaited"]
+pub struct RequestBuilder {
+    client: Client,
+    method: Method,
+    target: Result<RequestTarget>,
+    headers: HeaderMap,
+    body: Body,
+    timeout: Option<Duration>,
+}
+
+impl RequestBuilder {
+    /// Adds a header. An invalid name or value fails the request at `send`.
+    ///
+    /// ```
+    /// let req = pipehttp::Client::new()
+    ///     .get("http://pipe:/agent:/stats")
+    ///     .header("accept", "application/json");
+    /// ```
+    pub fn header<K, V>(mut self, name: K, value: V) -> Self
+    where
+        K: TryInto<HeaderName>,
+        K::Error: std::fmt::Display,
+        V: TryInto<HeaderValue>,
+        V::Error: std::fmt::Display,
+    {
+        if self.target.is_err() {
+            return self;
+        }
+        match (name.try_into(), value.try_into()) {
+            (Ok(name), Ok(value)) => {
+                self.headers.append(name, value);
+            }
+            (Err(e), _) => self.target = Err(invalid_request(&format!("bad header name: {e}"))),
+            (_, Err(e)) => self.target = Err(invalid_request(&format!("bad header value: {e}"))),
+        }
+        self
+    }
+
+    /// Sets the body.
+    pub fn body(mut self, body: impl Into<Body>) -> Self {
+        self.body = body.into();
+        self
+    }
+
+    /// Sets a JSON body and `Content-Type: application/json`.
+    ///
+    /// ```
+    /// let req = pipehttp::Client::new()
+    ///     .put("http://pipe:/trace-agent:/v0.4/traces")
+    ///     .json(&serde_json::json!([{"id": 1}]));
+    /// ```
+    pub fn json<T: serde::Serialize + ?Sized>(mut self, value: &T) -> Self {
+        match serde_json::to_vec(value) {
+            Ok(bytes) => {
+                self.headers
+                    .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+                self.body = bytes.into();
+            }
+            Err(e) => self.target = Err(invalid_request(&format!("cannot encode JSON: {e}"))),
+        }
+        self
+    }
+
+    /// A timeout for this request, body included.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// Sends the request and waits for the response head.
+    pub async fn send(self) -> Result<Response> {
+        let target = self.target?;
+        let endpoint: Arc<str> = target.endpoint().describe().into();
+        let deadline = self.timeout.map(|t| (Instant::now() + t, t));
+        let pool = self.client.pool(target.listen_address());
+        let version = if self.client.inner.config.http2_prior_knowledge {
+            Version::HTTP_2
+        } else {
+            Version::HTTP_11
+        };
+        let attempt = Attempt {
+            pool: &pool,
+            method: &self.method,
+            target: &target,
+            headers: &self.headers,
+            version,
+        };
+        let send = attempt.send_with_retries(self.body, self.client.inner.config.retry);
+        let res = match deadline {
+            Some((at, timeout)) => {
+                tokio::time::timeout_at(at, send)
+                    .await
+                    .map_err(|_| Error::Timeout {
+                        endpoint: endpoint.to_string(),
+                        timeout,
+                    })??
+            }
+            None => send.await?,
+        };
+        Ok(Response::new(res, endpoint, deadline))
+    }
+}
+
+struct Attempt<'a> {
+    pool: &'a Pool,
+    method: &'a Method,
+    target: &'a RequestTarget,
+    headers: &'a HeaderMap,
+    version: Version,
+}
+
+impl Attempt<'_> {
+    async fn send_with_retries(
+        &self,
+        body: Body,
+        policy: RetryPolicy,
+    ) -> Result<http::Response<hyper::body::Incoming>> {
+        let mut body = Some(body);
+        let mut connect_retries = 0;
+        let mut stale_retried = false;
+        loop {
+            let this_body = body.take().expect("a body for every attempt");
+            body = this_body.try_clone();
+            let err = match self.pool.request(self.build(this_body)).await {
+                Ok(res) => return Ok(res),
+                Err(e) => e,
+            };
+            if err.is_connect() {
+                if connect_retries < policy.attempts && body.is_some() {
+                    let pause = policy.backoff * 2u32.saturating_pow(connect_retries);
+                    connect_retries += 1;
+                    tracing::debug!(
+                        "connect failed, retrying in {pause:?}: {}",
+                        error_chain(&err)
+                    );
+                    tokio::time::sleep(pause).await;
+                    continue;
+                }
+                return Err(connect_error(&err, self.target));
+            }
+            // No response head came back. A request that is safe to repeat
+            // gets one more try on a fresh connection: the usual cause is a
+            // pooled connection to a server that has since restarted.
+            if !stale_retried && is_idempotent(self.method) && body.is_some() {
+                stale_retried = true;
+                tracing::debug!(
+                    "request failed before any response, retrying: {}",
+                    error_chain(&err)
+                );
+                continue;
+            }
+            return Err(Error::Http {
+                endpoint: self.target.endpoint().describe(),
+                message: format!("the request failed: {}", error_chain(&err)),
+            });
+        }
+    }
+
+    fn build(&self, body: Body) -> http::Request<Body> {
+        let mut req = http::Request::new(body);
+        *req.method_mut() = self.method.clone();
+        *req.uri_mut() = self.target.uri();
+        *req.version_mut() = self.version;
+        *req.headers_mut() = self.headers.clone();
+        req
+    }
+}
+
+fn is_idempotent(method: &Method) -> bool {
+    matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
+    )
+}
+
+fn invalid_request(message: &str) -> Error {
+    Error::InvalidOptions(message.to_owned())
+}
+
+/// The connector's own error, found inside hyper-util's, so callers get
+/// "no server is listening on pipe 'x' (...)" rather than a generic one.
+fn connect_error(err: &legacy::Error, target: &RequestTarget) -> Error {
+    let mut source = std::error::Error::source(err);
+    while let Some(e) = source {
+        if let Some(ours) = e.downcast_ref::<Error>() {
+            return ours.duplicate();
+        }
+        source = e.source();
+    }
+    Error::Connect {
+        endpoint: target.endpoint().describe(),
+        source: std::io::Error::other(error_chain(err)),
+    }
+}
+
+/// An error and its sources on one line.
+pub(crate) fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(e) = source {
+        let more = e.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        source = e.source();
+    }
+    text
+}

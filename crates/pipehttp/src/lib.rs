@@ -1,0 +1,39 @@
+//! HTTP over named pipes, on every OS, with the same names.
+//!
+//! A server listens on `http://pipe:/NAME`; a client calls
+//! `http://pipe:/NAME:/path`. On Windows NAME is a real named pipe,
+//! `\\.\pipe\NAME`; on Linux and macOS it is a Unix domain socket at the
+//! path .NET uses for the same name, so ASP.NET Core's Kestrel and
+//! `HttpClient` meet pipehttp on either side.
+//!
+//! ```no_run
+//! # async fn run() -> pipehttp::Result<()> {
+//! use pipehttp::{sample::SampleApp, Server};
+//!
+//! Server::builder()
+//!     .listen("http://pipe:/my-test-pipe")
+//!     .bind()
+//!     .await?
+//!     .serve(SampleApp::new())
+//!     .await
+//! # }
+//! ```
+
+#![warn(missing_docs)]
+
+pub mod address;
+pub mod client;
+pub mod config;
+mod error;
+mod options;
+pub mod sample;
+pub mod server;
+pub mod transport;
+
+pub use crate::address::{ListenAddress, RequestTarget};
+pub use crate::client::Client;
+pub use crate::config::Config;
+pub use crate::error::{Error, Result};
+pub use crate::options::{Limits, PipeOptions};
+pub use crate::server::{BodyError, RequestBody, Server, ServerBuilder};
+pub use crate::transport::{PeerInfo, Transport};

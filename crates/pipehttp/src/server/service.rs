@@ -1,0 +1,260 @@
+//! The per-connection adapter between hyper and the user's tower service:
+//! puts the peer in every request, enforces `max_request_body_size` (413)
+//! and tells the connection's watchdog when requests start and finish.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll, ready};
+
+use bytes::Bytes;
+use http::{HeaderValue, Request, Response, StatusCode, Version};
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::{Either, Full};
+use hyper::body::Incoming;
+
+use super::watchdog::{ConnState, InFlight};
+use crate::transport::PeerInfo;
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The body of a request as a pipehttp server hands it to the service:
+/// hyper's body, cut off with an error past `max_request_body_size`.
+///
+/// ```
+/// use http_body_util::BodyExt;
+/// async fn handler(req: http::Request<pipehttp::RequestBody>) -> Result<bytes::Bytes, pipehttp::BodyError> {
+///     Ok(req.into_body().collect().await?.to_bytes())
+/// }
+/// ```
+#[derive(Debug)]
+pub struct RequestBody {
+    inner: Incoming,
+    limit: Option<Limit>,
+}
+
+#[derive(Debug)]
+struct Limit {
+    remaining: u64,
+    max: u64,
+    tripped: Arc<AtomicBool>,
+}
+
+/// A request body could not be read: the client broke off, sent malformed
+/// framing, or sent more than `max_request_body_size`.
+#[derive(Debug, thiserror::Error)]
+pub enum BodyError {
+    /// The body grew past the server's `max_request_body_size`.
+    #[error("the request body is larger than max_request_body_size ({0} bytes)")]
+    TooLarge(u64),
+    /// The connection failed while the body was read.
+    #[error(transparent)]
+    Hyper(#[from] hyper::Error),
+}
+
+impl Body for RequestBody {
+    type Data = Bytes;
+    type Error = BodyError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        let this = self.get_mut();
+        let frame = ready!(Pin::new(&mut this.inner).poll_frame(cx)?);
+        if let (Some(limit), Some(frame)) = (&mut this.limit, &frame) {
+            if let Some(data) = frame.data_ref() {
+                let len = data.len() as u64;
+                if len > limit.remaining {
+                    limit.tripped.store(true, Ordering::Relaxed);
+                    return Poll::Ready(Some(Err(BodyError::TooLarge(limit.max))));
+                }
+                limit.remaining -= len;
+            }
+        }
+        Poll::Ready(frame.map(Ok))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The response body: the service's, or pipehttp's own 413; dropping
+    /// it marks the request finished for the idle timer.
+    pub struct ResponseBody<B> {
+        #[pin]
+        inner: Either<B, Full<Bytes>>,
+        in_flight: InFlight,
+    }
+}
+
+impl<B> Body for ResponseBody<B>
+where
+    B: Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        self.project().inner.poll_frame(cx).map_err(Into::into)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// What a connection hands hyper.
+pub(crate) struct ConnService<S> {
+    pub(crate) service: S,
+    pub(crate) peer: PeerInfo,
+    pub(crate) max_body: Option<u64>,
+    pub(crate) state: Arc<ConnState>,
+}
+
+impl<S, B> hyper::service::Service<Request<Incoming>> for ConnService<S>
+where
+    S: tower_service::Service<Request<RequestBody>, Response = Response<B>> + Clone,
+    B: Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
+    type Response = Response<ResponseBody<B>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S>;
+
+    fn call(&self, req: Request<Incoming>) -> Self::Future {
+        let in_flight = self.state.request_started();
+        let (mut parts, inner) = req.into_parts();
+        parts.extensions.insert(self.peer.clone());
+        let declared = inner.size_hint().exact();
+        let (limit, tripped) = match (self.max_body, declared) {
+            (None, _) => (None, None),
+            (Some(max), Some(len)) if len > max => {
+                return ResponseFuture::rejected(too_large(parts.version, max), in_flight);
+            }
+            // hyper holds a body to its declared length, so only bodies of
+            // unknown length need counting.
+            (Some(_), Some(_)) => (None, None),
+            (Some(max), None) => {
+                let tripped = Arc::new(AtomicBool::new(false));
+                let limit = Limit {
+                    remaining: max,
+                    max,
+                    tripped: tripped.clone(),
+                };
+                (Some(limit), Some((tripped, max)))
+            }
+        };
+        let version = parts.version;
+        let req = Request::from_parts(parts, RequestBody { inner, limit });
+        ResponseFuture {
+            state: State::NotReady {
+                service: self.service.clone(),
+                req: Some(req),
+            },
+            tripped,
+            version,
+            in_flight: Some(in_flight),
+        }
+    }
+}
+
+fn too_large(version: Version, max: u64) -> Response<Full<Bytes>> {
+    let mut res = Response::new(Full::new(Bytes::from(format!(
+        "request body larger than {max} bytes\n"
+    ))));
+    *res.status_mut() = StatusCode::PAYLOAD_TOO_LARGE;
+    if version < Version::HTTP_2 {
+        // The unread body is still on the wire; the connection cannot be reused.
+        res.headers_mut()
+            .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    res.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    res
+}
+
+pin_project_lite::pin_project! {
+    pub(crate) struct ResponseFuture<S: tower_service::Service<Request<RequestBody>>> {
+        #[pin]
+        state: State<S>,
+        tripped: Option<(Arc<AtomicBool>, u64)>,
+        version: Version,
+        in_flight: Option<InFlight>,
+    }
+}
+
+pin_project_lite::pin_project! {
+    #[project = StateProj]
+    enum State<S: tower_service::Service<Request<RequestBody>>> {
+        NotReady { service: S, req: Option<Request<RequestBody>> },
+        Called { #[pin] fut: S::Future },
+        Rejected { res: Option<Response<Full<Bytes>>> },
+    }
+}
+
+impl<S: tower_service::Service<Request<RequestBody>>> ResponseFuture<S> {
+    fn rejected(res: Response<Full<Bytes>>, in_flight: InFlight) -> Self {
+        Self {
+            state: State::Rejected { res: Some(res) },
+            tripped: None,
+            version: Version::HTTP_11,
+            in_flight: Some(in_flight),
+        }
+    }
+}
+
+impl<S, B> Future for ResponseFuture<S>
+where
+    S: tower_service::Service<Request<RequestBody>, Response = Response<B>>,
+{
+    type Output = Result<Response<ResponseBody<B>>, S::Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        let res = loop {
+            match this.state.as_mut().project() {
+                StateProj::NotReady { service, req } => {
+                    ready!(service.poll_ready(cx))?;
+                    let req = req.take().expect("polled after the request was sent");
+                    let fut = service.call(req);
+                    this.state.set(State::Called { fut });
+                }
+                StateProj::Called { fut } => {
+                    let res = ready!(fut.poll(cx))?;
+                    match this.tripped {
+                        Some((tripped, max)) if tripped.load(Ordering::Relaxed) => {
+                            break too_large(*this.version, *max).map(Either::Right);
+                        }
+                        _ => break res.map(Either::Left),
+                    }
+                }
+                StateProj::Rejected { res } => {
+                    break res
+                        .take()
+                        .expect("polled after completion")
+                        .map(Either::Right);
+                }
+            }
+        };
+        let in_flight = this.in_flight.take().expect("polled after completion");
+        Poll::Ready(Ok(res.map(|inner| ResponseBody { inner, in_flight })))
+    }
+}

@@ -1,0 +1,372 @@
+//! One listener and one connection type over named pipes, Unix domain
+//! sockets and TCP. Every platform difference of pipehttp lives below this
+//! module; the rest of the crate sees [`Listener`] and [`Connection`].
+//!
+//! ```no_run
+//! # async fn run() -> pipehttp::Result<()> {
+//! use pipehttp::transport::Listener;
+//! use tokio::io::AsyncWriteExt;
+//!
+//! let address = "http://pipe:/raw-pipe".parse()?;
+//! let listener = Listener::bind(&address, &Default::default()).await?;
+//! let mut conn = listener.accept().await?;
+//! println!("peer pid: {:?}", conn.peer().pid);
+//! conn.write_all(b"hello").await.ok();
+//! # Ok(()) }
+//! ```
+
+use std::io;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use crate::address::{Endpoint, ListenAddress, PipeName};
+use crate::error::{Error, Result};
+use crate::options::PipeOptions;
+
+mod tcp;
+#[cfg(unix)]
+mod unix;
+#[cfg(unix)]
+use unix as local;
+#[cfg(windows)]
+mod windows;
+#[cfg(windows)]
+use windows as local;
+
+/// Where a named pipe NAME lives on this OS.
+///
+/// Windows: `\\.\pipe\NAME`. Unix: NAME itself when it starts with `/`,
+/// otherwise `$TMPDIR/CoreFxPipe_NAME` (`/tmp/CoreFxPipe_NAME` when `TMPDIR`
+/// is unset), the path .NET's `NamedPipeServerStream` uses, so .NET programs
+/// and pipehttp meet on the same name.
+///
+/// ```
+/// use pipehttp::address::{pipe_endpoint, PipeName};
+/// let path = pipe_endpoint(&PipeName::new("my-test-pipe")?);
+/// assert!(path.to_string_lossy().ends_with("my-test-pipe"));
+/// # Ok::<(), pipehttp::address::AddressError>(())
+/// ```
+#[must_use]
+pub fn pipe_endpoint(name: &PipeName) -> PathBuf {
+    local::pipe_endpoint(name)
+}
+
+/// Which kind of endpoint a connection came through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Transport {
+    /// A named pipe address (`pipe:`), whatever carries it on this OS.
+    Pipe,
+    /// A Unix domain socket path (`unix:`).
+    Unix,
+    /// TCP.
+    Tcp,
+}
+
+impl Transport {
+    /// `"pipe"`, `"unix"` or `"tcp"`.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Transport::Pipe => "pipe",
+            Transport::Unix => "unix",
+            Transport::Tcp => "tcp",
+        }
+    }
+}
+
+/// Who is on the other end, as far as the OS tells. A server's handler
+/// finds it in the request extensions:
+///
+/// ```
+/// use pipehttp::PeerInfo;
+/// fn caller_pid(req: &http::Request<()>) -> Option<u32> {
+///     req.extensions().get::<PeerInfo>()?.pid
+/// }
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PeerInfo {
+    /// The kind of endpoint.
+    pub transport: Transport,
+    /// The peer's process id (Unix: SO_PEERCRED; Windows: the pipe's client
+    /// or server process id).
+    pub pid: Option<u32>,
+    /// The peer's user id (Unix only).
+    pub uid: Option<u32>,
+    /// The peer's group id (Unix only).
+    pub gid: Option<u32>,
+    /// The peer's address (TCP only).
+    pub addr: Option<SocketAddr>,
+}
+
+impl PeerInfo {
+    pub(crate) fn new(transport: Transport) -> Self {
+        Self {
+            transport,
+            pid: None,
+            uid: None,
+            gid: None,
+            addr: None,
+        }
+    }
+}
+
+/// A byte stream over any transport: what [`Listener::accept`] and
+/// [`connect`] return.
+#[derive(Debug)]
+pub struct Connection {
+    io: Io,
+    peer: PeerInfo,
+}
+
+#[derive(Debug)]
+enum Io {
+    Local(local::Stream),
+    Tcp(tokio::net::TcpStream),
+}
+
+impl Connection {
+    /// The process, user and address on the other end.
+    #[must_use]
+    pub fn peer(&self) -> &PeerInfo {
+        &self.peer
+    }
+}
+
+macro_rules! delegate {
+    ($self:ident, $io:ident => $e:expr) => {
+        match &mut $self.get_mut().io {
+            Io::Local($io) => $e,
+            Io::Tcp($io) => $e,
+        }
+    };
+}
+
+impl AsyncRead for Connection {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        delegate!(self, io => Pin::new(io).poll_read(cx, buf))
+    }
+}
+
+impl AsyncWrite for Connection {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        delegate!(self, io => Pin::new(io).poll_write(cx, buf))
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        delegate!(self, io => Pin::new(io).poll_write_vectored(cx, bufs))
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match &self.io {
+            Io::Local(io) => io.is_write_vectored(),
+            Io::Tcp(io) => io.is_write_vectored(),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        delegate!(self, io => Pin::new(io).poll_flush(cx))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        delegate!(self, io => Pin::new(io).poll_shutdown(cx))
+    }
+}
+
+/// A bound endpoint that accepts connections. On Unix the socket file is
+/// removed when the listener is dropped, unless another server has since
+/// put its own socket at the path.
+#[derive(Debug)]
+pub struct Listener {
+    inner: Inner,
+    address: ListenAddress,
+    transport: Transport,
+}
+
+#[derive(Debug)]
+enum Inner {
+    Local(local::Listener),
+    Tcp(tcp::Listener),
+}
+
+impl Listener {
+    /// Binds `address`.
+    ///
+    /// A pipe name or socket path that a live server holds fails with
+    /// [`Error::AddrInUse`]. On Unix a stale socket file left by a dead
+    /// server is replaced; anything that is not a socket is left alone and
+    /// the bind fails with [`Error::NotASocket`].
+    pub async fn bind(address: &ListenAddress, options: &PipeOptions) -> Result<Self> {
+        options.validate().map_err(Error::InvalidOptions)?;
+        let (inner, transport, address) = match address.endpoint() {
+            Endpoint::Tcp { host, port } => {
+                let tcp = tcp::Listener::bind(host, *port).map_err(|source| Error::Bind {
+                    endpoint: address.endpoint().describe(),
+                    source,
+                })?;
+                let bound = ListenAddress::new(
+                    address.scheme(),
+                    Endpoint::Tcp {
+                        host: host.clone(),
+                        port: tcp.port(),
+                    },
+                );
+                (Inner::Tcp(tcp), Transport::Tcp, bound)
+            }
+            Endpoint::Pipe(_) => (
+                Inner::Local(local::Listener::bind(address.endpoint(), options)?),
+                Transport::Pipe,
+                address.clone(),
+            ),
+            Endpoint::Unix(_) => (
+                Inner::Local(local::Listener::bind(address.endpoint(), options)?),
+                Transport::Unix,
+                address.clone(),
+            ),
+        };
+        Ok(Self {
+            inner,
+            address,
+            transport,
+        })
+    }
+
+    /// Waits for the next connection. Peers that `current_user_only` turns
+    /// away are closed inside and never returned.
+    pub async fn accept(&self) -> io::Result<Connection> {
+        let (io, mut peer) = match &self.inner {
+            Inner::Local(l) => {
+                let (stream, peer) = l.accept(self.transport).await?;
+                (Io::Local(stream), peer)
+            }
+            Inner::Tcp(l) => {
+                let (stream, addr) = l.accept().await?;
+                let mut peer = PeerInfo::new(Transport::Tcp);
+                peer.addr = Some(addr);
+                (Io::Tcp(stream), peer)
+            }
+        };
+        peer.transport = self.transport;
+        Ok(Connection { io, peer })
+    }
+
+    /// The address it listens on; for TCP port 0, the port it got.
+    #[must_use]
+    pub fn local_address(&self) -> &ListenAddress {
+        &self.address
+    }
+
+    /// The socket file (Unix) or pipe path (Windows); `None` for TCP.
+    #[must_use]
+    pub fn path(&self) -> Option<&Path> {
+        match &self.inner {
+            Inner::Local(l) => Some(l.path()),
+            Inner::Tcp(_) => None,
+        }
+    }
+
+    /// The TCP addresses it listens on; empty for pipes and Unix sockets.
+    #[must_use]
+    pub fn socket_addrs(&self) -> Vec<SocketAddr> {
+        match &self.inner {
+            Inner::Tcp(l) => l.local_addrs(),
+            Inner::Local(_) => Vec::new(),
+        }
+    }
+}
+
+/// What a client asks of a connection attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ConnectOptions {
+    /// Refuse a server that runs as another user.
+    pub current_user_only: bool,
+}
+
+/// Why one connection attempt failed, sorted by what the caller should do.
+#[derive(Debug)]
+pub(crate) enum ConnectFailure {
+    /// No server there now (no file or pipe, or refused): waiting may help.
+    Absent(io::Error),
+    /// A server is there but has no free instance or queue slot: waiting helps.
+    Busy(io::Error),
+    /// Waiting will not help.
+    Fatal(Error),
+}
+
+/// Opens one connection to `endpoint`, once, without waiting.
+pub(crate) async fn connect(
+    endpoint: &Endpoint,
+    options: ConnectOptions,
+) -> std::result::Result<Connection, ConnectFailure> {
+    let (io, peer) = match endpoint {
+        Endpoint::Tcp { host, port } => {
+            let (stream, addr) = tcp::connect(host, *port).await.map_err(|e| {
+                if e.kind() == io::ErrorKind::ConnectionRefused {
+                    ConnectFailure::Absent(e)
+                } else {
+                    ConnectFailure::Fatal(Error::Connect {
+                        endpoint: endpoint.describe(),
+                        source: e,
+                    })
+                }
+            })?;
+            let mut peer = PeerInfo::new(Transport::Tcp);
+            peer.addr = Some(addr);
+            (Io::Tcp(stream), peer)
+        }
+        Endpoint::Pipe(_) | Endpoint::Unix(_) => {
+            let (stream, mut peer) = local::connect(endpoint).await?;
+            if matches!(endpoint, Endpoint::Unix(_)) {
+                peer.transport = Transport::Unix;
+            }
+            if options.current_user_only {
+                local::check_same_user(&stream, &peer).map_err(|detail| {
+                    ConnectFailure::Fatal(Error::PeerNotAllowed {
+                        endpoint: endpoint.describe(),
+                        detail,
+                    })
+                })?;
+            }
+            (Io::Local(stream), peer)
+        }
+    };
+    Ok(Connection { io, peer })
+}
+
+/// How long to wait before the next attempt when a server is absent or
+/// busy: doubling from 1 ms, capped at 100 ms, so a waiting client costs
+/// almost no CPU yet notices a new server quickly.
+pub(crate) fn retry_delay(attempt: u32) -> Duration {
+    Duration::from_millis((1u64 << attempt.min(7)).min(100))
+}
+
+/// Whether this process runs under Wine, where some Windows security
+/// features are not enforced. Always false off Windows.
+#[must_use]
+pub fn running_under_wine() -> bool {
+    local::running_under_wine()
+}
+
+/// Resolves when the OS asks the process to stop: SIGINT or SIGTERM on
+/// Unix, Ctrl-C on Windows.
+pub(crate) async fn stop_signal() {
+    local::stop_signal().await;
+}
