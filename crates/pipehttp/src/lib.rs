@@ -22,8 +22,9 @@
 #![warn(missing_docs)]
 
 pub mod address;
+#[cfg(feature = "axum")]
+mod axum_listener;
 pub mod client;
-pub mod config;
 mod error;
 mod options;
 pub mod sample;
@@ -32,7 +33,6 @@ pub mod transport;
 
 pub use crate::address::{ListenAddress, RequestTarget};
 pub use crate::client::Client;
-pub use crate::config::Config;
 pub use crate::error::{Error, Result};
 pub use crate::options::{Limits, PipeOptions};
 pub use crate::server::{BodyError, RequestBody, Server, ServerBuilder};

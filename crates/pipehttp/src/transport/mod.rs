@@ -283,6 +283,12 @@ impl Listener {
         }
     }
 
+    /// Which kind of endpoint it is.
+    #[must_use]
+    pub fn transport(&self) -> Transport {
+        self.transport
+    }
+
     /// The TCP addresses it listens on; empty for pipes and Unix sockets.
     #[must_use]
     pub fn socket_addrs(&self) -> Vec<SocketAddr> {
@@ -356,6 +362,14 @@ pub(crate) async fn connect(
 /// almost no CPU yet notices a new server quickly.
 pub(crate) fn retry_delay(attempt: u32) -> Duration {
     Duration::from_millis((1u64 << attempt.min(7)).min(100))
+}
+
+/// This process as a peer on `transport` would see it.
+#[cfg(feature = "axum")]
+pub(crate) fn own_identity(transport: Transport) -> PeerInfo {
+    let mut me = local::own_identity();
+    me.transport = transport;
+    me
 }
 
 /// Whether this process runs under Wine, where some Windows security

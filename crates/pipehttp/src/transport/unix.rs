@@ -293,6 +293,16 @@ pub(crate) fn check_same_user(_stream: &Stream, peer: &PeerInfo) -> Result<(), S
     }
 }
 
+#[cfg(feature = "axum")]
+pub(crate) fn own_identity() -> PeerInfo {
+    let mut me = PeerInfo::new(Transport::Pipe);
+    me.pid = Some(std::process::id());
+    me.uid = Some(current_uid());
+    // SAFETY: getegid has no preconditions and cannot fail.
+    me.gid = Some(unsafe { libc::getegid() });
+    me
+}
+
 pub(crate) fn running_under_wine() -> bool {
     false
 }

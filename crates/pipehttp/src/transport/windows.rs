@@ -458,6 +458,13 @@ impl std::fmt::Debug for InstanceFactory {
     }
 }
 
+#[cfg(feature = "axum")]
+pub(crate) fn own_identity() -> PeerInfo {
+    let mut me = PeerInfo::new(Transport::Pipe);
+    me.pid = Some(std::process::id());
+    me
+}
+
 pub(crate) fn running_under_wine() -> bool {
     let ntdll: Vec<u16> = "ntdll.dll\0".encode_utf16().collect();
     // SAFETY: both strings are NUL-terminated; a missing export yields None.
