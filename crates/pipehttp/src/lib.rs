@@ -29,6 +29,7 @@ mod error;
 mod options;
 pub mod sample;
 pub mod server;
+pub mod tls;
 pub mod transport;
 
 pub use crate::address::{ListenAddress, RequestTarget};

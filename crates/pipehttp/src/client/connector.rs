@@ -10,10 +10,15 @@ use std::time::Duration;
 
 use hyper_util::client::legacy::connect::{Connected, Connection as HyperConnection};
 use hyper_util::rt::TokioIo;
+use rustls::ClientConfig;
+use rustls_pki_types::ServerName;
 use tokio::time::Instant;
+use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
 
-use crate::address::{Endpoint, ListenAddress};
+use crate::address::{Endpoint, Host, ListenAddress, Scheme};
 use crate::error::{Error, Result};
+use crate::tls::{self, Trust};
 use crate::transport::{self, ConnectFailure, ConnectOptions, Connection, PeerInfo};
 
 /// Default time to wait for a server to appear and accept.
@@ -38,23 +43,44 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// When no server is there yet, or every pipe instance is busy, it keeps
 /// trying with a capped backoff (1 ms doubling to 100 ms) for up to the
 /// connect timeout, so a client outlives a server restart without spinning.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Connector {
     endpoint: Arc<Endpoint>,
     connect_timeout: Duration,
     current_user_only: bool,
+    tls: Option<(TlsConnector, ServerName<'static>)>,
 }
+
+impl std::fmt::Debug for Connector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connector")
+            .field("endpoint", &self.endpoint)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("current_user_only", &self.current_user_only)
+            .field("tls_server_name", &self.tls.as_ref().map(|(_, name)| name))
+            .finish()
+    }
+}
+
+/// ALPN protocols a client offers: HTTP/2 first, so servers that speak it use it.
+pub(crate) const CLIENT_ALPN: [&[u8]; 2] = [b"h2", b"http/1.1"];
 
 impl Connector {
     /// A connector for the endpoint of a listen address or request target,
-    /// such as `http://pipe:/my-test-pipe`.
+    /// such as `http://pipe:/my-test-pipe`. An `https://` address gets TLS
+    /// that trusts the platform's root certificates; see
+    /// [`tls_config`](Self::tls_config) to trust others.
     pub fn new<A>(address: A) -> Result<Self>
     where
         A: TryInto<ListenAddress>,
         A::Error: Into<Error>,
     {
         let address = address.try_into().map_err(Into::into)?;
-        Ok(Self::for_endpoint(address.endpoint().clone()))
+        let connector = Self::for_endpoint(address.endpoint().clone());
+        match address.scheme() {
+            Scheme::Http => Ok(connector),
+            Scheme::Https => connector.tls_config(Trust::default().client_config(&CLIENT_ALPN)?),
+        }
     }
 
     pub(crate) fn for_endpoint(endpoint: Endpoint) -> Self {
@@ -62,7 +88,35 @@ impl Connector {
             endpoint: Arc::new(endpoint),
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             current_user_only: false,
+            tls: None,
         }
+    }
+
+    /// Speak TLS with this rustls configuration, checking the server's
+    /// certificate for `localhost` over pipes and Unix sockets, or for the
+    /// host over TCP.
+    pub fn tls_config(mut self, config: Arc<ClientConfig>) -> Result<Self> {
+        let name = match &*self.endpoint {
+            Endpoint::Tcp {
+                host: Host::Name(name),
+                ..
+            } => name.clone(),
+            Endpoint::Tcp {
+                host: Host::Ip(ip), ..
+            } => ip.to_string(),
+            _ => "localhost".to_owned(),
+        };
+        self.tls = Some((TlsConnector::from(config), tls::server_name(&name)?));
+        Ok(self)
+    }
+
+    /// Check the server's certificate for `name` instead (after
+    /// [`tls_config`](Self::tls_config) or an `https://` address).
+    pub fn tls_server_name(mut self, name: &str) -> Result<Self> {
+        if let Some((_, server_name)) = &mut self.tls {
+            *server_name = tls::server_name(name)?;
+        }
+        Ok(self)
     }
 
     /// How long to wait for the server to exist and accept (default 5 s).
@@ -146,9 +200,27 @@ impl tower_service::Service<http::Uri> for Connector {
         let this = self.clone();
         Box::pin(async move {
             let conn = this.connect().await?;
+            let peer = conn.peer().clone();
+            let Some((tls, name)) = &this.tls else {
+                return Ok(Stream {
+                    io: Io::Plain(TokioIo::new(conn)),
+                    peer,
+                });
+            };
+            let stream = tls.connect(name.clone(), conn).await.map_err(|e| {
+                let hint = if e.to_string().contains("certificate") {
+                    ": trust its CA with --cacert (ClientBuilder::add_root_certificate_pem), or use --insecure for development"
+                } else {
+                    ""
+                };
+                Error::Tls(format!(
+                    "{}: TLS handshake failed: {e}{hint}",
+                    this.endpoint.describe()
+                ))
+            })?;
             Ok(Stream {
-                peer: conn.peer().clone(),
-                io: TokioIo::new(conn),
+                io: Io::Tls(Box::new(TokioIo::new(stream))),
+                peer,
             })
         })
     }
@@ -158,14 +230,38 @@ impl tower_service::Service<http::Uri> for Connector {
 /// put in every response's extensions.
 #[derive(Debug)]
 pub struct Stream {
-    io: TokioIo<Connection>,
+    io: Io,
     peer: PeerInfo,
+}
+
+#[derive(Debug)]
+enum Io {
+    Plain(TokioIo<Connection>),
+    Tls(Box<TokioIo<TlsStream<Connection>>>),
 }
 
 impl HyperConnection for Stream {
     fn connected(&self) -> Connected {
-        Connected::new().extra(self.peer.clone())
+        let connected = Connected::new().extra(self.peer.clone());
+        match &self.io {
+            Io::Tls(tls) if tls.inner().get_ref().1.alpn_protocol() == Some(b"h2") => {
+                connected.negotiated_h2()
+            }
+            _ => connected,
+        }
     }
+}
+
+macro_rules! delegate {
+    ($self:ident, $io:ident => $e:expr) => {
+        match &mut $self.get_mut().io {
+            Io::Plain($io) => $e,
+            Io::Tls($io) => {
+                let $io = &mut **$io;
+                $e
+            }
+        }
+    };
 }
 
 impl hyper::rt::Read for Stream {
@@ -174,7 +270,7 @@ impl hyper::rt::Read for Stream {
         cx: &mut Context<'_>,
         buf: hyper::rt::ReadBufCursor<'_>,
     ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().io).poll_read(cx, buf)
+        delegate!(self, io => Pin::new(io).poll_read(cx, buf))
     }
 }
 
@@ -184,7 +280,7 @@ impl hyper::rt::Write for Stream {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
+        delegate!(self, io => Pin::new(io).poll_write(cx, buf))
     }
 
     fn poll_write_vectored(
@@ -192,18 +288,21 @@ impl hyper::rt::Write for Stream {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().io).poll_write_vectored(cx, bufs)
+        delegate!(self, io => Pin::new(io).poll_write_vectored(cx, bufs))
     }
 
     fn is_write_vectored(&self) -> bool {
-        self.io.is_write_vectored()
+        match &self.io {
+            Io::Plain(io) => io.is_write_vectored(),
+            Io::Tls(io) => io.is_write_vectored(),
+        }
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+        delegate!(self, io => Pin::new(io).poll_flush(cx))
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+        delegate!(self, io => Pin::new(io).poll_shutdown(cx))
     }
 }

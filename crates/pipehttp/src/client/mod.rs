@@ -34,10 +34,12 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tokio::time::Instant;
 
 pub use self::body::Body;
+use self::connector::CLIENT_ALPN;
 pub use self::connector::{Connector, DEFAULT_CONNECT_TIMEOUT, Stream};
 pub use self::response::Response;
-use crate::address::{ListenAddress, RequestTarget};
+use crate::address::{ListenAddress, RequestTarget, Scheme};
 use crate::error::{Error, Result};
+use crate::tls::Trust;
 
 type Pool = legacy::Client<Connector, Body>;
 
@@ -77,6 +79,8 @@ impl Default for RetryPolicy {
 
 #[derive(Debug, Clone)]
 struct Config {
+    trust: Trust,
+    tls_server_name: Option<String>,
     connect_timeout: Duration,
     timeout: Option<Duration>,
     retry: RetryPolicy,
@@ -88,6 +92,8 @@ struct Config {
 impl Default for Config {
     fn default() -> Self {
         Self {
+            trust: Trust::default(),
+            tls_server_name: None,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             timeout: None,
             retry: RetryPolicy::none(),
@@ -108,7 +114,15 @@ pub struct Client {
 #[derive(Debug)]
 struct Inner {
     config: Config,
-    pools: Mutex<HashMap<ListenAddress, Pool>>,
+    pools: Mutex<Pools>,
+}
+
+#[derive(Debug, Default)]
+struct Pools {
+    by_address: HashMap<ListenAddress, Pool>,
+    /// Made on the first https request: loading the platform's roots is
+    /// work a cleartext-only client never needs.
+    tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 /// Settings for a [`Client`].
@@ -149,6 +163,32 @@ impl ClientBuilder {
         self
     }
 
+    /// Trust this CA certificate (PEM) beside the platform's roots.
+    ///
+    /// ```
+    /// # fn run(ca_pem: Vec<u8>) {
+    /// let client = pipehttp::Client::builder().add_root_certificate_pem(ca_pem).build();
+    /// # }
+    /// ```
+    pub fn add_root_certificate_pem(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.config.trust.extra_roots.push(pem.into());
+        self
+    }
+
+    /// Accept any server certificate. For development only: anyone who
+    /// holds the name can read and change the traffic.
+    pub fn danger_accept_invalid_certs(mut self, accept: bool) -> Self {
+        self.config.trust.insecure = accept;
+        self
+    }
+
+    /// Check server certificates for `name` (default: `localhost` over
+    /// pipes and Unix sockets, the host over TCP).
+    pub fn tls_server_name(mut self, name: impl Into<String>) -> Self {
+        self.config.tls_server_name = Some(name.into());
+        self
+    }
+
     /// How long an unused pooled connection is kept (default 90 s).
     pub fn pool_idle_timeout(mut self, timeout: Duration) -> Self {
         self.config.pool_idle_timeout = timeout;
@@ -167,7 +207,7 @@ impl ClientBuilder {
         Client {
             inner: Arc::new(Inner {
                 config: self.config,
-                pools: Mutex::new(HashMap::new()),
+                pools: Mutex::new(Pools::default()),
             }),
         }
     }
@@ -257,23 +297,40 @@ impl Client {
         self.request(Method::DELETE, target)
     }
 
-    fn pool(&self, address: &ListenAddress) -> Pool {
+    fn pool(&self, address: &ListenAddress) -> Result<Pool> {
         let mut pools = self.inner.pools.lock().expect("pool map poisoned");
-        if let Some(pool) = pools.get(address) {
-            return pool.clone();
+        if let Some(pool) = pools.by_address.get(address) {
+            return Ok(pool.clone());
         }
         let config = &self.inner.config;
-        let connector = Connector::for_endpoint(address.endpoint().clone())
+        let mut connector = Connector::for_endpoint(address.endpoint().clone())
             .connect_timeout(config.connect_timeout)
             .current_user_only(config.current_user_only);
+        if address.scheme() == Scheme::Https {
+            let tls = match &pools.tls {
+                Some(tls) => tls.clone(),
+                None => {
+                    let alpn: &[&[u8]] = if config.http2_prior_knowledge {
+                        &CLIENT_ALPN[..1]
+                    } else {
+                        &CLIENT_ALPN
+                    };
+                    pools.tls.insert(config.trust.client_config(alpn)?).clone()
+                }
+            };
+            connector = connector.tls_config(tls)?;
+            if let Some(name) = &config.tls_server_name {
+                connector = connector.tls_server_name(name)?;
+            }
+        }
         let pool = legacy::Client::builder(TokioExecutor::new())
             .pool_timer(TokioTimer::new())
             .timer(TokioTimer::new())
             .pool_idle_timeout(config.pool_idle_timeout)
             .http2_only(config.http2_prior_knowledge)
             .build(connector);
-        pools.insert(address.clone(), pool.clone());
-        pool
+        pools.by_address.insert(address.clone(), pool.clone());
+        Ok(pool)
     }
 }
 
@@ -353,7 +410,7 @@ impl RequestBuilder {
         let target = self.target?;
         let endpoint: Arc<str> = target.endpoint().describe().into();
         let deadline = self.timeout.map(|t| (Instant::now() + t, t));
-        let pool = self.client.pool(target.listen_address());
+        let pool = self.client.pool(target.listen_address())?;
         let version = if self.client.inner.config.http2_prior_knowledge {
             Version::HTTP_2
         } else {

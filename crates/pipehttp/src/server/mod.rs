@@ -33,15 +33,18 @@ use http::{Request, Response};
 use http_body::Body;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{Semaphore, mpsc, watch};
+use tokio_rustls::TlsAcceptor;
 
 use self::service::ConnService;
 pub use self::service::{BodyError, RequestBody, ResponseBody};
 use self::watchdog::{ConnState, Monitored};
-use crate::address::ListenAddress;
+use crate::address::{ListenAddress, Scheme};
 use crate::error::{Error, Result};
 use crate::options::{Limits, PipeOptions};
-use crate::transport::{Connection, Listener};
+use crate::tls::Certificate;
+use crate::transport::{Listener, PeerInfo};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -52,7 +55,7 @@ pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
 /// The entry point: `Server::builder()`.
 #[derive(Debug)]
 pub struct Server {
-    listeners: Vec<Listener>,
+    listeners: Vec<Bound>,
     limits: Limits,
     pipes: PipeOptions,
     shutdown_timeout: Duration,
@@ -62,7 +65,8 @@ pub struct Server {
 #[derive(Debug, Default)]
 #[must_use = "a builder does nothing until bind() is awaited"]
 pub struct ServerBuilder {
-    addresses: Vec<ListenAddress>,
+    endpoints: Vec<(ListenAddress, Option<Certificate>)>,
+    default_certificate: Option<Certificate>,
     error: Option<Error>,
     limits: Limits,
     pipes: PipeOptions,
@@ -100,7 +104,7 @@ impl ServerBuilder {
         A::Error: Into<Error>,
     {
         match address.try_into() {
-            Ok(address) => self.addresses.push(address),
+            Ok(address) => self.endpoints.push((address, None)),
             Err(e) => {
                 self.error.get_or_insert(e.into());
             }
@@ -108,10 +112,33 @@ impl ServerBuilder {
         self
     }
 
+    /// Adds an `https://` address with its own certificate.
+    pub fn listen_with_certificate<A>(mut self, address: A, certificate: Certificate) -> Self
+    where
+        A: TryInto<ListenAddress>,
+        A::Error: Into<Error>,
+    {
+        match address.try_into() {
+            Ok(address) => self.endpoints.push((address, Some(certificate))),
+            Err(e) => {
+                self.error.get_or_insert(e.into());
+            }
+        }
+        self
+    }
+
+    /// The certificate for every `https://` address that has none of its own.
+    pub fn default_certificate(mut self, certificate: Certificate) -> Self {
+        self.default_certificate = Some(certificate);
+        self
+    }
+
     /// Adds every address of a `;`-separated list, as `PIPEHTTP_URLS` holds it.
     pub fn urls(mut self, list: &str) -> Self {
         match ListenAddress::parse_list(list) {
-            Ok(addresses) => self.addresses.extend(addresses),
+            Ok(addresses) => self
+                .endpoints
+                .extend(addresses.into_iter().map(|a| (a, None))),
             Err(e) => {
                 self.error.get_or_insert(e.into());
             }
@@ -175,7 +202,7 @@ impl ServerBuilder {
         if let Some(e) = self.error {
             return Err(e);
         }
-        if self.addresses.is_empty() {
+        if self.endpoints.is_empty() {
             return Err(Error::InvalidOptions(
                 "no address to listen on: add one with listen() or urls()".into(),
             ));
@@ -185,9 +212,17 @@ impl ServerBuilder {
                 "max_request_headers_total_size must be at least 1 byte".into(),
             ));
         }
-        let mut listeners = Vec::with_capacity(self.addresses.len());
-        for address in &self.addresses {
-            listeners.push(Listener::bind(address, &self.pipes).await?);
+        let mut listeners = Vec::with_capacity(self.endpoints.len());
+        for (address, certificate) in &self.endpoints {
+            let tls = tls_for(
+                address,
+                certificate.as_ref(),
+                self.default_certificate.as_ref(),
+            )?;
+            listeners.push(Bound {
+                listener: Listener::bind(address, &self.pipes).await?,
+                tls,
+            });
         }
         Ok(Server {
             listeners,
@@ -195,6 +230,44 @@ impl ServerBuilder {
             pipes: self.pipes,
             shutdown_timeout: self.shutdown_timeout.unwrap_or(DEFAULT_SHUTDOWN_TIMEOUT),
         })
+    }
+}
+
+/// The TLS configuration of one endpoint: its own certificate, else the
+/// default one; `https` without either, or `http` with a certificate of its
+/// own, is a mistake worth stopping for.
+fn tls_for(
+    address: &ListenAddress,
+    own: Option<&Certificate>,
+    default: Option<&Certificate>,
+) -> Result<Option<TlsAcceptor>> {
+    match (address.scheme(), own.or(default)) {
+        (Scheme::Http, _) if own.is_some() => Err(Error::Tls(format!(
+            "{address} has a certificate but is not https: write https://"
+        ))),
+        (Scheme::Http, _) => Ok(None),
+        (Scheme::Https, Some(certificate)) => Ok(Some(TlsAcceptor::from(
+            certificate.server_config(&address.to_string())?,
+        ))),
+        (Scheme::Https, None) => Err(Error::Tls(format!(
+            "{address} needs a certificate: give one with --cert and --key, \
+             certificates.default in the config file, or ServerBuilder::default_certificate"
+        ))),
+    }
+}
+
+/// A listener and, for https, its TLS acceptor.
+struct Bound {
+    listener: Listener,
+    tls: Option<TlsAcceptor>,
+}
+
+impl std::fmt::Debug for Bound {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Bound")
+            .field("listener", &self.listener)
+            .field("tls", &self.tls.is_some())
+            .finish()
     }
 }
 
@@ -230,9 +303,9 @@ impl Server {
     pub fn local_addresses(&self) -> Vec<BoundAddress> {
         self.listeners
             .iter()
-            .map(|l| BoundAddress {
-                address: l.local_address().clone(),
-                path: l.path().map(ToOwned::to_owned),
+            .map(|b| BoundAddress {
+                address: b.listener.local_address().clone(),
+                path: b.listener.path().map(ToOwned::to_owned),
             })
             .collect()
     }
@@ -284,9 +357,9 @@ impl Server {
         // Every connection holds a sender; recv() returns None once all are gone.
         let (open_tx, mut open_rx) = mpsc::channel::<()>(1);
         let mut accept_loops = tokio::task::JoinSet::new();
-        for listener in self.listeners {
+        for bound in self.listeners {
             accept_loops.spawn(accept_loop(
-                listener,
+                bound,
                 shared.clone(),
                 service.clone(),
                 phase_rx.clone(),
@@ -344,7 +417,7 @@ fn http_builder(limits: &Limits, pipes: &PipeOptions) -> auto::Builder<TokioExec
 }
 
 async fn accept_loop<S, B>(
-    listener: Listener,
+    Bound { listener, tls }: Bound,
     shared: Arc<Shared>,
     service: S,
     phase: watch::Receiver<Phase>,
@@ -388,8 +461,27 @@ async fn accept_loop<S, B>(
         let service = service.clone();
         let phase = phase.clone();
         let open = open.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
-            serve_connection(conn, &shared, service, phase).await;
+            let peer = conn.peer().clone();
+            match tls {
+                None => serve_connection(conn, peer, &shared, service, phase).await,
+                Some(tls) => {
+                    // A client gets the headers timeout to finish its
+                    // handshake too, so a silent one cannot hold a slot.
+                    let handshake = tokio::time::timeout(
+                        shared.limits.request_headers_timeout,
+                        tls.accept(conn),
+                    );
+                    match handshake.await {
+                        Ok(Ok(stream)) => {
+                            serve_connection(stream, peer, &shared, service, phase).await;
+                        }
+                        Ok(Err(e)) => tracing::debug!("TLS handshake failed: {e}"),
+                        Err(_) => tracing::debug!("TLS handshake timed out"),
+                    }
+                }
+            }
             drop(permit);
             drop(open);
         });
@@ -405,12 +497,14 @@ fn is_connection_error(e: &std::io::Error) -> bool {
     )
 }
 
-async fn serve_connection<S, B>(
-    conn: Connection,
+async fn serve_connection<I, S, B>(
+    conn: I,
+    peer: PeerInfo,
     shared: &Shared,
     service: S,
     mut phase: watch::Receiver<Phase>,
 ) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     S: tower_service::Service<Request<RequestBody>, Response = Response<B>>
         + Clone
         + Send
@@ -423,7 +517,7 @@ async fn serve_connection<S, B>(
     let state = Arc::new(ConnState::default());
     let service = ConnService {
         service,
-        peer: conn.peer().clone(),
+        peer,
         max_body: shared.limits.max_request_body_size,
         state: state.clone(),
     };

@@ -379,6 +379,21 @@ pub fn running_under_wine() -> bool {
     local::running_under_wine()
 }
 
+/// Creates (or truncates) a file that only the current user may read, for
+/// private keys: on Unix it is created with mode 0600, never looser even
+/// for a moment; on Windows it inherits the ACL of its directory, which in
+/// a user's profile admits that user and administrators.
+///
+/// ```no_run
+/// use std::io::Write;
+/// let mut key = pipehttp::transport::create_private_file("key.pem".as_ref())?;
+/// key.write_all(b"...")?;
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub fn create_private_file(path: &Path) -> io::Result<std::fs::File> {
+    local::create_private_file(path)
+}
+
 /// Resolves when the OS asks the process to stop: SIGINT or SIGTERM on
 /// Unix, Ctrl-C on Windows.
 pub(crate) async fn stop_signal() {

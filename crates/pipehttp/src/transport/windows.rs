@@ -474,6 +474,10 @@ pub(crate) fn running_under_wine() -> bool {
     }
 }
 
+pub(crate) fn create_private_file(path: &Path) -> io::Result<std::fs::File> {
+    std::fs::File::create(path)
+}
+
 pub(crate) async fn stop_signal() {
     if tokio::signal::ctrl_c().await.is_err() {
         tracing::warn!("cannot install a Ctrl-C handler; stop the server another way");

@@ -1,0 +1,221 @@
+//! TLS for `https://` endpoints and targets: rustls with its ring provider
+//! (so the Windows target builds with mingw and no C toolchain beyond it).
+//!
+//! A server takes a certificate and key from PEM files:
+//!
+//! ```no_run
+//! # async fn run() -> pipehttp::Result<()> {
+//! use pipehttp::{Server, sample::SampleApp, tls::Certificate};
+//!
+//! Server::builder()
+//!     .listen("https://pipe:/secure")
+//!     .default_certificate(Certificate::from_pem_files("cert.pem", "key.pem"))
+//!     .bind()
+//!     .await?
+//!     .serve(SampleApp::new())
+//!     .await
+//! # }
+//! ```
+//!
+//! Over a pipe or Unix socket the client checks the server's certificate for
+//! the name `localhost` unless told another.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
+use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, SignatureScheme};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+
+use crate::error::{Error, Result};
+
+/// ALPN protocols a server offers, best first.
+const SERVER_ALPN: [&[u8]; 2] = [b"h2", b"http/1.1"];
+
+fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// A server certificate chain and its private key, in PEM. Files are read
+/// when the server binds, so errors name the endpoint that needs them.
+///
+/// ```
+/// let cert = pipehttp::tls::Certificate::from_pem_files("cert.pem", "key.pem");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Certificate {
+    source: Source,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Source {
+    Files { cert: PathBuf, key: PathBuf },
+    Pem { cert: Vec<u8>, key: Vec<u8> },
+}
+
+impl Certificate {
+    /// The chain in `cert` (leaf first) and the key in `key`, PEM files.
+    #[must_use]
+    pub fn from_pem_files(cert: impl Into<PathBuf>, key: impl Into<PathBuf>) -> Self {
+        Self {
+            source: Source::Files {
+                cert: cert.into(),
+                key: key.into(),
+            },
+        }
+    }
+
+    /// The chain and key as PEM text already in memory.
+    #[must_use]
+    pub fn from_pem(cert: impl Into<Vec<u8>>, key: impl Into<Vec<u8>>) -> Self {
+        Self {
+            source: Source::Pem {
+                cert: cert.into(),
+                key: key.into(),
+            },
+        }
+    }
+
+    /// A rustls server configuration offering h2 and http/1.1, or an error
+    /// naming `endpoint` and the file at fault.
+    pub(crate) fn server_config(&self, endpoint: &str) -> Result<Arc<ServerConfig>> {
+        let fail = |what: String| Error::Tls(format!("{endpoint}: {what}"));
+        let (cert_pem, key_pem, cert_name, key_name) = match &self.source {
+            Source::Files { cert, key } => (
+                read(cert).map_err(&fail)?,
+                read(key).map_err(&fail)?,
+                cert.display().to_string(),
+                key.display().to_string(),
+            ),
+            Source::Pem { cert, key } => (
+                cert.clone(),
+                key.clone(),
+                "the certificate PEM".to_owned(),
+                "the key PEM".to_owned(),
+            ),
+        };
+        let chain = CertificateDer::pem_slice_iter(&cert_pem)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| fail(format!("{cert_name} is not a PEM certificate: {e}")))?;
+        if chain.is_empty() {
+            return Err(fail(format!("{cert_name} holds no certificate")));
+        }
+        let key = PrivateKeyDer::from_pem_slice(&key_pem)
+            .map_err(|e| fail(format!("{key_name} holds no usable private key: {e}")))?;
+        let mut config = ServerConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| fail(e.to_string()))?
+            .with_no_client_auth()
+            .with_single_cert(chain, key)
+            .map_err(|e| {
+                fail(format!(
+                    "the key in {key_name} does not fit the certificate in {cert_name}: {e}"
+                ))
+            })?;
+        config.alpn_protocols = SERVER_ALPN.iter().map(|p| p.to_vec()).collect();
+        Ok(Arc::new(config))
+    }
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, String> {
+    std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
+}
+
+/// What a client trusts.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Trust {
+    /// CA certificates (PEM) trusted beside the platform's roots.
+    pub(crate) extra_roots: Vec<Vec<u8>>,
+    /// Accept any certificate. For development only.
+    pub(crate) insecure: bool,
+}
+
+impl Trust {
+    /// A rustls client configuration: the platform's roots plus the extra
+    /// ones, offering `alpn`.
+    pub(crate) fn client_config(&self, alpn: &[&[u8]]) -> Result<Arc<ClientConfig>> {
+        let builder = ClientConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| Error::Tls(e.to_string()))?;
+        let mut config = if self.insecure {
+            builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate(
+                    provider().signature_verification_algorithms,
+                )))
+                .with_no_client_auth()
+        } else {
+            builder
+                .with_root_certificates(self.roots()?)
+                .with_no_client_auth()
+        };
+        config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+        Ok(Arc::new(config))
+    }
+
+    fn roots(&self) -> Result<RootCertStore> {
+        let mut roots = RootCertStore::empty();
+        let native = rustls_native_certs::load_native_certs();
+        for e in &native.errors {
+            tracing::debug!("skipping a platform root certificate: {e}");
+        }
+        roots.add_parsable_certificates(native.certs);
+        for pem in &self.extra_roots {
+            for cert in CertificateDer::pem_slice_iter(pem) {
+                let cert = cert.map_err(|e| Error::Tls(format!("a CA file is not PEM: {e}")))?;
+                roots
+                    .add(cert)
+                    .map_err(|e| Error::Tls(format!("a CA certificate is unusable: {e}")))?;
+            }
+        }
+        Ok(roots)
+    }
+}
+
+/// The name a client checks the server's certificate against.
+pub(crate) fn server_name(name: &str) -> Result<ServerName<'static>> {
+    ServerName::try_from(name.to_owned())
+        .map_err(|_| Error::Tls(format!("'{name}' is not a valid TLS server name")))
+}
+
+/// A verifier that trusts every certificate but still checks the
+/// handshake signatures, behind `--insecure`.
+#[derive(Debug)]
+struct AcceptAnyCertificate(WebPkiSupportedAlgorithms);
+
+impl ServerCertVerifier for AcceptAnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.supported_schemes()
+    }
+}
