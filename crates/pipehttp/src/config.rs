@@ -51,8 +51,9 @@
 //! crate does not know is an error naming it, where .NET ignores it.
 //!
 //! Endpoints are listed sorted by name, whatever their order in the file:
-//! .NET's configuration sorts sections by key too, and neither TOML nor
-//! JSON tables keep their order without extra dependencies.
+//! .NET's configuration lists sections sorted by key too, and neither the
+//! `toml` nor the `serde_json` crate keeps a table's order without its
+//! `preserve_order` feature.
 
 use std::ffi::OsString;
 use std::fmt;
@@ -327,7 +328,8 @@ impl Config {
 
 /// "line 3, column 5: what", from a byte offset into `text`.
 fn syntax_error(text: &str, at: usize, message: &str) -> String {
-    let before = &text[..at.min(text.len())];
+    // Spans fall on character boundaries; the fallback only avoids a panic.
+    let before = text.get(..at).unwrap_or(text);
     let line = before.matches('\n').count() + 1;
     let column = before.rsplit('\n').next().unwrap_or("").chars().count() + 1;
     // toml's messages may span lines; the error must stay on one.
@@ -393,11 +395,14 @@ fn read_config<V: Node>(mut root: Table<V>) -> Result<Config, String> {
             &mut p.current_user_only,
             t.value("current_user_only", V::as_bool, "true or false")?,
         );
-        if let Some(mode) = t.value("mode", V::as_mode, V::MODE_FORMS)? {
-            p.mode = Some(mode);
-        }
-        p.validate().map_err(|e| format!("`{}`: {e}", t.path))?;
+        set(
+            &mut p.mode,
+            t.value("mode", V::as_mode, V::MODE_FORMS)?.map(Some),
+        );
+        // A misspelt key is the likelier cause of a conflict: name it first.
+        let path = t.path.clone();
         t.finish()?;
+        p.validate().map_err(|e| format!("`{path}`: {e}"))?;
     }
     root.finish()?;
     Ok(config)
@@ -596,8 +601,9 @@ fn parse_timespan(text: &str) -> Option<Duration> {
     let (minutes, seconds) = rest.split_once(':').unwrap_or((rest, "0"));
     let (seconds, nanos) = match seconds.split_once('.') {
         Some((seconds, fraction)) if (1..=7).contains(&fraction.len()) => {
-            let nanos = number(fraction, 9_999_999)? * 10u64.pow(9 - fraction.len() as u32);
-            (seconds, nanos)
+            // Padded on the right to nanoseconds: ".5" is 500_000_000.
+            let nanos = number(&format!("{fraction:0<9}"), 999_999_999)?;
+            (seconds, u32::try_from(nanos).ok()?)
         }
         Some(_) => return None,
         None => (seconds, 0),
@@ -607,7 +613,7 @@ fn parse_timespan(text: &str) -> Option<Duration> {
         + number(hours, 23)? * 3_600
         + number(minutes, 59)? * 60
         + number(seconds, 59)?;
-    Some(Duration::new(secs, u32::try_from(nanos).ok()?))
+    Some(Duration::new(secs, nanos))
 }
 
 /// One table of a file being read. Values are taken out by key; whatever is

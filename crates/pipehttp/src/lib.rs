@@ -25,6 +25,7 @@ pub mod address;
 #[cfg(feature = "axum")]
 mod axum_listener;
 pub mod client;
+pub mod config;
 mod error;
 mod options;
 pub mod sample;
@@ -34,6 +35,7 @@ pub mod transport;
 
 pub use crate::address::{ListenAddress, RequestTarget};
 pub use crate::client::Client;
+pub use crate::config::Config;
 pub use crate::error::{Error, Result};
 pub use crate::options::{Limits, PipeOptions};
 pub use crate::server::{BodyError, RequestBody, Server, ServerBuilder};

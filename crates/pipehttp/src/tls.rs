@@ -29,6 +29,7 @@ use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, S
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 
+use crate::config::CertificateConfig;
 use crate::error::{Error, Result};
 
 /// ALPN protocols a server offers, best first.
@@ -116,6 +117,12 @@ impl Certificate {
             })?;
         config.alpn_protocols = SERVER_ALPN.iter().map(|p| p.to_vec()).collect();
         Ok(Arc::new(config))
+    }
+}
+
+impl From<&CertificateConfig> for Certificate {
+    fn from(config: &CertificateConfig) -> Self {
+        Self::from_pem_files(&config.path, &config.key_path)
     }
 }
 

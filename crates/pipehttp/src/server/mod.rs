@@ -6,7 +6,8 @@
 //! ```no_run
 //! use http::{Request, Response};
 //! use pipehttp::{RequestBody, Server};
-//! //!
+//! use std::convert::Infallible;
+//!
 //! # async fn run() -> pipehttp::Result<()> {
 //! let hello = tower::service_fn(|_req: Request<RequestBody>| async {
 //!     Ok::<_, Infallible>(Response::new("Hello world!".to_owned()))
@@ -21,7 +22,9 @@
 //! # }
 //! ```
 
+mod connection;
 mod service;
+mod takeover;
 mod watchdog;
 
 use std::future::Future;
@@ -31,20 +34,18 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{Request, Response};
 use http_body::Body;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use hyper_util::server::conn::auto;
-use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::sync::{Notify, Semaphore, mpsc, watch};
 use tokio_rustls::TlsAcceptor;
 
-use self::service::ConnService;
 pub use self::service::{BodyError, RequestBody, ResponseBody};
-use self::watchdog::{ConnState, Monitored};
 use crate::address::{ListenAddress, Scheme};
+use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::options::{Limits, PipeOptions};
 use crate::tls::Certificate;
-use crate::transport::{Listener, PeerInfo};
+use crate::transport::Listener;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -66,11 +67,13 @@ pub struct Server {
 #[must_use = "a builder does nothing until bind() is awaited"]
 pub struct ServerBuilder {
     endpoints: Vec<(ListenAddress, Option<Certificate>)>,
+    listeners: Vec<Listener>,
     default_certificate: Option<Certificate>,
     error: Option<Error>,
     limits: Limits,
     pipes: PipeOptions,
     shutdown_timeout: Option<Duration>,
+    takeover: bool,
 }
 
 impl Server {
@@ -127,6 +130,34 @@ impl ServerBuilder {
         self
     }
 
+    /// Adds a listener bound already, such as one from
+    /// [`Listener::from_systemd`]; it is served over cleartext HTTP.
+    ///
+    /// ```no_run
+    /// # async fn run() -> pipehttp::Result<()> {
+    /// use pipehttp::{Server, sample::SampleApp, transport::Listener};
+    /// let mut builder = Server::builder();
+    /// for listener in Listener::from_systemd()? {
+    ///     builder = builder.listener(listener);
+    /// }
+    /// builder.bind().await?.serve(SampleApp::new()).await
+    /// # }
+    /// ```
+    pub fn listener(mut self, listener: Listener) -> Self {
+        self.listeners.push(listener);
+        self
+    }
+
+    /// Take over pipe and Unix socket names from a live server of the same
+    /// user instead of failing with "already in use": the new server takes
+    /// the name without a moment where it is unserved, then asks the old
+    /// one to stop accepting and finish its requests. Only `http://`
+    /// endpoints can be taken over.
+    pub fn takeover(mut self, enabled: bool) -> Self {
+        self.takeover = enabled;
+        self
+    }
+
     /// The certificate for every `https://` address that has none of its own.
     pub fn default_certificate(mut self, certificate: Certificate) -> Self {
         self.default_certificate = Some(certificate);
@@ -143,6 +174,29 @@ impl ServerBuilder {
                 self.error.get_or_insert(e.into());
             }
         }
+        self
+    }
+
+    /// Everything a [`Config`] holds: its endpoints with their
+    /// certificates, the default certificate, the limits and the transport
+    /// options.
+    ///
+    /// ```no_run
+    /// # async fn run() -> pipehttp::Result<()> {
+    /// let config = pipehttp::Config::load(Some("pipehttp.toml".as_ref()))?;
+    /// let server = pipehttp::Server::builder().config(&config).bind().await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn config(mut self, config: &Config) -> Self {
+        for endpoint in &config.endpoints {
+            let certificate = endpoint.certificate.as_ref().map(Certificate::from);
+            self.endpoints.push((endpoint.url.clone(), certificate));
+        }
+        if let Some(default) = &config.default_certificate {
+            self.default_certificate = Some(default.into());
+        }
+        self.limits = config.limits.clone();
+        self.pipes = config.pipes.clone();
         self
     }
 
@@ -202,7 +256,7 @@ impl ServerBuilder {
         if let Some(e) = self.error {
             return Err(e);
         }
-        if self.endpoints.is_empty() {
+        if self.endpoints.is_empty() && self.listeners.is_empty() {
             return Err(Error::InvalidOptions(
                 "no address to listen on: add one with listen() or urls()".into(),
             ));
@@ -212,17 +266,36 @@ impl ServerBuilder {
                 "max_request_headers_total_size must be at least 1 byte".into(),
             ));
         }
-        let mut listeners = Vec::with_capacity(self.endpoints.len());
+        let mut listeners = Vec::with_capacity(self.endpoints.len() + self.listeners.len());
+        let mut predecessors = Vec::new();
         for (address, certificate) in &self.endpoints {
             let tls = tls_for(
                 address,
                 certificate.as_ref(),
                 self.default_certificate.as_ref(),
             )?;
-            listeners.push(Bound {
-                listener: Listener::bind(address, &self.pipes).await?,
-                tls,
-            });
+            let listener = if self.takeover {
+                if tls.is_some() {
+                    return Err(Error::InvalidOptions(format!(
+                        "{address}: only http:// endpoints can be taken over"
+                    )));
+                }
+                let (listener, old) = Listener::bind_takeover(address, &self.pipes).await?;
+                predecessors.extend(old.map(|old| (address.endpoint().describe(), old)));
+                listener
+            } else {
+                Listener::bind(address, &self.pipes).await?
+            };
+            listeners.push(Bound { listener, tls });
+        }
+        listeners.extend(self.listeners.into_iter().map(|listener| Bound {
+            listener,
+            tls: None,
+        }));
+        // The old servers are told to stop accepting only now that the new
+        // listeners hold the names, so no client ever finds no one.
+        for (describe, old) in predecessors {
+            takeover::ask_to_hand_over(old, &describe).await;
         }
         Ok(Server {
             listeners,
@@ -257,9 +330,9 @@ fn tls_for(
 }
 
 /// A listener and, for https, its TLS acceptor.
-struct Bound {
-    listener: Listener,
-    tls: Option<TlsAcceptor>,
+pub(crate) struct Bound {
+    pub(crate) listener: Listener,
+    pub(crate) tls: Option<TlsAcceptor>,
 }
 
 impl std::fmt::Debug for Bound {
@@ -291,7 +364,7 @@ impl std::fmt::Display for BoundAddress {
 
 /// Where a stop is in its course, as connections see it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Phase {
+pub(crate) enum Phase {
     Serving,
     Draining,
     Closing,
@@ -352,13 +425,14 @@ impl Server {
                 .max_concurrent_connections
                 .map(|n| Arc::new(Semaphore::new(n))),
             limits: self.limits,
+            handover: Arc::new(Notify::new()),
         });
         let (phase_tx, phase_rx) = watch::channel(Phase::Serving);
         // Every connection holds a sender; recv() returns None once all are gone.
         let (open_tx, mut open_rx) = mpsc::channel::<()>(1);
         let mut accept_loops = tokio::task::JoinSet::new();
         for bound in self.listeners {
-            accept_loops.spawn(accept_loop(
+            accept_loops.spawn(connection::accept_loop(
                 bound,
                 shared.clone(),
                 service.clone(),
@@ -368,12 +442,18 @@ impl Server {
         }
         drop(open_tx);
 
-        signal.await;
-        tracing::info!("stopping: no new connections; finishing requests in flight");
+        tokio::select! {
+            () = signal => {
+                tracing::info!("stopping: no new connections; finishing requests in flight");
+            }
+            () = shared.handover.notified() => {
+                tracing::info!("handing over to a new server; finishing requests in flight");
+            }
+        }
         let _ = phase_tx.send(Phase::Draining);
-        // Dropping the listeners removes the socket files now, so a new
-        // server can take the name while this one drains.
-        accept_loops.shutdown().await;
+        // Each loop releases its name (a new server can take it at once),
+        // accepts the clients already queued, and ends.
+        while accept_loops.join_next().await.is_some() {}
         let drained =
             tokio::time::timeout(self.shutdown_timeout, async { open_rx.recv().await }).await;
         if drained.is_err() {
@@ -388,10 +468,13 @@ impl Server {
     }
 }
 
-struct Shared {
-    http: auto::Builder<TokioExecutor>,
-    limits: Limits,
-    slots: Option<Arc<Semaphore>>,
+/// What every connection of a server shares.
+pub(crate) struct Shared {
+    pub(crate) http: auto::Builder<TokioExecutor>,
+    pub(crate) limits: Limits,
+    pub(crate) slots: Option<Arc<Semaphore>>,
+    /// Notified when a new server asks this one to hand over.
+    pub(crate) handover: Arc<Notify>,
 }
 
 fn http_builder(limits: &Limits, pipes: &PipeOptions) -> auto::Builder<TokioExecutor> {
@@ -414,135 +497,4 @@ fn http_builder(limits: &Limits, pipes: &PipeOptions) -> auto::Builder<TokioExec
         .initial_stream_window_size(window)
         .max_send_buf_size(pipes.max_write_buffer_size);
     builder
-}
-
-async fn accept_loop<S, B>(
-    Bound { listener, tls }: Bound,
-    shared: Arc<Shared>,
-    service: S,
-    phase: watch::Receiver<Phase>,
-    open: mpsc::Sender<()>,
-) where
-    S: tower_service::Service<Request<RequestBody>, Response = Response<B>>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<BoxError>,
-    B: Body<Data = Bytes> + Send + 'static,
-    B::Error: Into<BoxError>,
-{
-    let describe = listener.local_address().endpoint().describe();
-    loop {
-        // Past max_concurrent_connections the loop stops accepting, so new
-        // clients queue in the OS until a connection closes.
-        let permit = match &shared.slots {
-            Some(slots) => Some(
-                slots
-                    .clone()
-                    .acquire_owned()
-                    .await
-                    .expect("the semaphore is never closed"),
-            ),
-            None => None,
-        };
-        let conn = match listener.accept().await {
-            Ok(conn) => conn,
-            Err(e) if is_connection_error(&e) => continue,
-            Err(e) => {
-                // Out of descriptors or memory: give the system a moment
-                // rather than spin; the listener itself stays open.
-                tracing::warn!("{describe}: accept failed: {e}; retrying");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        let shared = shared.clone();
-        let service = service.clone();
-        let phase = phase.clone();
-        let open = open.clone();
-        let tls = tls.clone();
-        tokio::spawn(async move {
-            let peer = conn.peer().clone();
-            match tls {
-                None => serve_connection(conn, peer, &shared, service, phase).await,
-                Some(tls) => {
-                    // A client gets the headers timeout to finish its
-                    // handshake too, so a silent one cannot hold a slot.
-                    let handshake = tokio::time::timeout(
-                        shared.limits.request_headers_timeout,
-                        tls.accept(conn),
-                    );
-                    match handshake.await {
-                        Ok(Ok(stream)) => {
-                            serve_connection(stream, peer, &shared, service, phase).await;
-                        }
-                        Ok(Err(e)) => tracing::debug!("TLS handshake failed: {e}"),
-                        Err(_) => tracing::debug!("TLS handshake timed out"),
-                    }
-                }
-            }
-            drop(permit);
-            drop(open);
-        });
-    }
-}
-
-/// Errors that concern one would-be connection, not the listener.
-fn is_connection_error(e: &std::io::Error) -> bool {
-    use std::io::ErrorKind::{ConnectionAborted, ConnectionRefused, ConnectionReset, Interrupted};
-    matches!(
-        e.kind(),
-        ConnectionAborted | ConnectionRefused | ConnectionReset | Interrupted
-    )
-}
-
-async fn serve_connection<I, S, B>(
-    conn: I,
-    peer: PeerInfo,
-    shared: &Shared,
-    service: S,
-    mut phase: watch::Receiver<Phase>,
-) where
-    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    S: tower_service::Service<Request<RequestBody>, Response = Response<B>>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<BoxError>,
-    B: Body<Data = Bytes> + Send + 'static,
-    B::Error: Into<BoxError>,
-{
-    let state = Arc::new(ConnState::default());
-    let service = ConnService {
-        service,
-        peer,
-        max_body: shared.limits.max_request_body_size,
-        state: state.clone(),
-    };
-    let io = TokioIo::new(Monitored::new(conn, state.clone()));
-    let conn = shared.http.serve_connection_with_upgrades(io, service);
-    tokio::pin!(conn);
-    let watchdog = watchdog::watch(&state, &shared.limits);
-    tokio::pin!(watchdog);
-    if *phase.borrow() != Phase::Serving {
-        conn.as_mut().graceful_shutdown();
-    }
-    loop {
-        tokio::select! {
-            res = conn.as_mut() => {
-                if let Err(e) = res {
-                    tracing::debug!("connection ended: {e}");
-                }
-                return;
-            }
-            () = &mut watchdog => return,
-            changed = phase.changed() => match (changed, *phase.borrow()) {
-                (Err(_), _) | (_, Phase::Closing) => return,
-                (_, Phase::Draining) => conn.as_mut().graceful_shutdown(),
-                (_, Phase::Serving) => {}
-            },
-        }
-    }
 }

@@ -9,11 +9,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll, ready};
 
 use bytes::Bytes;
-use http::{HeaderValue, Request, Response, StatusCode, Version};
+use http::{HeaderValue, Method, Request, Response, StatusCode, Version};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 
+use tokio::sync::Notify;
+
+use super::takeover;
 use super::watchdog::{ConnState, InFlight};
 use crate::transport::PeerInfo;
 
@@ -125,6 +128,9 @@ pub(crate) struct ConnService<S> {
     pub(crate) peer: PeerInfo,
     pub(crate) max_body: Option<u64>,
     pub(crate) state: Arc<ConnState>,
+    /// Set on local connections: how a successor asks this server to
+    /// hand over its names.
+    pub(crate) handover: Option<Arc<Notify>>,
 }
 
 impl<S, B> hyper::service::Service<Request<Incoming>> for ConnService<S>
@@ -139,13 +145,21 @@ where
 
     fn call(&self, req: Request<Incoming>) -> Self::Future {
         let in_flight = self.state.request_started();
+        if let Some(handover) = &self.handover {
+            if req.method() == Method::POST && req.uri().path() == takeover::TAKEOVER_PATH {
+                return ResponseFuture::immediate(
+                    takeover::answer(&self.peer, handover),
+                    in_flight,
+                );
+            }
+        }
         let (mut parts, inner) = req.into_parts();
         parts.extensions.insert(self.peer.clone());
         let declared = inner.size_hint().exact();
         let (limit, tripped) = match (self.max_body, declared) {
             (None, _) => (None, None),
             (Some(max), Some(len)) if len > max => {
-                return ResponseFuture::rejected(too_large(parts.version, max), in_flight);
+                return ResponseFuture::immediate(too_large(parts.version, max), in_flight);
             }
             // hyper holds a body to its declared length, so only bodies of
             // unknown length need counting.
@@ -206,14 +220,15 @@ pin_project_lite::pin_project! {
     enum State<S: tower_service::Service<Request<RequestBody>>> {
         NotReady { service: S, req: Option<Request<RequestBody>> },
         Called { #[pin] fut: S::Future },
-        Rejected { res: Option<Response<Full<Bytes>>> },
+        Immediate { res: Option<Response<Full<Bytes>>> },
     }
 }
 
 impl<S: tower_service::Service<Request<RequestBody>>> ResponseFuture<S> {
-    fn rejected(res: Response<Full<Bytes>>, in_flight: InFlight) -> Self {
+    /// A response made here, without the service.
+    fn immediate(res: Response<Full<Bytes>>, in_flight: InFlight) -> Self {
         Self {
-            state: State::Rejected { res: Some(res) },
+            state: State::Immediate { res: Some(res) },
             tripped: None,
             version: Version::HTTP_11,
             in_flight: Some(in_flight),
@@ -246,7 +261,7 @@ where
                         _ => break res.map(Either::Left),
                     }
                 }
-                StateProj::Rejected { res } => {
+                StateProj::Immediate { res } => {
                     break res
                         .take()
                         .expect("polled after completion")

@@ -7,7 +7,7 @@
 //! use pipehttp::transport::Listener;
 //! use tokio::io::AsyncWriteExt;
 //!
-//! let address = "http://pipe:/raw-pipe".parse()?;
+//! let address: pipehttp::ListenAddress = "http://pipe:/raw-pipe".parse()?;
 //! let listener = Listener::bind(&address, &Default::default()).await?;
 //! let mut conn = listener.accept().await?;
 //! println!("peer pid: {:?}", conn.peer().pid);
@@ -15,6 +15,7 @@
 //! # Ok(()) }
 //! ```
 
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -24,7 +25,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use crate::address::{Endpoint, ListenAddress, PipeName};
+use crate::address::{Endpoint, ListenAddress, PipeName, Scheme};
 use crate::error::{Error, Result};
 use crate::options::PipeOptions;
 
@@ -215,11 +216,34 @@ impl Listener {
     /// server is replaced; anything that is not a socket is left alone and
     /// the bind fails with [`Error::NotASocket`].
     pub async fn bind(address: &ListenAddress, options: &PipeOptions) -> Result<Self> {
+        Ok(Self::bind_with(address, options, false).await?.0)
+    }
+
+    /// Binds `address` in place of a live server of the same user, if one
+    /// holds it, without a moment where the name is unserved: on Unix the
+    /// new socket file replaces the old one atomically; on Windows new pipe
+    /// instances join the old server's. Returns, beside the listener, a
+    /// connection to the old server, opened before the swap, on which to ask
+    /// it to stop accepting and drain. With no live server there it is an
+    /// ordinary bind and no connection is returned.
+    pub async fn bind_takeover(
+        address: &ListenAddress,
+        options: &PipeOptions,
+    ) -> Result<(Self, Option<Connection>)> {
+        Self::bind_with(address, options, true).await
+    }
+
+    async fn bind_with(
+        address: &ListenAddress,
+        options: &PipeOptions,
+        takeover: bool,
+    ) -> Result<(Self, Option<Connection>)> {
         options.validate().map_err(Error::InvalidOptions)?;
-        let (inner, transport, address) = match address.endpoint() {
+        let endpoint = address.endpoint();
+        let transport = match endpoint {
             Endpoint::Tcp { host, port } => {
                 let tcp = tcp::Listener::bind(host, *port).map_err(|source| Error::Bind {
-                    endpoint: address.endpoint().describe(),
+                    endpoint: endpoint.describe(),
                     source,
                 })?;
                 let bound = ListenAddress::new(
@@ -229,24 +253,92 @@ impl Listener {
                         port: tcp.port(),
                     },
                 );
-                (Inner::Tcp(tcp), Transport::Tcp, bound)
+                let listener = Self {
+                    inner: Inner::Tcp(tcp),
+                    address: bound,
+                    transport: Transport::Tcp,
+                };
+                return Ok((listener, None));
             }
-            Endpoint::Pipe(_) => (
-                Inner::Local(local::Listener::bind(address.endpoint(), options)?),
-                Transport::Pipe,
-                address.clone(),
-            ),
-            Endpoint::Unix(_) => (
-                Inner::Local(local::Listener::bind(address.endpoint(), options)?),
-                Transport::Unix,
-                address.clone(),
-            ),
+            Endpoint::Pipe(_) => Transport::Pipe,
+            Endpoint::Unix(_) => Transport::Unix,
         };
-        Ok(Self {
-            inner,
-            address,
+        let (local, predecessor) = local::Listener::bind(endpoint, options, takeover).await?;
+        let predecessor = predecessor.map(|(stream, peer)| Connection {
+            io: Io::Local(stream),
+            peer,
+        });
+        let listener = Self {
+            inner: Inner::Local(local),
+            address: address.clone(),
             transport,
-        })
+        };
+        Ok((listener, predecessor))
+    }
+
+    /// The listening sockets a service manager passed to this process by
+    /// systemd's socket activation (`LISTEN_FDS`), as `http://` listeners:
+    /// Unix sockets and TCP sockets already in the listening state. Empty
+    /// when there are none, and always on Windows. The sockets are taken
+    /// once; later calls return none.
+    ///
+    /// ```no_run
+    /// # async fn run() -> pipehttp::Result<()> {
+    /// for listener in pipehttp::transport::Listener::from_systemd()? {
+    ///     println!("activated: {}", listener.local_address());
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn from_systemd() -> Result<Vec<Self>> {
+        let mut listeners = Vec::new();
+        for (socket, name) in local::activated()? {
+            let listener = match socket {
+                Activated::Local(local) => {
+                    let address = ListenAddress::new(
+                        Scheme::Http,
+                        Endpoint::Unix(local.path().to_path_buf()),
+                    );
+                    Self {
+                        inner: Inner::Local(local),
+                        address,
+                        transport: Transport::Unix,
+                    }
+                }
+                Activated::Tcp(std_listener) => {
+                    let tcp = tcp::Listener::from_std(std_listener).map_err(|e| Error::Config {
+                        source_name: "LISTEN_FDS".into(),
+                        message: format!("socket '{name}': {e}"),
+                    })?;
+                    let address = ListenAddress::new(
+                        Scheme::Http,
+                        Endpoint::Tcp {
+                            host: tcp.host(),
+                            port: tcp.port(),
+                        },
+                    );
+                    Self {
+                        inner: Inner::Tcp(tcp),
+                        address,
+                        transport: Transport::Tcp,
+                    }
+                }
+            };
+            tracing::debug!(
+                "socket '{name}' from the service manager: {}",
+                listener.address
+            );
+            listeners.push(listener);
+        }
+        Ok(listeners)
+    }
+
+    /// Makes this endpoint unreachable for new clients while those already
+    /// waiting can still be accepted: on Unix the socket file is removed
+    /// (if it is still ours); on Windows no new pipe instance is offered.
+    pub(crate) fn release(&self) {
+        if let Inner::Local(l) = &self.inner {
+            l.release();
+        }
     }
 
     /// Waits for the next connection. Peers that `current_user_only` turns
@@ -297,6 +389,14 @@ impl Listener {
             Inner::Local(_) => Vec::new(),
         }
     }
+}
+
+/// A listening socket a service manager handed over.
+// Windows has no socket activation, so there nothing makes one.
+#[cfg_attr(windows, allow(dead_code))]
+pub(crate) enum Activated {
+    Local(local::Listener),
+    Tcp(std::net::TcpListener),
 }
 
 /// What a client asks of a connection attempt.
@@ -357,6 +457,11 @@ pub(crate) async fn connect(
     Ok(Connection { io, peer })
 }
 
+/// Whether `peer` runs as the same user as this process.
+pub(crate) fn is_same_user(peer: &PeerInfo) -> bool {
+    local::is_same_user(peer)
+}
+
 /// How long to wait before the next attempt when a server is absent or
 /// busy: doubling from 1 ms, capped at 100 ms, so a waiting client costs
 /// almost no CPU yet notices a new server quickly.
@@ -395,7 +500,7 @@ pub fn create_private_file(path: &Path) -> io::Result<std::fs::File> {
 }
 
 /// Resolves when the OS asks the process to stop: SIGINT or SIGTERM on
-/// Unix, Ctrl-C on Windows.
-pub(crate) async fn stop_signal() {
-    local::stop_signal().await;
+/// Unix, Ctrl-C on Windows. The handlers are installed by the call itself.
+pub(crate) fn stop_signal() -> impl Future<Output = ()> + Send + 'static {
+    local::stop_signal()
 }

@@ -41,6 +41,23 @@ impl Listener {
         Ok(Self { sockets })
     }
 
+    /// A listener over a socket already bound and listening.
+    pub(crate) fn from_std(listener: std::net::TcpListener) -> io::Result<Self> {
+        listener.set_nonblocking(true)?;
+        Ok(Self {
+            sockets: vec![TcpListener::from_std(listener)?],
+        })
+    }
+
+    /// The host it listens on, as an address names it.
+    pub(crate) fn host(&self) -> Host {
+        match self.sockets[0].local_addr().map(|a| a.ip()) {
+            Ok(ip) if ip.is_unspecified() => Host::Any,
+            Ok(ip) => Host::Ip(ip),
+            Err(_) => Host::Any,
+        }
+    }
+
     pub(crate) fn port(&self) -> u16 {
         self.sockets[0].local_addr().map_or(0, |a| a.port())
     }

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use socket2::{Domain, SockAddr, Socket, Type};
 use tokio::net::{UnixListener, UnixStream};
 
-use super::{ConnectFailure, PeerInfo, Transport};
+use super::{Activated, ConnectFailure, PeerInfo, Transport};
 use crate::address::{Endpoint, PipeName};
 use crate::error::{Error, Result};
 use crate::options::PipeOptions;
@@ -67,16 +67,25 @@ fn current_uid() -> u32 {
 pub(crate) struct Listener {
     listener: UnixListener,
     path: PathBuf,
-    /// Device and inode of our socket file, so that dropping the listener
-    /// never removes a socket another server has put at the path since.
-    identity: (u64, u64),
+    /// Device and inode of our socket file, so that releasing the listener
+    /// never removes a socket another server has put at the path since;
+    /// `None` for sockets someone else (systemd) created and owns.
+    identity: Option<(u64, u64)>,
     current_user_only: bool,
     uid: u32,
     describe: String,
 }
 
 impl Listener {
-    pub(crate) fn bind(endpoint: &Endpoint, options: &PipeOptions) -> Result<Self> {
+    /// Binds the endpoint. With `takeover`, a live server at the path is
+    /// not an error: the new socket replaces its file atomically and the
+    /// returned stream is a connection to the old server, made before the
+    /// swap, on which to ask it to hand over.
+    pub(crate) async fn bind(
+        endpoint: &Endpoint,
+        options: &PipeOptions,
+        takeover: bool,
+    ) -> Result<(Self, Option<(Stream, PeerInfo)>)> {
         let path = endpoint_path(endpoint);
         let describe = endpoint.describe();
         let bind_err = |source| Error::Bind {
@@ -85,12 +94,18 @@ impl Listener {
         };
         check_path_len(&path).map_err(bind_err)?;
         let mode = options.socket_mode().map_err(Error::InvalidOptions)?;
-        clear_stale(&path, &describe)?;
+        let predecessor = if takeover {
+            predecessor(&path, endpoint).await?
+        } else {
+            clear_stale(&path, &describe)?;
+            None
+        };
 
         // The socket is created and chmod'ed in a private directory, then
-        // linked into place, so the file never exists at the public path
-        // with a looser mode than asked, and link() refuses to replace a
-        // socket that another server bound meanwhile.
+        // moved into place, so the file never exists at the public path
+        // with a looser mode than asked. A fresh start links it, which
+        // refuses to replace a socket another server bound meanwhile; a
+        // takeover renames it over the old server's socket in one step.
         let private = PrivateDir::create(&path).map_err(bind_err)?;
         let staged = private.path.join("s");
         check_path_len(&staged).map_err(bind_err)?;
@@ -101,7 +116,12 @@ impl Listener {
         fs::set_permissions(&staged, fs::Permissions::from_mode(mode)).map_err(bind_err)?;
         socket.listen(BACKLOG).map_err(bind_err)?;
         socket.set_nonblocking(true).map_err(bind_err)?;
-        match fs::hard_link(&staged, &path) {
+        let placed = if predecessor.is_some() {
+            fs::rename(&staged, &path)
+        } else {
+            fs::hard_link(&staged, &path)
+        };
+        match placed {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
                 return Err(Error::AddrInUse { endpoint: describe });
@@ -112,14 +132,27 @@ impl Listener {
         let meta = fs::symlink_metadata(&path).map_err(bind_err)?;
         let listener = UnixListener::from_std(std::os::unix::net::UnixListener::from(socket))
             .map_err(bind_err)?;
-        Ok(Self {
+        let listener = Self {
             listener,
             path,
-            identity: (meta.dev(), meta.ino()),
+            identity: Some((meta.dev(), meta.ino())),
             current_user_only: options.current_user_only,
             uid: current_uid(),
             describe,
-        })
+        };
+        Ok((listener, predecessor))
+    }
+
+    /// Stops new clients from reaching this listener by removing its socket
+    /// file, if the file is still ours; clients already queued can still be
+    /// accepted.
+    pub(crate) fn release(&self) {
+        let ours = self.identity.is_some_and(|identity| {
+            fs::symlink_metadata(&self.path).is_ok_and(|m| (m.dev(), m.ino()) == identity)
+        });
+        if ours {
+            let _ = fs::remove_file(&self.path);
+        }
     }
 
     pub(crate) async fn accept(&self, transport: Transport) -> io::Result<(Stream, PeerInfo)> {
@@ -155,11 +188,42 @@ impl Listener {
 
 impl Drop for Listener {
     fn drop(&mut self) {
-        let ours =
-            fs::symlink_metadata(&self.path).is_ok_and(|m| (m.dev(), m.ino()) == self.identity);
-        if ours {
-            let _ = fs::remove_file(&self.path);
+        self.release();
+    }
+}
+
+/// The live server a takeover replaces: a connection to it, once it is
+/// known to run as our user. Nothing at the path, or a stale socket, means
+/// there is nothing to take over and the bind is a fresh start.
+async fn predecessor(path: &Path, endpoint: &Endpoint) -> Result<Option<(Stream, PeerInfo)>> {
+    let describe = endpoint.describe();
+    match fs::symlink_metadata(path) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Ok(meta) if !meta.file_type().is_socket() => {
+            return Err(Error::NotASocket {
+                endpoint: describe,
+                path: path.to_owned(),
+            });
         }
+        _ => {}
+    }
+    match connect(endpoint).await {
+        Ok((stream, peer)) => {
+            check_same_user(&stream, &peer).map_err(|detail| Error::PeerNotAllowed {
+                endpoint: describe,
+                detail,
+            })?;
+            Ok(Some((stream, peer)))
+        }
+        Err(ConnectFailure::Absent(_)) => {
+            clear_stale(path, &describe)?;
+            Ok(None)
+        }
+        Err(ConnectFailure::Busy(source)) => Err(Error::Bind {
+            endpoint: describe,
+            source,
+        }),
+        Err(ConnectFailure::Fatal(e)) => Err(e),
     }
 }
 
@@ -280,6 +344,10 @@ pub(crate) async fn connect(endpoint: &Endpoint) -> Result<(Stream, PeerInfo), C
     Ok((stream, peer))
 }
 
+pub(crate) fn is_same_user(peer: &PeerInfo) -> bool {
+    peer.uid == Some(current_uid())
+}
+
 /// The client side of `current_user_only`: the server must run as our user.
 pub(crate) fn check_same_user(_stream: &Stream, peer: &PeerInfo) -> Result<(), String> {
     let ours = current_uid();
@@ -307,6 +375,81 @@ pub(crate) fn running_under_wine() -> bool {
     false
 }
 
+/// The listening sockets systemd passed to this process by socket
+/// activation (`LISTEN_PID`, `LISTEN_FDS`, `LISTEN_FDNAMES`), each with its
+/// name. Empty when the variables are absent or meant for another process.
+/// The sockets are taken once; later calls find none.
+pub(crate) fn activated() -> Result<Vec<(Activated, String)>> {
+    use std::os::fd::FromRawFd;
+    static TAKEN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    /// systemd passes the first socket as descriptor 3 (SD_LISTEN_FDS_START).
+    const FIRST_FD: i32 = 3;
+
+    let var = |name: &str| std::env::var(name).ok();
+    let for_us = var("LISTEN_PID")
+        .and_then(|pid| pid.trim().parse::<u32>().ok())
+        .is_some_and(|pid| pid == std::process::id());
+    if !for_us || TAKEN.swap(true, Ordering::SeqCst) {
+        return Ok(Vec::new());
+    }
+    let bad = |message: String| Error::Config {
+        source_name: "LISTEN_FDS".into(),
+        message,
+    };
+    let count: i32 = var("LISTEN_FDS")
+        .unwrap_or_default()
+        .trim()
+        .parse()
+        .map_err(|_| bad("LISTEN_FDS is not a number of descriptors".into()))?;
+    let names = var("LISTEN_FDNAMES").unwrap_or_default();
+    let mut names = names.split(':');
+    let mut sockets = Vec::new();
+    for fd in FIRST_FD..FIRST_FD + count {
+        let name = names
+            .next()
+            .filter(|n| !n.is_empty())
+            .unwrap_or("unknown")
+            .to_owned();
+        let what = |e: io::Error| bad(format!("descriptor {fd} ('{name}'): {e}"));
+        // SAFETY: systemd passed this descriptor to this process for it to
+        // own, and TAKEN ensures it is wrapped only once.
+        let socket = unsafe { Socket::from_raw_fd(fd) };
+        socket.set_cloexec(true).map_err(what)?;
+        if socket.r#type().map_err(what)? != Type::STREAM || !socket.is_listener().map_err(what)? {
+            return Err(bad(format!(
+                "descriptor {fd} ('{name}') is not a listening stream socket: fix the .socket unit"
+            )));
+        }
+        socket.set_nonblocking(true).map_err(what)?;
+        let domain = socket.domain().map_err(what)?;
+        let activated = if domain == Domain::UNIX {
+            let std_listener = std::os::unix::net::UnixListener::from(socket);
+            let path = std_listener
+                .local_addr()
+                .map_err(what)?
+                .as_pathname()
+                .map(Path::to_path_buf)
+                .ok_or_else(|| bad(format!("descriptor {fd} ('{name}') has no socket path")))?;
+            Activated::Local(Listener {
+                listener: UnixListener::from_std(std_listener).map_err(what)?,
+                describe: format!("unix socket {}", path.display()),
+                path,
+                identity: None,
+                current_user_only: false,
+                uid: current_uid(),
+            })
+        } else if domain == Domain::IPV4 || domain == Domain::IPV6 {
+            Activated::Tcp(std::net::TcpListener::from(socket))
+        } else {
+            return Err(bad(format!(
+                "descriptor {fd} ('{name}') is neither a Unix nor a TCP socket"
+            )));
+        };
+        sockets.push((activated, name));
+    }
+    Ok(sockets)
+}
+
 pub(crate) fn create_private_file(path: &Path) -> io::Result<fs::File> {
     use std::os::unix::fs::OpenOptionsExt;
     let file = fs::OpenOptions::new()
@@ -320,17 +463,22 @@ pub(crate) fn create_private_file(path: &Path) -> io::Result<fs::File> {
     Ok(file)
 }
 
-pub(crate) async fn stop_signal() {
+/// Installs the SIGINT and SIGTERM handlers now, so a stop asked right
+/// after the server says it is ready is still graceful.
+pub(crate) fn stop_signal() -> impl Future<Output = ()> + Send + 'static {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut int), Ok(mut term)) = (
+    let handlers = (
         signal(SignalKind::interrupt()),
         signal(SignalKind::terminate()),
-    ) else {
-        tracing::warn!("cannot install signal handlers; stop the server another way");
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = int.recv() => {}
-        _ = term.recv() => {}
+    );
+    async move {
+        let (Ok(mut int), Ok(mut term)) = handlers else {
+            tracing::warn!("cannot install signal handlers; stop the server another way");
+            return std::future::pending().await;
+        };
+        tokio::select! {
+            _ = int.recv() => {}
+            _ = term.recv() => {}
+        }
     }
 }

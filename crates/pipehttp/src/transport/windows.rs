@@ -29,7 +29,7 @@ use windows_sys::Win32::System::Threading::{
     GetCurrentProcess, OpenProcess, OpenProcessToken, PROCESS_QUERY_LIMITED_INFORMATION,
 };
 
-use super::{ConnectFailure, PeerInfo, Transport};
+use super::{Activated, ConnectFailure, PeerInfo, Transport};
 use crate::address::{Endpoint, PipeName};
 use crate::error::{Error, Result};
 use crate::options::PipeOptions;
@@ -102,9 +102,9 @@ type Incoming = mpsc::Receiver<io::Result<(NamedPipeServer, PeerInfo)>>;
 pub(crate) struct Listener {
     path: PathBuf,
     incoming: Mutex<Incoming>,
-    /// Each task keeps one instance waiting for a client; aborted on drop,
-    /// which closes the waiting instances.
-    tasks: JoinSet<()>,
+    /// Each task keeps one instance waiting for a client; aborted on
+    /// release or drop, which closes the waiting instances.
+    tasks: std::sync::Mutex<JoinSet<()>>,
 }
 
 /// Everything needed to create one more instance of the pipe.
@@ -140,7 +140,15 @@ impl InstanceFactory {
 }
 
 impl Listener {
-    pub(crate) fn bind(endpoint: &Endpoint, options: &PipeOptions) -> Result<Self> {
+    /// Binds the pipe name. With `takeover`, a live server on the name is
+    /// not an error: a client connection to it is opened first (so it
+    /// cannot land on one of our own instances), then our instances join
+    /// the name without the first-instance flag.
+    pub(crate) async fn bind(
+        endpoint: &Endpoint,
+        options: &PipeOptions,
+        takeover: bool,
+    ) -> Result<(Self, Option<(Stream, PeerInfo)>)> {
         let Endpoint::Pipe(_) = endpoint else {
             return Err(Error::Bind {
                 endpoint: endpoint.describe(),
@@ -156,16 +164,20 @@ impl Listener {
             endpoint: describe.clone(),
             source,
         };
-        // FILE_FLAG_FIRST_PIPE_INSTANCE alone would do on Windows, but Wine
-        // does not enforce it: a client open that succeeds, or finds every
-        // instance busy, proves the name is served already.
-        match ClientOptions::new().open(&path) {
-            Ok(_) => return Err(Error::AddrInUse { endpoint: describe }),
-            Err(e) if is_busy(&e) || e.raw_os_error() == Some(ERROR_ACCESS_DENIED as i32) => {
-                return Err(Error::AddrInUse { endpoint: describe });
+        let predecessor = if takeover {
+            predecessor(endpoint).await?
+        } else {
+            // FILE_FLAG_FIRST_PIPE_INSTANCE alone would do on Windows, but
+            // Wine does not enforce it: a client open that succeeds, or
+            // finds every instance busy, proves the name is served already.
+            match ClientOptions::new().open(&path) {
+                Ok(_) => return Err(Error::AddrInUse { endpoint: describe }),
+                Err(e) if is_busy(&e) || e.raw_os_error() == Some(ERROR_ACCESS_DENIED as i32) => {
+                    return Err(Error::AddrInUse { endpoint: describe });
+                }
+                Err(_) => None,
             }
-            Err(_) => {}
-        }
+        };
         let mut server_options = ServerOptions::new();
         server_options
             .reject_remote_clients(true)
@@ -181,7 +193,7 @@ impl Listener {
             options: server_options,
             security,
         });
-        let first = match factory.create(true) {
+        let first = match factory.create(predecessor.is_none()) {
             Ok(first) => first,
             Err(e) if e.raw_os_error() == Some(ERROR_ACCESS_DENIED as i32) => {
                 return Err(Error::AddrInUse { endpoint: describe });
@@ -204,11 +216,21 @@ impl Listener {
                 describe.clone(),
             ));
         }
-        Ok(Self {
+        let listener = Self {
             path,
             incoming: Mutex::new(rx),
-            tasks,
-        })
+            tasks: std::sync::Mutex::new(tasks),
+        };
+        Ok((listener, predecessor))
+    }
+
+    /// Stops offering pipe instances: the waiting ones close, so new
+    /// clients reach another server on the name, while clients already
+    /// connected can still be accepted.
+    pub(crate) fn release(&self) {
+        if let Ok(mut tasks) = self.tasks.lock() {
+            tasks.abort_all();
+        }
     }
 
     pub(crate) async fn accept(&self, transport: Transport) -> io::Result<(Stream, PeerInfo)> {
@@ -230,7 +252,38 @@ impl Listener {
 
 impl Drop for Listener {
     fn drop(&mut self) {
-        self.tasks.abort_all();
+        self.release();
+    }
+}
+
+/// The live server a takeover joins: a connection to it, once it is known
+/// to run as our user; `None` when nothing serves the name.
+async fn predecessor(endpoint: &Endpoint) -> Result<Option<(Stream, PeerInfo)>> {
+    let describe = endpoint.describe();
+    let mut attempt = 0;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        match connect(endpoint).await {
+            Ok((stream, peer)) => {
+                check_same_user(&stream, &peer).map_err(|detail| Error::PeerNotAllowed {
+                    endpoint: describe,
+                    detail,
+                })?;
+                return Ok(Some((stream, peer)));
+            }
+            Err(ConnectFailure::Absent(_)) => return Ok(None),
+            Err(ConnectFailure::Busy(source)) if tokio::time::Instant::now() >= deadline => {
+                return Err(Error::Bind {
+                    endpoint: describe,
+                    source,
+                });
+            }
+            Err(ConnectFailure::Busy(_)) => {
+                tokio::time::sleep(super::retry_delay(attempt)).await;
+                attempt += 1;
+            }
+            Err(ConnectFailure::Fatal(e)) => return Err(e),
+        }
     }
 }
 
@@ -307,6 +360,13 @@ pub(crate) async fn connect(endpoint: &Endpoint) -> Result<(Stream, PeerInfo), C
             source: e,
         })),
     }
+}
+
+pub(crate) fn is_same_user(peer: &PeerInfo) -> bool {
+    let (Some(pid), Ok(ours)) = (peer.pid, TokenUserSid::of_process(None)) else {
+        return false;
+    };
+    TokenUserSid::of_process(Some(pid)).is_ok_and(|theirs| ours.equals(&theirs))
 }
 
 /// The client side of `current_user_only`: the process serving the pipe
@@ -474,14 +534,29 @@ pub(crate) fn running_under_wine() -> bool {
     }
 }
 
+/// Socket activation is systemd's; Windows services get no sockets.
+pub(crate) fn activated() -> Result<Vec<(Activated, String)>> {
+    Ok(Vec::new())
+}
+
 pub(crate) fn create_private_file(path: &Path) -> io::Result<std::fs::File> {
     std::fs::File::create(path)
 }
 
-pub(crate) async fn stop_signal() {
-    if tokio::signal::ctrl_c().await.is_err() {
-        tracing::warn!("cannot install a Ctrl-C handler; stop the server another way");
-        std::future::pending::<()>().await;
+/// Installs the Ctrl-C handler now, so a stop asked right after the
+/// server says it is ready is still graceful.
+pub(crate) fn stop_signal() -> impl Future<Output = ()> + Send + 'static {
+    let handler = tokio::signal::windows::ctrl_c();
+    async move {
+        match handler {
+            Ok(mut ctrl_c) => {
+                ctrl_c.recv().await;
+            }
+            Err(_) => {
+                tracing::warn!("cannot install a Ctrl-C handler; stop the server another way");
+                std::future::pending::<()>().await;
+            }
+        }
     }
 }
 

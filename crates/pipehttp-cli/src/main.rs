@@ -1,0 +1,56 @@
+//! `pipehttp`: serve, call and test HTTP over named pipes.
+
+mod demo;
+mod devcert;
+mod logging;
+mod request;
+mod serve;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// HTTP over named pipes: http://pipe:/NAME on Windows, Linux and macOS.
+#[derive(Debug, Parser)]
+#[command(name = "pipehttp", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the sample app on one or more addresses.
+    Serve(serve::ServeArgs),
+    /// GET a target: pipehttp get http://pipe:/NAME:/test
+    Get(request::RequestArgs),
+    /// Send any request, with curl's flags.
+    Request(request::RequestArgs),
+    /// Start a server on a pipe, call it, restart it while a request waits.
+    Demo(demo::DemoArgs),
+    /// Write a self-signed certificate for localhost, for development.
+    DevCert(devcert::DevCertArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("pipehttp: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async {
+        match cli.command {
+            Command::Serve(args) => serve::run(args).await,
+            Command::Get(args) => request::run(args, request::Verb::Get).await,
+            Command::Request(args) => request::run(args, request::Verb::Request).await,
+            Command::Demo(args) => demo::run(args).await,
+            Command::DevCert(args) => devcert::run(&args),
+        }
+    })
+}
