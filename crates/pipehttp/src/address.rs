@@ -384,6 +384,8 @@ impl FromStr for ListenAddress {
 pub struct RequestTarget {
     address: ListenAddress,
     path_and_query: String,
+    /// The wire URI, made once: a client sends it with every request.
+    uri: http::Uri,
 }
 
 impl RequestTarget {
@@ -407,13 +409,16 @@ impl RequestTarget {
         } else {
             format!("/{path_and_query}")
         };
-        let target = Self {
-            address: ListenAddress::new(scheme, endpoint),
-            path_and_query,
+        let address = ListenAddress::new(scheme, endpoint);
+        let uri_text = format!("{scheme}://{}{path_and_query}", host_header(&address));
+        let err = |reason: String| {
+            let shown = match address.endpoint() {
+                Endpoint::Tcp { .. } => uri_text.clone(),
+                _ => format!("{address}:{path_and_query}"),
+            };
+            AddressError::target(&shown, reason)
         };
-        let err = |reason: String| AddressError::target(&target.to_string(), reason);
-        if let Some(c) = target
-            .path_and_query
+        if let Some(c) = path_and_query
             .chars()
             .find(|c| c.is_whitespace() || c.is_control())
         {
@@ -421,12 +426,14 @@ impl RequestTarget {
                 "the request path contains {c:?}; percent-encode it"
             )));
         }
-        if let Err(e) = target.uri_text().parse::<http::Uri>() {
-            return Err(err(format!(
-                "the request path is not a valid URI path: {e}"
-            )));
-        }
-        Ok(target)
+        let uri = uri_text
+            .parse::<http::Uri>()
+            .map_err(|e| err(format!("the request path is not a valid URI path: {e}")))?;
+        Ok(Self {
+            address,
+            path_and_query,
+            uri,
+        })
     }
 
     /// `http` or `https`.
@@ -451,31 +458,14 @@ impl RequestTarget {
     /// URL's authority over TCP (the port only when it is not the default).
     #[must_use]
     pub fn host_header(&self) -> String {
-        match self.endpoint() {
-            Endpoint::Pipe(_) | Endpoint::Unix(_) => "localhost".to_owned(),
-            Endpoint::Tcp { host, port } if *port == self.scheme().default_port() => {
-                host.to_string()
-            }
-            Endpoint::Tcp { host, port } => format!("{host}:{port}"),
-        }
+        host_header(&self.address)
     }
 
     /// The URI sent on the wire: `scheme://host/path`, with `localhost` as
     /// the host over pipes.
     #[must_use]
-    pub fn uri(&self) -> http::Uri {
-        self.uri_text()
-            .parse()
-            .expect("RequestTarget::new checked that the URI parses")
-    }
-
-    fn uri_text(&self) -> String {
-        format!(
-            "{}://{}{}",
-            self.scheme(),
-            self.host_header(),
-            self.path_and_query
-        )
+    pub fn uri(&self) -> &http::Uri {
+        &self.uri
     }
 
     /// Where this target's server listens.
@@ -488,7 +478,7 @@ impl RequestTarget {
 impl fmt::Display for RequestTarget {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.endpoint() {
-            Endpoint::Tcp { .. } => f.write_str(&self.uri_text()),
+            Endpoint::Tcp { .. } => write!(f, "{}", self.uri),
             endpoint => {
                 endpoint.fmt_with_scheme(self.scheme(), f)?;
                 write!(f, ":{}", self.path_and_query)
@@ -542,6 +532,16 @@ impl FromStr for RequestTarget {
             }
         };
         Self::new(scheme, endpoint, path).map_err(|e| err(e.reason()))
+    }
+}
+
+fn host_header(address: &ListenAddress) -> String {
+    match address.endpoint() {
+        Endpoint::Pipe(_) | Endpoint::Unix(_) => "localhost".to_owned(),
+        Endpoint::Tcp { host, port } if *port == address.scheme().default_port() => {
+            host.to_string()
+        }
+        Endpoint::Tcp { host, port } => format!("{host}:{port}"),
     }
 }
 

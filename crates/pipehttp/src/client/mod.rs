@@ -37,7 +37,7 @@ pub use self::body::Body;
 use self::connector::CLIENT_ALPN;
 pub use self::connector::{Connector, DEFAULT_CONNECT_TIMEOUT, Stream};
 pub use self::response::Response;
-use crate::address::{ListenAddress, RequestTarget, Scheme};
+use crate::address::{Endpoint, ListenAddress, RequestTarget, Scheme};
 use crate::error::{Error, Result};
 use crate::tls::Trust;
 
@@ -119,7 +119,8 @@ struct Inner {
 
 #[derive(Debug, Default)]
 struct Pools {
-    by_address: HashMap<ListenAddress, Pool>,
+    /// Each pool with its endpoint, shared with responses for messages.
+    by_address: HashMap<ListenAddress, (Pool, Arc<Endpoint>)>,
     /// Made on the first https request: loading the platform's roots is
     /// work a cleartext-only client never needs.
     tls: Option<Arc<rustls::ClientConfig>>,
@@ -297,10 +298,10 @@ impl Client {
         self.request(Method::DELETE, target)
     }
 
-    fn pool(&self, address: &ListenAddress) -> Result<Pool> {
+    fn pool(&self, address: &ListenAddress) -> Result<(Pool, Arc<Endpoint>)> {
         let mut pools = self.inner.pools.lock().expect("pool map poisoned");
-        if let Some(pool) = pools.by_address.get(address) {
-            return Ok(pool.clone());
+        if let Some((pool, endpoint)) = pools.by_address.get(address) {
+            return Ok((pool.clone(), endpoint.clone()));
         }
         let config = &self.inner.config;
         let mut connector = Connector::for_endpoint(address.endpoint().clone())
@@ -329,8 +330,11 @@ impl Client {
             .pool_idle_timeout(config.pool_idle_timeout)
             .http2_only(config.http2_prior_knowledge)
             .build(connector);
-        pools.by_address.insert(address.clone(), pool.clone());
-        Ok(pool)
+        let endpoint = Arc::new(address.endpoint().clone());
+        pools
+            .by_address
+            .insert(address.clone(), (pool.clone(), endpoint.clone()));
+        Ok((pool, endpoint))
     }
 }
 
@@ -408,9 +412,8 @@ impl RequestBuilder {
     /// Sends the request and waits for the response head.
     pub async fn send(self) -> Result<Response> {
         let target = self.target?;
-        let endpoint: Arc<str> = target.endpoint().describe().into();
+        let (pool, endpoint) = self.client.pool(target.listen_address())?;
         let deadline = self.timeout.map(|t| (Instant::now() + t, t));
-        let pool = self.client.pool(target.listen_address())?;
         let version = if self.client.inner.config.http2_prior_knowledge {
             Version::HTTP_2
         } else {
@@ -429,7 +432,7 @@ impl RequestBuilder {
                 tokio::time::timeout_at(at, send)
                     .await
                     .map_err(|_| Error::Timeout {
-                        endpoint: endpoint.to_string(),
+                        endpoint: endpoint.describe(),
                         timeout,
                     })??
             }
@@ -497,7 +500,7 @@ impl Attempt<'_> {
     fn build(&self, body: Body) -> http::Request<Body> {
         let mut req = http::Request::new(body);
         *req.method_mut() = self.method.clone();
-        *req.uri_mut() = self.target.uri();
+        *req.uri_mut() = self.target.uri().clone();
         *req.version_mut() = self.version;
         *req.headers_mut() = self.headers.clone();
         req

@@ -8,6 +8,7 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use tokio::time::Instant;
 
+use crate::address::Endpoint;
 use crate::error::{Error, Result};
 use crate::transport::PeerInfo;
 
@@ -25,14 +26,14 @@ use crate::transport::PeerInfo;
 #[derive(Debug)]
 pub struct Response {
     inner: http::Response<Incoming>,
-    endpoint: Arc<str>,
+    endpoint: Arc<Endpoint>,
     deadline: Option<(Instant, std::time::Duration)>,
 }
 
 impl Response {
     pub(crate) fn new(
         inner: http::Response<Incoming>,
-        endpoint: Arc<str>,
+        endpoint: Arc<Endpoint>,
         deadline: Option<(Instant, std::time::Duration)>,
     ) -> Self {
         Self {
@@ -76,7 +77,7 @@ impl Response {
                     tokio::time::timeout_at(at, frame)
                         .await
                         .map_err(|_| Error::Timeout {
-                            endpoint: self.endpoint.to_string(),
+                            endpoint: self.endpoint.describe(),
                             timeout,
                         })?
                 }
@@ -107,7 +108,7 @@ impl Response {
                 tokio::time::timeout_at(at, read)
                     .await
                     .map_err(|_| Error::Timeout {
-                        endpoint: endpoint.to_string(),
+                        endpoint: endpoint.describe(),
                         timeout,
                     })?
             }
@@ -129,7 +130,7 @@ impl Response {
         let endpoint = self.endpoint.clone();
         let bytes = self.bytes().await?;
         serde_json::from_slice(&bytes).map_err(|e| Error::Http {
-            endpoint: endpoint.to_string(),
+            endpoint: endpoint.describe(),
             message: format!("the response body is not the JSON expected: {e}"),
         })
     }
@@ -141,9 +142,9 @@ impl Response {
     }
 }
 
-fn body_error(endpoint: &str, e: &hyper::Error) -> Error {
+fn body_error(endpoint: &Endpoint, e: &hyper::Error) -> Error {
     Error::Http {
-        endpoint: endpoint.to_owned(),
+        endpoint: endpoint.describe(),
         message: format!("the response body broke off: {}", super::error_chain(e)),
     }
 }

@@ -180,7 +180,7 @@ async fn serve_connection<I, S, B>(
     B: Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
 {
-    let state = Arc::new(ConnState::default());
+    let state = Arc::new(ConnState::new());
     // Only local peers can ask for a handover; TCP peers are never trusted.
     let handover = (peer.transport != Transport::Tcp).then(|| shared.handover.clone());
     let service = ConnService {

@@ -7,11 +7,11 @@
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use crate::options::Limits;
@@ -19,20 +19,46 @@ use crate::options::Limits;
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0";
 
 /// What the connection's reader, its service and its watchdog share.
-#[derive(Debug, Default)]
+///
+/// Times are nanoseconds since `base`, kept in atomics, so a request costs
+/// two clock reads and a few relaxed stores, and never wakes the watchdog:
+/// the watchdog looks at the times when its own timer fires.
+#[derive(Debug)]
 pub(crate) struct ConnState {
+    base: Instant,
     in_flight: AtomicUsize,
-    head_started: AtomicBool,
+    /// When the first byte of the pending request head arrived, plus one;
+    /// zero while no head is pending.
+    head_since: AtomicU64,
+    /// When the last request in flight finished (or the connection opened).
+    idle_since: AtomicU64,
     http2: AtomicBool,
-    changed: Notify,
 }
 
 impl ConnState {
+    pub(crate) fn new() -> Self {
+        Self {
+            base: Instant::now(),
+            in_flight: AtomicUsize::new(0),
+            head_since: AtomicU64::new(0),
+            idle_since: AtomicU64::new(0),
+            http2: AtomicBool::new(false),
+        }
+    }
+
+    fn now(&self) -> u64 {
+        u64::try_from(self.base.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    fn at(&self, nanos: u64) -> Instant {
+        self.base + Duration::from_nanos(nanos)
+    }
+
     /// Marks a request as begun; the returned guard ends it when dropped
     /// (with the response body, once it is sent).
     pub(crate) fn request_started(self: &Arc<Self>) -> InFlight {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
-        self.head_started.store(false, Ordering::Relaxed);
+        self.head_since.store(0, Ordering::Relaxed);
         InFlight(self.clone())
     }
 }
@@ -44,55 +70,43 @@ pub(crate) struct InFlight(Arc<ConnState>);
 impl Drop for InFlight {
     fn drop(&mut self) {
         if self.0.in_flight.fetch_sub(1, Ordering::Relaxed) == 1 {
-            self.0.changed.notify_one();
+            self.0.idle_since.store(self.0.now(), Ordering::Relaxed);
         }
     }
 }
 
-/// Why the watchdog gave up on a connection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Expired {
-    HeadersTimeout,
-    Idle,
-}
-
 /// Resolves when the connection has been idle for `keep_alive_timeout`, or
 /// has taken `request_headers_timeout` to send a request head.
+///
+/// It wakes at least every `min(request_headers_timeout,
+/// keep_alive_timeout)`: a head that starts between two looks has a
+/// deadline past the next look, so every cut still comes exactly on time.
 pub(crate) async fn watch(state: &ConnState, limits: &Limits) {
-    let mut idle_since = Instant::now();
-    let mut head_since: Option<Instant> = None;
+    let period = limits
+        .request_headers_timeout
+        .min(limits.keep_alive_timeout);
     loop {
-        let notified = state.changed.notified();
         let now = Instant::now();
         let deadline = if state.in_flight.load(Ordering::Relaxed) > 0 {
-            head_since = None;
             None
-        } else if state.head_started.load(Ordering::Relaxed) && !state.http2.load(Ordering::Relaxed)
-        {
-            let since = *head_since.get_or_insert(now);
-            Some((
-                since + limits.request_headers_timeout,
-                Expired::HeadersTimeout,
-            ))
         } else {
-            head_since = None;
-            Some((idle_since + limits.keep_alive_timeout, Expired::Idle))
+            match state.head_since.load(Ordering::Relaxed) {
+                0 => Some(
+                    state.at(state.idle_since.load(Ordering::Relaxed)) + limits.keep_alive_timeout,
+                ),
+                _ if state.http2.load(Ordering::Relaxed) => Some(
+                    state.at(state.idle_since.load(Ordering::Relaxed)) + limits.keep_alive_timeout,
+                ),
+                since => Some(state.at(since - 1) + limits.request_headers_timeout),
+            }
         };
         match deadline {
-            None => {
-                notified.await;
-                idle_since = Instant::now();
-            }
-            Some((at, why)) if at <= now => {
-                tracing::debug!(?why, "closing connection");
+            Some(at) if at <= now => {
+                tracing::debug!("closing a connection: idle or too slow sending a request head");
                 return;
             }
-            Some((at, _)) => {
-                tokio::select! {
-                    () = tokio::time::sleep_until(at) => {}
-                    () = notified => {}
-                }
-            }
+            Some(at) => tokio::time::sleep_until(at.min(now + period)).await,
+            None => tokio::time::sleep_until(now + period).await,
         }
     }
 }
@@ -134,10 +148,11 @@ impl<T: AsyncRead> AsyncRead for Monitored<T> {
                     this.state.http2.store(true, Ordering::Relaxed);
                 }
             }
-            if this.state.in_flight.load(Ordering::Relaxed) == 0
-                && !this.state.head_started.swap(true, Ordering::Relaxed)
+            let state = &**this.state;
+            if state.in_flight.load(Ordering::Relaxed) == 0
+                && state.head_since.load(Ordering::Relaxed) == 0
             {
-                this.state.changed.notify_one();
+                state.head_since.store(state.now() + 1, Ordering::Relaxed);
             }
         }
         res

@@ -3,7 +3,7 @@
 //! module; the rest of the crate sees [`Listener`] and [`Connection`].
 //!
 //! ```no_run
-//! # async fn run() -> pipehttp::Result<()> {
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! use pipehttp::transport::Listener;
 //! use tokio::io::AsyncWriteExt;
 //!
