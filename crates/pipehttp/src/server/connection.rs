@@ -187,6 +187,8 @@ async fn serve_connection<I, S, B>(
         service,
         peer,
         max_body: shared.limits.max_request_body_size,
+        max_head: Some(shared.limits.max_request_headers_total_size)
+            .filter(|&max| max < super::MIN_HEAD_BUFFER),
         state: state.clone(),
         handover,
     };

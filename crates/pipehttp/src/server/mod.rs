@@ -49,6 +49,9 @@ use crate::transport::Listener;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
+/// The smallest read buffer hyper accepts for HTTP/1.
+pub(crate) const MIN_HEAD_BUFFER: usize = 8192;
+
 /// How long requests in flight may take to finish after a stop is asked,
 /// unless set with [`ServerBuilder::shutdown_timeout`].
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
@@ -486,8 +489,9 @@ fn http_builder(limits: &Limits, pipes: &PipeOptions) -> auto::Builder<TokioExec
         // The watchdog runs the headers timeout from the first byte of a
         // head; hyper's would also cut idle keep-alive connections.
         .header_read_timeout(None)
-        // A head that does not fit the buffer is answered with 431.
-        .max_buf_size(head.max(8192));
+        // A head that does not fit the buffer is answered with 431; limits
+        // under hyper's smallest buffer are checked by the service instead.
+        .max_buf_size(head.max(MIN_HEAD_BUFFER));
     let window = u32::try_from(pipes.max_read_buffer_size).unwrap_or(u32::MAX);
     builder
         .http2()

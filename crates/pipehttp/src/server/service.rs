@@ -127,6 +127,9 @@ pub(crate) struct ConnService<S> {
     pub(crate) service: S,
     pub(crate) peer: PeerInfo,
     pub(crate) max_body: Option<u64>,
+    /// A request head limit below the smallest buffer hyper accepts, which
+    /// hyper cannot enforce, so it is checked here once a head is parsed.
+    pub(crate) max_head: Option<usize>,
     pub(crate) state: Arc<ConnState>,
     /// Set on local connections: how a successor asks this server to
     /// hand over its names.
@@ -151,6 +154,11 @@ where
                     takeover::answer(&self.peer, handover),
                     in_flight,
                 );
+            }
+        }
+        if let Some(max) = self.max_head {
+            if head_size(&req) > max {
+                return ResponseFuture::immediate(headers_too_large(max), in_flight);
             }
         }
         let (mut parts, inner) = req.into_parts();
@@ -186,6 +194,31 @@ where
             in_flight: Some(in_flight),
         }
     }
+}
+
+/// The size of a request head as it was sent: the request line and each
+/// `name: value` line with its line end.
+fn head_size<B>(req: &Request<B>) -> usize {
+    let request_line = req.method().as_str().len()
+        + req.uri().path_and_query().map_or(1, |p| p.as_str().len())
+        + " HTTP/1.1\r\n".len()
+        + 1;
+    let headers: usize = req
+        .headers()
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len() + 4)
+        .sum();
+    request_line + headers + 2
+}
+
+fn headers_too_large(max: usize) -> Response<Full<Bytes>> {
+    let mut res = Response::new(Full::new(Bytes::from(format!(
+        "request headers larger than {max} bytes\n"
+    ))));
+    *res.status_mut() = StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE;
+    res.headers_mut()
+        .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+    res
 }
 
 fn too_large(version: Version, max: u64) -> Response<Full<Bytes>> {

@@ -171,6 +171,7 @@ impl Listener {
                     cred.uid(),
                     self.uid
                 );
+                tokio::spawn(turn_away(stream));
                 continue;
             }
             let mut peer = PeerInfo::new(transport);
@@ -225,6 +226,22 @@ async fn predecessor(path: &Path, endpoint: &Endpoint) -> Result<Option<(Stream,
         }),
         Err(ConnectFailure::Fatal(e)) => Err(e),
     }
+}
+
+/// Closes a refused connection so that its client reads a clean end of
+/// stream, not a reset: closing a socket with unread bytes makes the kernel
+/// reset it, which clients report as a network failure, or even as no
+/// server at all. So the write side is shut first, and what the client
+/// sends is read and dropped, never parsed, for a bounded time.
+async fn turn_away(mut stream: UnixStream) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    const BUDGET: u64 = 64 * 1024;
+    const PATIENCE: std::time::Duration = std::time::Duration::from_secs(1);
+    let _ = stream.shutdown().await;
+    let mut unread = stream.take(BUDGET);
+    let mut sink = tokio::io::sink();
+    let _ = tokio::time::timeout(PATIENCE, tokio::io::copy(&mut unread, &mut sink)).await;
 }
 
 /// Makes way for a new socket at `path`: nothing there is fine; a socket
