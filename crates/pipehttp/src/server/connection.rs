@@ -4,20 +4,15 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
-use http::{Request, Response};
-use http_body::Body;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{OwnedSemaphorePermit, mpsc, watch};
 use tokio_rustls::TlsAcceptor;
 
-use super::service::{ConnService, RequestBody};
+use super::service::ConnService;
 use super::watchdog::{self, ConnState, Monitored};
-use super::{Bound, Phase, Shared};
+use super::{Bound, HttpBody, HttpService, Phase, Shared};
 use crate::transport::{Connection, Listener, PeerInfo, Transport};
-
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Everything a connection task needs besides its connection.
 struct Ctx<S> {
@@ -47,14 +42,8 @@ pub(crate) async fn accept_loop<S, B>(
     mut phase: watch::Receiver<Phase>,
     open: mpsc::Sender<()>,
 ) where
-    S: tower_service::Service<Request<RequestBody>, Response = Response<B>>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<BoxError>,
-    B: Body<Data = Bytes> + Send + 'static,
-    B::Error: Into<BoxError>,
+    S: HttpService<B>,
+    B: HttpBody,
 {
     let describe = listener.local_address().endpoint().describe();
     let ctx = Ctx {
@@ -98,14 +87,8 @@ pub(crate) async fn accept_loop<S, B>(
 /// queued on it: they connected before the stop and are owed an answer.
 async fn drain<S, B>(listener: &Listener, ctx: Ctx<S>)
 where
-    S: tower_service::Service<Request<RequestBody>, Response = Response<B>>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<BoxError>,
-    B: Body<Data = Bytes> + Send + 'static,
-    B::Error: Into<BoxError>,
+    S: HttpService<B>,
+    B: HttpBody,
 {
     listener.release();
     // A zero timeout polls accept once: it yields a queued client, or
@@ -117,14 +100,8 @@ where
 
 fn spawn<S, B>(conn: Connection, permit: Option<OwnedSemaphorePermit>, ctx: Ctx<S>)
 where
-    S: tower_service::Service<Request<RequestBody>, Response = Response<B>>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<BoxError>,
-    B: Body<Data = Bytes> + Send + 'static,
-    B::Error: Into<BoxError>,
+    S: HttpService<B>,
+    B: HttpBody,
 {
     let Ctx {
         shared,
@@ -171,14 +148,8 @@ async fn serve_connection<I, S, B>(
     mut phase: watch::Receiver<Phase>,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    S: tower_service::Service<Request<RequestBody>, Response = Response<B>>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<BoxError>,
-    B: Body<Data = Bytes> + Send + 'static,
-    B::Error: Into<BoxError>,
+    S: HttpService<B>,
+    B: HttpBody,
 {
     let state = Arc::new(ConnState::new());
     // Only local peers can ask for a handover; TCP peers are never trusted.

@@ -49,6 +49,43 @@ use crate::transport::Listener;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
+/// What a server can serve: a cloneable tower service from requests with a
+/// [`RequestBody`] to responses with any [`HttpBody`]. Every such service
+/// has it, an axum `Router` and tonic's `Routes` among them.
+pub trait HttpService<B>:
+    tower_service::Service<
+        Request<RequestBody>,
+        Response = Response<B>,
+        Future: Send + 'static,
+        Error: Into<BoxError>,
+    > + Clone
+    + Send
+    + 'static
+{
+}
+
+impl<S, B> HttpService<B> for S
+where
+    S: tower_service::Service<Request<RequestBody>, Response = Response<B>>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<BoxError>,
+{
+}
+
+/// What a served response can carry: a body of `Bytes` that can cross
+/// threads. Every such body has it.
+pub trait HttpBody: Body<Data = Bytes, Error: Into<BoxError>> + Send + 'static {}
+
+impl<B> HttpBody for B
+where
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+}
+
 /// The smallest read buffer hyper accepts for HTTP/1.
 pub(crate) const MIN_HEAD_BUFFER: usize = 8192;
 
@@ -104,28 +141,31 @@ impl ServerBuilder {
     /// Adds one listen address: `http://pipe:/NAME`, `http://unix:/PATH`,
     /// `http://HOST:PORT`, or a parsed [`ListenAddress`]. A malformed
     /// address is reported by [`bind`](Self::bind).
-    pub fn listen<A>(mut self, address: A) -> Self
+    pub fn listen<A>(self, address: A) -> Self
     where
         A: TryInto<ListenAddress>,
         A::Error: Into<Error>,
     {
-        match address.try_into() {
-            Ok(address) => self.endpoints.push((address, None)),
-            Err(e) => {
-                self.error.get_or_insert(e.into());
-            }
-        }
-        self
+        self.endpoint(address, None)
     }
 
     /// Adds an `https://` address with its own certificate.
-    pub fn listen_with_certificate<A>(mut self, address: A, certificate: Certificate) -> Self
+    pub fn listen_with_certificate<A>(self, address: A, certificate: Certificate) -> Self
+    where
+        A: TryInto<ListenAddress>,
+        A::Error: Into<Error>,
+    {
+        self.endpoint(address, Some(certificate))
+    }
+
+    /// Keeps the address, or the first parse error for `bind` to report.
+    fn endpoint<A>(mut self, address: A, certificate: Option<Certificate>) -> Self
     where
         A: TryInto<ListenAddress>,
         A::Error: Into<Error>,
     {
         match address.try_into() {
-            Ok(address) => self.endpoints.push((address, Some(certificate))),
+            Ok(address) => self.endpoints.push((address, certificate)),
             Err(e) => {
                 self.error.get_or_insert(e.into());
             }
@@ -390,14 +430,8 @@ impl Server {
     /// stops gracefully.
     pub async fn serve<S, B>(self, service: S) -> Result<()>
     where
-        S: tower_service::Service<Request<RequestBody>, Response = Response<B>>
-            + Clone
-            + Send
-            + 'static,
-        S::Future: Send + 'static,
-        S::Error: Into<BoxError>,
-        B: Body<Data = Bytes> + Send + 'static,
-        B::Error: Into<BoxError>,
+        S: HttpService<B>,
+        B: HttpBody,
     {
         self.serve_with_shutdown(service, crate::transport::stop_signal())
             .await
@@ -408,14 +442,8 @@ impl Server {
     /// shutdown timeout and closes what is left.
     pub async fn serve_with_shutdown<S, B, F>(self, service: S, signal: F) -> Result<()>
     where
-        S: tower_service::Service<Request<RequestBody>, Response = Response<B>>
-            + Clone
-            + Send
-            + 'static,
-        S::Future: Send + 'static,
-        S::Error: Into<BoxError>,
-        B: Body<Data = Bytes> + Send + 'static,
-        B::Error: Into<BoxError>,
+        S: HttpService<B>,
+        B: HttpBody,
         F: Future<Output = ()> + Send,
     {
         for bound in self.local_addresses() {
