@@ -299,10 +299,18 @@ impl Client {
     }
 
     fn pool(&self, address: &ListenAddress) -> Result<(Pool, Arc<Endpoint>)> {
-        let mut pools = self.inner.pools.lock().expect("pool map poisoned");
+        let pools = self.inner.pools.lock().expect("pool map poisoned");
         if let Some((pool, endpoint)) = pools.by_address.get(address) {
             return Ok((pool.clone(), endpoint.clone()));
         }
+        drop(pools);
+        self.new_pool(address)
+    }
+
+    /// A new, empty pool for `address`, in place of the old one: requests
+    /// already using the old pool keep it until they finish.
+    fn new_pool(&self, address: &ListenAddress) -> Result<(Pool, Arc<Endpoint>)> {
+        let mut pools = self.inner.pools.lock().expect("pool map poisoned");
         let config = &self.inner.config;
         let mut connector = Connector::for_endpoint(address.endpoint().clone())
             .connect_timeout(config.connect_timeout)
@@ -420,7 +428,8 @@ impl RequestBuilder {
             Version::HTTP_11
         };
         let attempt = Attempt {
-            pool: &pool,
+            client: &self.client,
+            pool,
             method: &self.method,
             target: &target,
             headers: &self.headers,
@@ -443,7 +452,8 @@ impl RequestBuilder {
 }
 
 struct Attempt<'a> {
-    pool: &'a Pool,
+    client: &'a Client,
+    pool: Pool,
     method: &'a Method,
     target: &'a RequestTarget,
     headers: &'a HeaderMap,
@@ -452,7 +462,7 @@ struct Attempt<'a> {
 
 impl Attempt<'_> {
     async fn send_with_retries(
-        &self,
+        mut self,
         body: Body,
         policy: RetryPolicy,
     ) -> Result<http::Response<hyper::body::Incoming>> {
@@ -488,6 +498,9 @@ impl Attempt<'_> {
                     "request failed before any response, retrying: {}",
                     error_chain(&err)
                 );
+                // The pool's other idle connections most likely went to the
+                // same dead server: the retry starts a new pool.
+                self.pool = self.client.new_pool(self.target.listen_address())?.0;
                 continue;
             }
             return Err(Error::Http {

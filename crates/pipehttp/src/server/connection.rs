@@ -9,7 +9,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{OwnedSemaphorePermit, mpsc, watch};
 use tokio_rustls::TlsAcceptor;
 
-use super::service::ConnService;
+use super::service::{Admission, ConnService};
 use super::watchdog::{self, ConnState, Monitored};
 use super::{Bound, HttpBody, HttpService, Phase, Shared};
 use crate::transport::{Connection, Listener, PeerInfo, Transport};
@@ -54,23 +54,29 @@ pub(crate) async fn accept_loop<S, B>(
         tls,
     };
     loop {
-        // Past max_concurrent_connections the loop stops accepting, so new
-        // clients queue in the OS until a connection closes.
-        let permit = match &ctx.shared.slots {
-            Some(slots) => tokio::select! {
-                permit = slots.clone().acquire_owned() => {
-                    Some(permit.expect("the semaphore is never closed"))
-                }
-                _ = phase.wait_for(|p| *p != Phase::Serving) => break,
+        // Past max_concurrent_connections one more connection is taken into
+        // a waiting room, where its requests wait for a slot; then the loop
+        // stops accepting, so further clients queue in the OS until a
+        // connection closes.
+        let admit = match &ctx.shared.slots {
+            None => Admit::Free,
+            Some(slots) => match slots.clone().try_acquire_owned() {
+                Ok(slot) => Admit::Slot(slot),
+                Err(_) => tokio::select! {
+                    room = ctx.shared.waiting_room.clone().acquire_owned() => {
+                        let room = room.expect("the semaphore is never closed");
+                        Admit::Waiting(Arc::new(Admission::new(slots.clone(), room)))
+                    }
+                    _ = phase.wait_for(|p| *p != Phase::Serving) => break,
+                },
             },
-            None => None,
         };
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
             _ = phase.wait_for(|p| *p != Phase::Serving) => break,
         };
         match accepted {
-            Ok(conn) => spawn(conn, permit, ctx.clone()),
+            Ok(conn) => spawn(conn, admit, ctx.clone()),
             Err(e) if is_connection_error(&e) => {}
             Err(e) => {
                 // Out of descriptors or memory: give the system a moment
@@ -94,11 +100,21 @@ where
     // A zero timeout polls accept once: it yields a queued client, or
     // nothing when the queue is empty.
     while let Ok(Ok(conn)) = tokio::time::timeout(Duration::ZERO, listener.accept()).await {
-        spawn(conn, None, ctx.clone());
+        spawn(conn, Admit::Free, ctx.clone());
     }
 }
 
-fn spawn<S, B>(conn: Connection, permit: Option<OwnedSemaphorePermit>, ctx: Ctx<S>)
+/// How a connection counts against `max_concurrent_connections`.
+enum Admit {
+    /// Not at all: no limit, or a client queued before a stop.
+    Free,
+    /// It holds a slot.
+    Slot(OwnedSemaphorePermit),
+    /// It waits for one.
+    Waiting(Arc<Admission>),
+}
+
+fn spawn<S, B>(conn: Connection, admit: Admit, ctx: Ctx<S>)
 where
     S: HttpService<B>,
     B: HttpBody,
@@ -112,21 +128,33 @@ where
     } = ctx;
     tokio::spawn(async move {
         let peer = conn.peer().clone();
+        let (slot, admission) = match admit {
+            Admit::Free => (None, None),
+            Admit::Slot(slot) => (Some(slot), None),
+            Admit::Waiting(admission) => (None, Some(admission)),
+        };
+        let conn_ctx = ConnCtx {
+            peer,
+            shared: &shared,
+            service,
+            phase,
+            admission,
+        };
         match tls {
-            None => serve_connection(conn, peer, &shared, service, phase).await,
+            None => serve_connection(conn, conn_ctx).await,
             Some(tls) => {
                 // A client gets the headers timeout to finish its handshake
                 // too, so a silent one cannot hold a slot.
                 let handshake =
                     tokio::time::timeout(shared.limits.request_headers_timeout, tls.accept(conn));
                 match handshake.await {
-                    Ok(Ok(stream)) => serve_connection(stream, peer, &shared, service, phase).await,
+                    Ok(Ok(stream)) => serve_connection(stream, conn_ctx).await,
                     Ok(Err(e)) => tracing::debug!("TLS handshake failed: {e}"),
                     Err(_) => tracing::debug!("TLS handshake timed out"),
                 }
             }
         }
-        drop(permit);
+        drop(slot);
         drop(open);
     });
 }
@@ -140,17 +168,28 @@ fn is_connection_error(e: &std::io::Error) -> bool {
     )
 }
 
-async fn serve_connection<I, S, B>(
-    conn: I,
+/// What one connection task serves with.
+struct ConnCtx<'a, S> {
     peer: PeerInfo,
-    shared: &Shared,
+    shared: &'a Shared,
     service: S,
-    mut phase: watch::Receiver<Phase>,
-) where
+    phase: watch::Receiver<Phase>,
+    admission: Option<Arc<Admission>>,
+}
+
+async fn serve_connection<I, S, B>(conn: I, ctx: ConnCtx<'_, S>)
+where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     S: HttpService<B>,
     B: HttpBody,
 {
+    let ConnCtx {
+        peer,
+        shared,
+        service,
+        mut phase,
+        admission,
+    } = ctx;
     let state = Arc::new(ConnState::new());
     // Only local peers can ask for a handover; TCP peers are never trusted.
     let handover = (peer.transport != Transport::Tcp).then(|| shared.handover.clone());
@@ -162,16 +201,27 @@ async fn serve_connection<I, S, B>(
             .filter(|&max| max < super::MIN_HEAD_BUFFER),
         state: state.clone(),
         handover,
+        admission,
     };
     let io = TokioIo::new(Monitored::new(conn, state.clone()));
     let conn = shared.http.serve_connection_with_upgrades(io, service);
     tokio::pin!(conn);
     let watchdog = watchdog::watch(&state, &shared.limits);
     tokio::pin!(watchdog);
-    if *phase.borrow_and_update() != Phase::Serving {
-        conn.as_mut().graceful_shutdown();
-    }
+    // A stop shuts a connection down at once if it has sent nothing, or
+    // after its current request. One whose first request is still arriving
+    // gets to finish it: it connected before the stop and is owed an
+    // answer, and hyper would drop it unread while sniffing the protocol.
+    // The connection is polled once before deciding, so a client queued
+    // with its request already sent is seen as one.
+    let mut stop_pending = *phase.borrow_and_update() != Phase::Serving;
+    let mut polled = false;
     loop {
+        if stop_pending && polled && (state.begun() || !state.receiving_head()) {
+            conn.as_mut().graceful_shutdown();
+            stop_pending = false;
+        }
+        polled = true;
         tokio::select! {
             res = conn.as_mut() => {
                 if let Err(e) = res {
@@ -180,9 +230,10 @@ async fn serve_connection<I, S, B>(
                 return;
             }
             () = &mut watchdog => return,
+            () = state.first_request(), if stop_pending => {}
             changed = phase.changed() => match (changed, *phase.borrow()) {
                 (Err(_), _) | (_, Phase::Closing) => return,
-                (_, Phase::Draining) => conn.as_mut().graceful_shutdown(),
+                (_, Phase::Draining) => stop_pending = true,
                 (_, Phase::Serving) => {}
             },
         }

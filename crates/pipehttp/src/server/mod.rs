@@ -456,6 +456,7 @@ impl Server {
                 .max_concurrent_connections
                 .map(|n| Arc::new(Semaphore::new(n))),
             limits: self.limits,
+            waiting_room: Arc::new(Semaphore::new(1)),
             handover: Arc::new(Notify::new()),
         });
         let (phase_tx, phase_rx) = watch::channel(Phase::Serving);
@@ -504,6 +505,8 @@ pub(crate) struct Shared {
     pub(crate) http: auto::Builder<TokioExecutor>,
     pub(crate) limits: Limits,
     pub(crate) slots: Option<Arc<Semaphore>>,
+    /// One place for a connection past the limit: see `Admission`.
+    pub(crate) waiting_room: Arc<Semaphore>,
     /// Notified when a new server asks this one to hand over.
     pub(crate) handover: Arc<Notify>,
 }

@@ -4,8 +4,8 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Poll, ready};
 
 use bytes::Bytes;
@@ -14,7 +14,7 @@ use http_body::{Body, Frame, SizeHint};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 
-use tokio::sync::Notify;
+use tokio::sync::{AcquireError, Notify, OwnedSemaphorePermit, Semaphore};
 
 use super::takeover;
 use super::watchdog::{ConnState, InFlight};
@@ -134,6 +134,41 @@ pub(crate) struct ConnService<S> {
     /// Set on local connections: how a successor asks this server to
     /// hand over its names.
     pub(crate) handover: Option<Arc<Notify>>,
+    /// Set on a connection accepted while every connection slot was taken.
+    pub(crate) admission: Option<Arc<Admission>>,
+}
+
+/// A connection accepted past `max_concurrent_connections`, into the
+/// one-place waiting room: its requests wait for a connection slot, and
+/// the first slot it gets is kept for the connection's life. A takeover
+/// request does not wait, so a successor can reach a server whose slots
+/// are all taken.
+pub(crate) struct Admission {
+    slots: Arc<Semaphore>,
+    slot: OnceLock<OwnedSemaphorePermit>,
+    /// The waiting-room place, given up once a slot is held.
+    room: Mutex<Option<OwnedSemaphorePermit>>,
+}
+
+impl Admission {
+    pub(crate) fn new(slots: Arc<Semaphore>, room: OwnedSemaphorePermit) -> Self {
+        Self {
+            slots,
+            slot: OnceLock::new(),
+            room: Mutex::new(Some(room)),
+        }
+    }
+
+    fn admitted(&self) -> bool {
+        self.slot.get().is_some()
+    }
+
+    fn admit(&self, permit: OwnedSemaphorePermit) {
+        // A second stream of the same HTTP/2 connection may win a slot too;
+        // the connection needs one, so that one goes back at once.
+        let _ = self.slot.set(permit);
+        self.room.lock().expect("room lock poisoned").take();
+    }
 }
 
 impl<S, B> hyper::service::Service<Request<Incoming>> for ConnService<S>
@@ -184,11 +219,20 @@ where
         };
         let version = parts.version;
         let req = Request::from_parts(parts, RequestBody { inner, limit });
-        ResponseFuture {
-            state: State::NotReady {
+        let state = match &self.admission {
+            Some(admission) if !admission.admitted() => State::Waiting {
+                acquire: Box::pin(admission.slots.clone().acquire_owned()),
+                admission: admission.clone(),
+                service: Some(self.service.clone()),
+                req: Some(req),
+            },
+            _ => State::NotReady {
                 service: self.service.clone(),
                 req: Some(req),
             },
+        };
+        ResponseFuture {
+            state,
             tripped,
             version,
             in_flight: Some(in_flight),
@@ -251,6 +295,12 @@ pin_project_lite::pin_project! {
 pin_project_lite::pin_project! {
     #[project = StateProj]
     enum State<S: tower_service::Service<Request<RequestBody>>> {
+        Waiting {
+            acquire: Pin<Box<dyn Future<Output = Result<OwnedSemaphorePermit, AcquireError>> + Send>>,
+            admission: Arc<Admission>,
+            service: Option<S>,
+            req: Option<Request<RequestBody>>,
+        },
         NotReady { service: S, req: Option<Request<RequestBody>> },
         Called { #[pin] fut: S::Future },
         Immediate { res: Option<Response<Full<Bytes>>> },
@@ -279,6 +329,21 @@ where
         let mut this = self.project();
         let res = loop {
             match this.state.as_mut().project() {
+                StateProj::Waiting {
+                    acquire,
+                    admission,
+                    service,
+                    req,
+                } => {
+                    let permit = ready!(acquire.as_mut().poll(cx))
+                        .expect("the slots semaphore is never closed");
+                    admission.admit(permit);
+                    let next = State::NotReady {
+                        service: service.take().expect("polled after admission"),
+                        req: req.take(),
+                    };
+                    this.state.set(next);
+                }
                 StateProj::NotReady { service, req } => {
                     ready!(service.poll_ready(cx))?;
                     let req = req.take().expect("polled after the request was sent");

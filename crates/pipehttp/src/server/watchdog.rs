@@ -12,6 +12,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use crate::options::Limits;
@@ -33,6 +34,10 @@ pub(crate) struct ConnState {
     /// When the last request in flight finished (or the connection opened).
     idle_since: AtomicU64,
     http2: AtomicBool,
+    /// Whether a request has begun on the connection, and the news of the
+    /// first one, for a stop that waits for it.
+    begun: AtomicBool,
+    first_request: Notify,
 }
 
 impl ConnState {
@@ -43,6 +48,8 @@ impl ConnState {
             head_since: AtomicU64::new(0),
             idle_since: AtomicU64::new(0),
             http2: AtomicBool::new(false),
+            begun: AtomicBool::new(false),
+            first_request: Notify::new(),
         }
     }
 
@@ -59,7 +66,29 @@ impl ConnState {
     pub(crate) fn request_started(self: &Arc<Self>) -> InFlight {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
         self.head_since.store(0, Ordering::Relaxed);
+        if !self.begun.load(Ordering::Relaxed) {
+            self.begun.store(true, Ordering::Relaxed);
+            self.first_request.notify_one();
+        }
         InFlight(self.clone())
+    }
+
+    /// Whether a request has begun on this connection.
+    pub(crate) fn begun(&self) -> bool {
+        self.begun.load(Ordering::Relaxed)
+    }
+
+    /// Whether part of a request head has arrived and its request has not
+    /// begun yet.
+    pub(crate) fn receiving_head(&self) -> bool {
+        self.head_since.load(Ordering::Relaxed) != 0
+    }
+
+    /// Resolves once the connection's first request has begun.
+    pub(crate) async fn first_request(&self) {
+        if !self.begun() {
+            self.first_request.notified().await;
+        }
     }
 }
 
