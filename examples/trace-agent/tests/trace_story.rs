@@ -1,0 +1,117 @@
+//! The trace-agent story as real processes: the scenario with smaller
+//! counts (the agent SIGKILLed twice while tracers send), and a tracer with
+//! no agent at all, which must drop what it cannot deliver and still exit.
+
+#![cfg(unix)]
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use pipehttp_trace_example::tracer::Summary;
+use testkit::Spawned;
+
+const DEMO: &str = env!("CARGO_BIN_EXE_trace-demo");
+const TRACER: &str = env!("CARGO_BIN_EXE_tracer");
+
+/// The value of `key=` in the scenario's last line.
+fn field(line: &str, key: &str) -> u64 {
+    line.split_whitespace()
+        .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
+        .unwrap_or_else(|| panic!("no {key}= in {line:?}"))
+        .parse()
+        .unwrap_or_else(|e| panic!("{key}= in {line:?}: {e}"))
+}
+
+fn command(program: &str, tmp: &Path) -> Command {
+    let mut cmd = Command::new(program);
+    // The pipe's socket file and the scenario's files go in `tmp`.
+    cmd.env("TMPDIR", tmp).env_remove("RUST_LOG");
+    cmd
+}
+
+#[test]
+fn scenario_with_two_kills_loses_no_acknowledged_span() {
+    let tmp = testkit::tempdir().unwrap();
+    let mut cmd = command(DEMO, tmp.path());
+    cmd.args(["--tracers", "2", "--spans", "2000", "--kills", "2"])
+        // Slower apps, so the kills fall while spans are still coming.
+        .args(["--rate", "2000", "--restart-delay", "0.2"])
+        .args(["--pipe", &testkit::unique_name("trace-story")]);
+    let mut demo = Spawned::start(cmd);
+    let status = demo.wait_exit();
+    let output = demo.output();
+    assert!(status.success(), "trace-demo failed: {status}\n{output}");
+
+    let last = output.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("sent="),
+        "the last line is {last:?}:\n{output}"
+    );
+    assert_eq!(field(last, "lost"), 0, "{output}");
+    assert_eq!(
+        output.matches("SIGKILL to the agent").count(),
+        2,
+        "two kills:\n{output}"
+    );
+    assert_eq!(
+        output.matches("agent restarted on the same name").count(),
+        2,
+        "two restarts:\n{output}"
+    );
+    let acknowledged = field(last, "acknowledged");
+    let received = field(last, "received");
+    assert!(acknowledged > 0, "{output}");
+    assert!(received >= acknowledged, "{output}");
+    assert!(field(last, "sent") >= acknowledged, "{output}");
+    // Every span is accounted for: acknowledged or dropped, by each tracer.
+    for line in output.lines().filter(|l| l.contains("tracer pid=")) {
+        if let Some(counts) = line.split_once(": created=") {
+            let line = format!("created={}", counts.1);
+            assert_eq!(
+                field(&line, "created"),
+                field(&line, "acknowledged") + field(&line, "dropped"),
+                "{line}"
+            );
+        }
+    }
+}
+
+#[test]
+fn tracer_without_agent_drops_and_exits_in_bounded_time() {
+    let tmp = testkit::tempdir().unwrap();
+    let report = tmp.path().join("report.json");
+    let mut cmd = command(TRACER, tmp.path());
+    cmd.args(["--pipe", &testkit::unique_name("no-agent")])
+        .args(["--spans", "2000", "--batch-size", "100", "--queue", "2"])
+        .args(["--rate", "0", "--flush-timeout", "1"])
+        .args(["--connect-timeout", "0.2", "--request-timeout", "1"])
+        .arg("--report")
+        .arg(&report);
+    let started = Instant::now();
+    let mut tracer = Spawned::start(cmd);
+    let status = tracer.wait_exit();
+    let elapsed = started.elapsed();
+    let output = tracer.output();
+    assert!(status.success(), "tracer failed: {status}\n{output}");
+    // Generous: the bound is the flush timeout (1 s) plus start and exit.
+    assert!(
+        elapsed < Duration::from_secs(30),
+        "the tracer took {elapsed:?} with no agent:\n{output}"
+    );
+
+    let summary: Summary = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    assert_eq!(summary.created, 2000, "{output}");
+    assert_eq!(summary.acknowledged, 0, "{output}");
+    assert_eq!(summary.dropped, 2000, "every span is dropped:\n{output}");
+    assert!(
+        summary.dropped_queue_full > 0,
+        "a queue of 2 batches overflows:\n{output}"
+    );
+    assert!(summary.dropped_at_exit > 0, "{output}");
+    assert!(summary.last_error.is_some(), "{output}");
+    assert!(
+        output.contains("dropped=2000"),
+        "the summary line reports the drops:\n{output}"
+    );
+}
