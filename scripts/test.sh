@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Runs every test of pipehttp: format and lint checks, the Linux suite, and
-# the Windows suite cross-compiled and run under Wine. On a fresh Debian
-# machine it first installs the packages the tests need (as root).
+# Runs every test of pipehttp: format and lint checks, the Linux suite, the
+# Windows suite cross-compiled and run under Wine, and a short smoke run of
+# each fuzzer. On a fresh Debian machine it first installs the packages the
+# tests need (as root).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -17,3 +18,5 @@ step "cargo test (Linux)"
 cargo test --workspace --all-features
 step "Windows tests under Wine"
 scripts/test-windows.sh
+step "fuzz smoke: 30 s per target"
+scripts/fuzz.sh 30

@@ -28,9 +28,11 @@ pub struct Limits {
     /// How long a connection may stay idle, with no request in flight,
     /// before the server closes it.
     pub keep_alive_timeout: Duration,
-    /// Most connections served at once; `None` for no limit. Past it the
-    /// server stops accepting, so further clients wait in the listen queue
-    /// (Unix) or for a free pipe instance (Windows) until one closes.
+    /// Most connections served at once; `None` for no limit. Past it one
+    /// more connection is accepted into a waiting room, where its requests
+    /// wait for a slot (a successor's takeover request does not wait); then
+    /// the server stops accepting, so further clients wait in the listen
+    /// queue (Unix) or for a free pipe instance (Windows) until one closes.
     pub max_concurrent_connections: Option<usize>,
 }
 

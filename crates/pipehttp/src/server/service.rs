@@ -191,6 +191,9 @@ where
                 );
             }
         }
+        if let Some(problem) = host_problem(&req) {
+            return ResponseFuture::immediate(bad_request(problem), in_flight);
+        }
         if let Some(max) = self.max_head {
             if head_size(&req) > max {
                 return ResponseFuture::immediate(headers_too_large(max), in_flight);
@@ -238,6 +241,40 @@ where
             in_flight: Some(in_flight),
         }
     }
+}
+
+/// What is wrong with an HTTP/1 request's `Host`, if anything. HTTP/1.1
+/// requires exactly one Host header (RFC 9112, section 3.2), and, as
+/// Kestrel does, an absolute-form target must name the same host, so a
+/// handler never sees two different hosts for one request.
+fn host_problem<B>(req: &Request<B>) -> Option<&'static str> {
+    if req.version() >= Version::HTTP_2 {
+        return None;
+    }
+    let mut hosts = req.headers().get_all(http::header::HOST).iter();
+    let host = hosts.next();
+    if hosts.next().is_some() {
+        return Some("more than one Host header");
+    }
+    match (host, req.uri().authority()) {
+        (None, _) if req.version() == Version::HTTP_11 => Some("no Host header"),
+        (Some(host), Some(authority))
+            if !host
+                .as_bytes()
+                .eq_ignore_ascii_case(authority.as_str().as_bytes()) =>
+        {
+            Some("the Host header names another host than the request target")
+        }
+        _ => None,
+    }
+}
+
+fn bad_request(problem: &'static str) -> Response<Full<Bytes>> {
+    let mut res = Response::new(Full::new(Bytes::from(format!("bad request: {problem}\n"))));
+    *res.status_mut() = StatusCode::BAD_REQUEST;
+    res.headers_mut()
+        .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+    res
 }
 
 /// The size of a request head as it was sent: the request line and each

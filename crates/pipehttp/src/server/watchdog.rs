@@ -116,28 +116,35 @@ pub(crate) async fn watch(state: &ConnState, limits: &Limits) {
         .min(limits.keep_alive_timeout);
     loop {
         let now = Instant::now();
+        let idle_since = || state.at(state.idle_since.load(Ordering::Relaxed));
         let deadline = if state.in_flight.load(Ordering::Relaxed) > 0 {
             None
         } else {
             match state.head_since.load(Ordering::Relaxed) {
-                0 => Some(
-                    state.at(state.idle_since.load(Ordering::Relaxed)) + limits.keep_alive_timeout,
-                ),
-                _ if state.http2.load(Ordering::Relaxed) => Some(
-                    state.at(state.idle_since.load(Ordering::Relaxed)) + limits.keep_alive_timeout,
-                ),
-                since => Some(state.at(since - 1) + limits.request_headers_timeout),
+                0 => Some(after(idle_since(), limits.keep_alive_timeout)),
+                _ if state.http2.load(Ordering::Relaxed) => {
+                    Some(after(idle_since(), limits.keep_alive_timeout))
+                }
+                since => Some(after(state.at(since - 1), limits.request_headers_timeout)),
             }
         };
+        let next_look = after(now, period);
         match deadline {
             Some(at) if at <= now => {
                 tracing::debug!("closing a connection: idle or too slow sending a request head");
                 return;
             }
-            Some(at) => tokio::time::sleep_until(at.min(now + period)).await,
-            None => tokio::time::sleep_until(now + period).await,
+            Some(at) => tokio::time::sleep_until(at.min(next_look)).await,
+            None => tokio::time::sleep_until(next_look).await,
         }
     }
+}
+
+/// `at + timeout`, or a time decades away when a configured timeout is too
+/// large for the clock: such a timeout means "never".
+fn after(at: Instant, timeout: Duration) -> Instant {
+    const NEVER: Duration = Duration::from_secs(60 * 60 * 24 * 365 * 30);
+    at.checked_add(timeout).unwrap_or_else(|| at + NEVER)
 }
 
 pin_project_lite::pin_project! {

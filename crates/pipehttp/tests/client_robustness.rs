@@ -1,0 +1,532 @@
+//! The client against servers that misbehave: garbage for an answer, a
+//! close in the middle of the head or body, an endless body, silence.
+//! Each server is a few lines on a raw [`Listener`]. Whatever it does, the
+//! client must return a clear error (one that names the pipe) within its
+//! timeouts, never hang and never panic.
+//!
+//! Everything here goes through pipe names, so it runs on Windows too.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::Once;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use pipehttp::transport::{Connection, Listener};
+use pipehttp::{Client, Error, PipeOptions};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::task::JoinHandle;
+
+/// The request timeout the clients here use.
+const TIMEOUT: Duration = Duration::from_secs(2);
+/// Time on top of a timeout before the client counts as hung.
+const SLACK: Duration = Duration::from_secs(3);
+
+static WORKER_PANICS: AtomicUsize = AtomicUsize::new(0);
+
+/// Counts panics on tokio's worker threads, where the client's connection
+/// tasks run (the tests' own assertions run on the test threads).
+fn count_worker_panics() {
+    static HOOK: Once = Once::new();
+    HOOK.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if std::thread::current()
+                .name()
+                .is_some_and(|n| n.starts_with("tokio-runtime-worker"))
+            {
+                WORKER_PANICS.fetch_add(1, Ordering::SeqCst);
+            }
+            previous(info);
+        }));
+    });
+}
+
+/// A server that runs `behave` on every connection it accepts.
+struct Misbehaving {
+    name: String,
+    accepted: Arc<AtomicUsize>,
+    task: JoinHandle<()>,
+}
+
+impl Misbehaving {
+    async fn start<F, Fut>(prefix: &str, behave: F) -> Self
+    where
+        F: Fn(Connection) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        count_worker_panics();
+        let name = testkit::unique_name(prefix);
+        let address = format!("http://pipe:/{name}").parse().unwrap();
+        let listener = Listener::bind(&address, &PipeOptions::default())
+            .await
+            .expect("bind");
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let count = accepted.clone();
+        let task = tokio::spawn(async move {
+            while let Ok(conn) = listener.accept().await {
+                count.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(behave(conn));
+            }
+        });
+        Self {
+            name,
+            accepted,
+            task,
+        }
+    }
+
+    fn target(&self, path: &str) -> String {
+        format!("http://pipe:/{}:{path}", self.name)
+    }
+
+    fn accepted(&self) -> usize {
+        self.accepted.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for Misbehaving {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Reads until the end of a request head; false if the stream ended first.
+async fn read_head(conn: &mut Connection) -> bool {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+        match conn.read(&mut buf).await {
+            Ok(0) | Err(_) => return false,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+        }
+    }
+    true
+}
+
+/// Keeps a connection open, reading and dropping whatever comes, until the
+/// client closes it.
+async fn hold(mut conn: Connection) {
+    let mut buf = [0u8; 4096];
+    while matches!(conn.read(&mut buf).await, Ok(n) if n > 0) {}
+}
+
+fn client() -> Client {
+    Client::builder()
+        .timeout(TIMEOUT)
+        .connect_timeout(TIMEOUT)
+        .build()
+}
+
+/// Runs `call` and checks the client's promise: an error, not a hang (in
+/// at most `TIMEOUT` + `SLACK`) and not a panic, whose message names the
+/// pipe. Returns the error.
+async fn fails_clearly<T: std::fmt::Debug>(
+    server: &Misbehaving,
+    call: impl Future<Output = pipehttp::Result<T>>,
+) -> Error {
+    let panics = WORKER_PANICS.load(Ordering::SeqCst);
+    let started = Instant::now();
+    let result = tokio::time::timeout(TIMEOUT + SLACK, call)
+        .await
+        .unwrap_or_else(|_| panic!("the client hung for {:?}", TIMEOUT + SLACK));
+    let elapsed = started.elapsed();
+    let err = match result {
+        Ok(value) => panic!("the client took a broken answer as good: {value:?}"),
+        Err(err) => err,
+    };
+    let message = err.to_string();
+    println!("after {elapsed:.1?}: {message}");
+    assert!(
+        message.contains(&server.name),
+        "the error does not name the pipe {}: {message}",
+        server.name
+    );
+    assert!(!message.contains('\n'), "a multi-line error: {message}");
+    assert_eq!(
+        WORKER_PANICS.load(Ordering::SeqCst),
+        panics,
+        "a client task panicked"
+    );
+    err
+}
+
+fn is_timeout(err: &Error) -> bool {
+    matches!(err, Error::Timeout { .. })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_instead_of_a_response_is_an_error() {
+    let server = Misbehaving::start("garbage", |mut conn| async move {
+        read_head(&mut conn).await;
+        let _ = conn
+            .write_all(b"\x00\x01\x02 this is not HTTP at all\r\n\r\n")
+            .await;
+        hold(conn).await;
+    })
+    .await;
+    let err = fails_clearly(&server, client().get(server.target("/")).send()).await;
+    assert!(matches!(err, Error::Http { .. }), "{err:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_frames_to_an_http1_request_are_an_error() {
+    let server = Misbehaving::start("h2frames", |mut conn| async move {
+        read_head(&mut conn).await;
+        // An empty SETTINGS frame, then a GOAWAY.
+        let _ = conn
+            .write_all(&[
+                0, 0, 0, 4, 0, 0, 0, 0, 0, 0, 0, 8, 7, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1,
+            ])
+            .await;
+        hold(conn).await;
+    })
+    .await;
+    let err = fails_clearly(&server, client().get(server.target("/")).send()).await;
+    assert!(matches!(err, Error::Http { .. }), "{err:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endless_response_head_is_an_error() {
+    let server = Misbehaving::start("endlesshead", |mut conn| async move {
+        read_head(&mut conn).await;
+        let _ = conn.write_all(b"HTTP/1.1 200 OK\r\n").await;
+        let line = b"X-Again: and again and again\r\n".repeat(1000);
+        while conn.write_all(&line).await.is_ok() {}
+    })
+    .await;
+    let err = fails_clearly(&server, client().get(server.target("/")).send()).await;
+    assert!(matches!(err, Error::Http { .. }), "{err:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalid_content_length_is_an_error() {
+    let server = Misbehaving::start("badlength", |mut conn| async move {
+        read_head(&mut conn).await;
+        let _ = conn
+            .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 12abc\r\n\r\nHello world!")
+            .await;
+        hold(conn).await;
+    })
+    .await;
+    let err = fails_clearly(&server, client().get(server.target("/")).send()).await;
+    assert!(matches!(err, Error::Http { .. }), "{err:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_close_before_any_answer_is_an_error_after_one_retry() {
+    let server = Misbehaving::start("closes", |mut conn| async move {
+        read_head(&mut conn).await;
+        drop(conn);
+    })
+    .await;
+    let err = fails_clearly(&server, client().get(server.target("/")).send()).await;
+    assert!(matches!(err, Error::Http { .. }), "{err:?}");
+    // A GET is retried once on a fresh connection (the pooled-connection
+    // case), and only once.
+    assert_eq!(server.accepted(), 2);
+
+    // A POST is not idempotent: no retry.
+    let before = server.accepted();
+    let err = fails_clearly(
+        &server,
+        client().post(server.target("/echo")).body("x").send(),
+    )
+    .await;
+    assert!(matches!(err, Error::Http { .. }), "{err:?}");
+    assert_eq!(server.accepted() - before, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_close_in_the_middle_of_the_head_is_an_error() {
+    let server = Misbehaving::start("midhead", |mut conn| async move {
+        read_head(&mut conn).await;
+        let _ = conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Le").await;
+    })
+    .await;
+    let err = fails_clearly(&server, client().get(server.target("/")).send()).await;
+    assert!(matches!(err, Error::Http { .. }), "{err:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_close_in_the_middle_of_the_body_is_an_error() {
+    let server = Misbehaving::start("midbody", |mut conn| async move {
+        read_head(&mut conn).await;
+        let _ = conn
+            .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\nonly this much")
+            .await;
+    })
+    .await;
+    let res = client()
+        .get(server.target("/"))
+        .send()
+        .await
+        .expect("a head");
+    assert_eq!(res.status(), 200);
+    let err = fails_clearly(&server, res.bytes()).await;
+    assert!(
+        matches!(&err, Error::Http { message, .. } if message.contains("broke off")),
+        "{err:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_close_in_the_middle_of_a_chunked_body_is_an_error() {
+    let server = Misbehaving::start("midchunk", |mut conn| async move {
+        read_head(&mut conn).await;
+        let _ = conn
+            .write_all(
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n100\r\nshort",
+            )
+            .await;
+    })
+    .await;
+    let res = client()
+        .get(server.target("/"))
+        .send()
+        .await
+        .expect("a head");
+    let err = fails_clearly(&server, res.text()).await;
+    assert!(
+        matches!(&err, Error::Http { message, .. } if message.contains("broke off")),
+        "{err:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_chunk_framing_is_an_error() {
+    let server = Misbehaving::start("badchunk", |mut conn| async move {
+        read_head(&mut conn).await;
+        let _ = conn
+            .write_all(
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n",
+            )
+            .await;
+        hold(conn).await;
+    })
+    .await;
+    let res = client()
+        .get(server.target("/"))
+        .send()
+        .await
+        .expect("a head");
+    let err = fails_clearly(&server, res.bytes()).await;
+    assert!(matches!(err, Error::Http { .. }), "{err:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endless_body_ends_at_the_timeout() {
+    // Endless but paced (1 KiB every 10 ms), so the body collected until the
+    // timeout stays small.
+    let server = Misbehaving::start("endlessbody", |mut conn| async move {
+        read_head(&mut conn).await;
+        let _ = conn
+            .write_all(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+            .await;
+        let chunk = [b"400\r\n".as_slice(), &[b'x'; 0x400], b"\r\n"].concat();
+        loop {
+            if conn.write_all(&chunk).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    let started = Instant::now();
+    let res = client()
+        .get(server.target("/"))
+        .send()
+        .await
+        .expect("a head");
+    let err = fails_clearly(&server, res.bytes()).await;
+    assert!(is_timeout(&err), "{err:?}");
+    assert!(
+        started.elapsed() >= TIMEOUT,
+        "timed out early, after {:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endless_fast_body_can_be_read_in_part_and_dropped() {
+    // As fast as the pipe takes it: the caller reads some chunks and stops;
+    // dropping the response closes the connection, which the server sees.
+    let (closed_tx, closed_rx) = tokio::sync::oneshot::channel::<()>();
+    let closed_tx = std::sync::Mutex::new(Some(closed_tx));
+    let closed_tx = Arc::new(closed_tx);
+    let server = Misbehaving::start("fastbody", move |mut conn| {
+        let closed_tx = closed_tx.clone();
+        async move {
+            read_head(&mut conn).await;
+            let _ = conn
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 1000000000000\r\n\r\n")
+                .await;
+            let block = vec![b'y'; 64 * 1024];
+            while conn.write_all(&block).await.is_ok() {}
+            if let Some(tx) = closed_tx.lock().unwrap().take() {
+                let _ = tx.send(());
+            }
+        }
+    })
+    .await;
+    let mut res = client()
+        .get(server.target("/"))
+        .send()
+        .await
+        .expect("a head");
+    let mut read = 0;
+    while read < 4 * 1024 * 1024 {
+        let chunk = tokio::time::timeout(TIMEOUT + SLACK, res.chunk())
+            .await
+            .expect("a chunk in time")
+            .expect("a chunk")
+            .expect("more body");
+        read += chunk.len();
+    }
+    drop(res);
+    tokio::time::timeout(TIMEOUT + SLACK, closed_rx)
+        .await
+        .expect("the server saw the connection close")
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_never_answers_hits_the_timeout() {
+    let server = Misbehaving::start("silent", hold).await;
+    let started = Instant::now();
+    let err = fails_clearly(&server, client().get(server.target("/")).send()).await;
+    assert!(is_timeout(&err), "{err:?}");
+    assert!(started.elapsed() >= TIMEOUT);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_head_without_its_body_hits_the_timeout() {
+    let server = Misbehaving::start("nobody", |mut conn| async move {
+        read_head(&mut conn).await;
+        let _ = conn
+            .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n")
+            .await;
+        hold(conn).await;
+    })
+    .await;
+    let res = client()
+        .get(server.target("/"))
+        .send()
+        .await
+        .expect("a head");
+    let err = fails_clearly(&server, res.text()).await;
+    assert!(is_timeout(&err), "{err:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_dribbled_byte_by_byte_hits_the_timeout() {
+    let server = Misbehaving::start("dribble", |mut conn| async move {
+        read_head(&mut conn).await;
+        let _ = conn
+            .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 1000000\r\n\r\n")
+            .await;
+        while conn.write_all(b"z").await.is_ok() {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await;
+    let res = client()
+        .get(server.target("/"))
+        .send()
+        .await
+        .expect("a head");
+    let err = fails_clearly(&server, res.bytes()).await;
+    assert!(is_timeout(&err), "{err:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn endless_informational_responses_hit_the_timeout() {
+    let server = Misbehaving::start("continue", |mut conn| async move {
+        read_head(&mut conn).await;
+        while conn
+            .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
+            .await
+            .is_ok()
+        {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    let err = fails_clearly(&server, client().get(server.target("/")).send()).await;
+    assert!(
+        is_timeout(&err) || matches!(err, Error::Http { .. }),
+        "{err:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_never_accepts_hits_a_timeout() {
+    // Bound, but accept() is never called: on Unix the connection waits in
+    // the listen queue, on Windows for a pipe instance.
+    count_worker_panics();
+    let name = testkit::unique_name("noaccept");
+    let address = format!("http://pipe:/{name}").parse().unwrap();
+    let listener = Listener::bind(&address, &PipeOptions::default())
+        .await
+        .expect("bind");
+    let server = Misbehaving {
+        name,
+        accepted: Arc::new(AtomicUsize::new(0)),
+        task: tokio::spawn(async {}),
+    };
+    let err = fails_clearly(&server, client().get(server.target("/")).send()).await;
+    assert!(
+        is_timeout(&err) || matches!(err, Error::ConnectTimeout { .. }),
+        "{err:?}"
+    );
+    drop(listener);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_server_at_all_is_a_connect_error_within_the_connect_timeout() {
+    count_worker_panics();
+    let server = Misbehaving {
+        name: testkit::unique_name("nobodyhome"),
+        accepted: Arc::new(AtomicUsize::new(0)),
+        task: tokio::spawn(async {}),
+    };
+    let client = Client::builder()
+        .connect_timeout(Duration::from_millis(500))
+        .build();
+    let err = fails_clearly(&server, client.get(server.target("/")).send()).await;
+    assert!(
+        matches!(err, Error::NoServer { .. } | Error::ConnectTimeout { .. }),
+        "{err:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_client_still_works_after_every_kind_of_failure() {
+    // One client through a series of broken servers, then a good one: a
+    // failure leaves nothing behind in the pool that spoils the next call.
+    let client = client();
+    let garbage = Misbehaving::start("seq-garbage", |mut conn| async move {
+        read_head(&mut conn).await;
+        let _ = conn.write_all(b"garbage\r\n\r\n").await;
+    })
+    .await;
+    let silent = Misbehaving::start("seq-silent", hold).await;
+    let good = Misbehaving::start("seq-good", |mut conn| async move {
+        while read_head(&mut conn).await {
+            if conn
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
+    })
+    .await;
+    fails_clearly(&garbage, client.get(garbage.target("/")).send()).await;
+    fails_clearly(&silent, client.get(silent.target("/")).send()).await;
+    for _ in 0..3 {
+        let res = client.get(good.target("/")).send().await.expect("served");
+        assert_eq!(res.text().await.unwrap(), "ok");
+    }
+}
