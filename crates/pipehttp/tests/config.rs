@@ -1,6 +1,5 @@
 //! Config files in both shapes, and the messages their mistakes get.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use pipehttp::Config;
@@ -411,16 +410,20 @@ fn relative_certificate_paths_resolve_against_the_file() {
     let dir = std::env::temp_dir().join(format!("pipehttp-config-certs-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("app.toml");
+    // An absolute path in this OS's own form: `/abs` is not one on Windows.
+    let absolute = std::env::temp_dir().join("abs").join("a.key");
     std::fs::write(
         &file,
-        r#"
+        format!(
+            r#"
 [endpoints.a]
 url = "https://pipe:/a"
-certificate = { path = "certs/a.pem", key_path = "/abs/a.key" }
+certificate = {{ path = "certs/a.pem", key_path = {absolute:?} }}
 [certificates.default]
 path = "cert.pem"
 key_path = "key.pem"
-"#,
+"#
+        ),
     )
     .unwrap();
     let config = Config::from_file(&file).unwrap();
@@ -429,7 +432,7 @@ key_path = "key.pem"
         config.endpoints[0].certificate,
         Some(CertificateConfig::new(
             dir.join("certs/a.pem"),
-            PathBuf::from("/abs/a.key")
+            absolute
         ))
     );
     assert_eq!(

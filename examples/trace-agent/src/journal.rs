@@ -164,6 +164,8 @@ mod tests {
 
         let (mut writer, _) = Writer::open(&path).unwrap();
         writer.append(&encode(None, &[span])).unwrap();
+        // Windows refuses to remove a directory holding an open file.
+        drop(writer);
         let contents = read(&path).unwrap();
         assert_eq!(contents.entries.len(), 2);
         assert_eq!(contents.torn_bytes, 0);

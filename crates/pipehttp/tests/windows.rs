@@ -1,0 +1,339 @@
+//! Windows named pipes: behaviour that only a real pipe shows. These tests
+//! run under Wine in CI; where Wine does not enforce a behaviour they say so
+//! and skip.
+#![cfg(windows)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use pipehttp::address::{PipeName, pipe_endpoint};
+use pipehttp::sample::SampleApp;
+use pipehttp::transport::running_under_wine;
+use pipehttp::{Client, Server};
+use tokio::net::windows::named_pipe::ClientOptions;
+use tokio::sync::oneshot;
+
+const ERROR_FILE_NOT_FOUND: i32 = 2;
+const ERROR_PIPE_BUSY: i32 = 231;
+
+/// A sample server on a fresh pipe, stopped when the guard drops.
+struct Running {
+    name: String,
+    stop: Option<oneshot::Sender<()>>,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+async fn start(builder: pipehttp::ServerBuilder, prefix: &str) -> Running {
+    let name = testkit::unique_name(prefix);
+    let server = builder
+        .listen(format!("http://pipe:/{name}"))
+        .bind()
+        .await
+        .unwrap();
+    let (stop, stopped) = oneshot::channel::<()>();
+    tokio::spawn(server.serve_with_shutdown(SampleApp::new(), async {
+        let _ = stopped.await;
+    }));
+    Running {
+        name,
+        stop: Some(stop),
+    }
+}
+
+/// Opens the pipe, waiting while every instance is busy: the server makes
+/// the next instance right after a client takes one, but not instantly.
+async fn open_when_free(
+    pipe: &std::path::Path,
+) -> tokio::net::windows::named_pipe::NamedPipeClient {
+    let deadline = tokio::time::Instant::now() + testkit::READY_TIMEOUT;
+    loop {
+        match ClientOptions::new().open(pipe) {
+            Ok(raw) => return raw,
+            Err(e) if e.raw_os_error() == Some(ERROR_PIPE_BUSY) => {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "the pipe stayed busy"
+                );
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            Err(e) => panic!("cannot open {}: {e}", pipe.display()),
+        }
+    }
+}
+
+fn path(name: &str) -> std::path::PathBuf {
+    pipe_endpoint(&PipeName::new(name).unwrap())
+}
+
+/// 64 clients at once against 4 waiting instances: every one is served,
+/// and no client ever finds the name without an instance (a raw open gets
+/// a connection or "all instances busy", never "no such pipe").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn more_clients_than_instances_are_all_served_and_the_name_never_unserved() {
+    let server = start(Server::builder().listener_queue_count(4), "queue").await;
+    let pipe = path(&server.name);
+    let client = Client::new();
+    let unserved = Arc::new(AtomicUsize::new(0));
+    let tasks: Vec<_> = (0..64)
+        .map(|_| {
+            let client = client.clone();
+            let target = format!("http://pipe:/{}:/test", server.name);
+            let pipe = pipe.clone();
+            let unserved = unserved.clone();
+            tokio::spawn(async move {
+                for _ in 0..10 {
+                    match ClientOptions::new().open(&pipe) {
+                        Ok(raw) => drop(raw),
+                        Err(e) if e.raw_os_error() == Some(ERROR_FILE_NOT_FOUND) => {
+                            unserved.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Err(e) => assert_eq!(e.raw_os_error(), Some(ERROR_PIPE_BUSY), "{e}"),
+                    }
+                    let text = client.get(&target).send().await?.text().await?;
+                    assert_eq!(text, "Hello world!");
+                }
+                Ok::<_, pipehttp::Error>(())
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap().unwrap();
+    }
+    assert_eq!(unserved.load(Ordering::Relaxed), 0, "the name was unserved");
+}
+
+/// With every instance taken, a raw open gets ERROR_PIPE_BUSY; the client
+/// waits through that and is served once a connection closes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_waits_through_pipe_busy_until_an_instance_frees() {
+    let server = start(
+        Server::builder()
+            .listener_queue_count(1)
+            .max_concurrent_connections(Some(1)),
+        "busy",
+    )
+    .await;
+    let pipe = path(&server.name);
+    // Take instances until the name answers "busy": one served connection,
+    // one in the waiting room, and the instances already connected behind.
+    let mut held = Vec::new();
+    let busy = loop {
+        match ClientOptions::new().open(&pipe) {
+            Ok(raw) => held.push(raw),
+            Err(e) if e.raw_os_error() == Some(ERROR_PIPE_BUSY) => break true,
+            Err(e) => panic!("unexpected open error: {e}"),
+        }
+        assert!(held.len() < 16, "the pipe never became busy");
+    };
+    assert!(busy);
+    let target = format!("http://pipe:/{}:/test", server.name);
+    let waiting = tokio::spawn(async move {
+        Client::builder()
+            .connect_timeout(Duration::from_secs(30))
+            .build()
+            .get(&target)
+            .send()
+            .await?
+            .text()
+            .await
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!waiting.is_finished(), "the request did not wait");
+    drop(held);
+    assert_eq!(waiting.await.unwrap().unwrap(), "Hello world!");
+}
+
+/// Every pipe instance, not only the first, carries the current-user DACL:
+/// one allow entry, for our own SID, protected from inherited entries.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_instance_carries_the_current_user_dacl() {
+    let server = start(Server::builder().listener_queue_count(2), "dacl").await;
+    let pipe = path(&server.name);
+    let me = security::current_user_sid();
+    // More instances than the queue holds, so later ones were made by the
+    // instance tasks after the first.
+    let mut held = Vec::new();
+    for _ in 0..6 {
+        let raw = open_when_free(&pipe).await;
+        let dacl = security::dacl_sddl(&raw);
+        assert!(dacl.starts_with("D:P("), "not protected: {dacl}");
+        assert_eq!(dacl.matches('(').count(), 1, "more than one entry: {dacl}");
+        assert!(dacl.starts_with("D:P(A;"), "not an allow entry: {dacl}");
+        assert!(
+            dacl.ends_with(&format!(";{me})")),
+            "not our SID ({me}): {dacl}"
+        );
+        held.push(raw);
+    }
+}
+
+/// A pipe whose DACL does not admit us is refused with a clear error that
+/// names the pipe. Wine does not enforce DACLs, so there it is skipped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pipe_that_does_not_admit_us_is_refused_clearly() {
+    if running_under_wine() {
+        println!("skipped: Wine does not enforce pipe DACLs");
+        return;
+    }
+    let name = testkit::unique_name("denied");
+    let _pipe = security::pipe_for_system_only(&path(&name));
+    let err = Client::builder()
+        .connect_timeout(Duration::from_secs(2))
+        .build()
+        .get(format!("http://pipe:/{name}:/test"))
+        .send()
+        .await
+        .unwrap_err();
+    let text = err.to_string();
+    assert!(err.is_connect(), "{text}");
+    assert!(text.contains(&name), "{text}");
+}
+
+/// Remote clients are rejected: the pipe opened through the network
+/// redirector (`\\127.0.0.1\pipe\NAME`) counts as remote. Wine has no
+/// redirector, so there it is skipped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remote_clients_are_rejected() {
+    if running_under_wine() {
+        println!("skipped: Wine has no network redirector for remote pipe clients");
+        return;
+    }
+    let server = start(Server::builder(), "remote").await;
+    let remote = format!(r"\\127.0.0.1\pipe\{}", server.name);
+    assert!(
+        ClientOptions::new().open(&remote).is_err(),
+        "a remote client reached the pipe"
+    );
+    let local = Client::new()
+        .get(format!("http://pipe:/{}:/test", server.name))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(local.text().await.unwrap(), "Hello world!");
+}
+
+mod security {
+    use std::os::windows::io::AsRawHandle;
+    use std::path::Path;
+
+    use tokio::net::windows::named_pipe::{NamedPipeClient, NamedPipeServer, ServerOptions};
+    use windows_sys::Win32::Foundation::{CloseHandle, HANDLE, LocalFree};
+    use windows_sys::Win32::Security::Authorization::{
+        ConvertSecurityDescriptorToStringSecurityDescriptorW, ConvertSidToStringSidW,
+        ConvertStringSecurityDescriptorToSecurityDescriptorW, GetSecurityInfo, SDDL_REVISION_1,
+        SE_KERNEL_OBJECT,
+    };
+    use windows_sys::Win32::Security::{
+        DACL_SECURITY_INFORMATION, GetTokenInformation, PSECURITY_DESCRIPTOR, SECURITY_ATTRIBUTES,
+        TOKEN_QUERY, TOKEN_USER, TokenUser,
+    };
+    use windows_sys::Win32::System::Threading::{GetCurrentProcess, OpenProcessToken};
+
+    fn wide(s: &str) -> Vec<u16> {
+        s.encode_utf16().chain(std::iter::once(0)).collect()
+    }
+
+    /// Takes a LocalAlloc'ed, NUL-terminated UTF-16 string.
+    unsafe fn take_string(p: *mut u16) -> String {
+        // SAFETY: the caller passes a NUL-terminated string it owns.
+        unsafe {
+            let len = (0..).take_while(|&i| *p.add(i) != 0).count();
+            let s = String::from_utf16_lossy(std::slice::from_raw_parts(p, len));
+            LocalFree(p.cast());
+            s
+        }
+    }
+
+    /// Our user's SID, `S-1-5-…`.
+    pub fn current_user_sid() -> String {
+        // SAFETY: plain Win32 calls on our own process token, with buffers
+        // sized by the first call.
+        unsafe {
+            let mut token: HANDLE = std::ptr::null_mut();
+            assert_ne!(
+                OpenProcessToken(GetCurrentProcess(), TOKEN_QUERY, &mut token),
+                0
+            );
+            let mut len = 0;
+            GetTokenInformation(token, TokenUser, std::ptr::null_mut(), 0, &mut len);
+            let mut buf = vec![0u64; (len as usize).div_ceil(8)];
+            assert_ne!(
+                GetTokenInformation(token, TokenUser, buf.as_mut_ptr().cast(), len, &mut len),
+                0
+            );
+            CloseHandle(token);
+            let sid = (*buf.as_ptr().cast::<TOKEN_USER>()).User.Sid;
+            let mut text = std::ptr::null_mut();
+            assert_ne!(ConvertSidToStringSidW(sid, &mut text), 0);
+            take_string(text)
+        }
+    }
+
+    /// The DACL of the pipe instance behind a client handle, in SDDL.
+    pub fn dacl_sddl(pipe: &NamedPipeClient) -> String {
+        // SAFETY: the handle is open; the descriptor and string that the
+        // calls allocate are freed here.
+        unsafe {
+            let mut sd: PSECURITY_DESCRIPTOR = std::ptr::null_mut();
+            let status = GetSecurityInfo(
+                pipe.as_raw_handle(),
+                SE_KERNEL_OBJECT,
+                DACL_SECURITY_INFORMATION,
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+                &mut sd,
+            );
+            assert_eq!(status, 0, "GetSecurityInfo failed: {status}");
+            let mut text = std::ptr::null_mut();
+            let ok = ConvertSecurityDescriptorToStringSecurityDescriptorW(
+                sd,
+                SDDL_REVISION_1,
+                DACL_SECURITY_INFORMATION,
+                &mut text,
+                std::ptr::null_mut(),
+            );
+            LocalFree(sd);
+            assert_ne!(ok, 0);
+            take_string(text)
+        }
+    }
+
+    /// A pipe instance only SYSTEM may open, kept open while it lives.
+    pub fn pipe_for_system_only(path: &Path) -> NamedPipeServer {
+        let sddl = wide("D:P(A;;GA;;;SY)");
+        // SAFETY: the SDDL is NUL-terminated; the descriptor lives until
+        // the pipe is created, then is freed.
+        unsafe {
+            let mut sd: PSECURITY_DESCRIPTOR = std::ptr::null_mut();
+            assert_ne!(
+                ConvertStringSecurityDescriptorToSecurityDescriptorW(
+                    sddl.as_ptr(),
+                    SDDL_REVISION_1,
+                    &mut sd,
+                    std::ptr::null_mut(),
+                ),
+                0
+            );
+            let mut attrs = SECURITY_ATTRIBUTES {
+                nLength: size_of::<SECURITY_ATTRIBUTES>() as u32,
+                lpSecurityDescriptor: sd,
+                bInheritHandle: 0,
+            };
+            let pipe = ServerOptions::new()
+                .create_with_security_attributes_raw(path, (&raw mut attrs).cast())
+                .unwrap();
+            LocalFree(sd);
+            pipe
+        }
+    }
+}
