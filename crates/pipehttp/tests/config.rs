@@ -430,10 +430,7 @@ key_path = "key.pem"
     std::fs::remove_dir_all(&dir).unwrap();
     assert_eq!(
         config.endpoints[0].certificate,
-        Some(CertificateConfig::new(
-            dir.join("certs/a.pem"),
-            absolute
-        ))
+        Some(CertificateConfig::new(dir.join("certs/a.pem"), absolute))
     );
     assert_eq!(
         config.default_certificate,
