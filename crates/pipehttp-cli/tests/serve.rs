@@ -293,9 +293,9 @@ fn https_endpoint_without_a_certificate_is_refused() {
     let (code, output) = exit_of(cmd);
     assert_eq!(code, Some(1), "{output}");
     assert!(
-        output.lines().any(|l| l
-            .starts_with(&format!("pipehttp: https://pipe:/{name} needs a certificate"))
-            && l.contains("--cert")),
+        output.lines().any(|l| l.starts_with(&format!(
+            "pipehttp: https://pipe:/{name} needs a certificate"
+        )) && l.contains("--cert")),
         "{output}"
     );
     assert!(!socket(&dir, &name).exists());
