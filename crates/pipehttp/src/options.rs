@@ -53,12 +53,12 @@ impl Default for Limits {
 /// How the buffer sizes map onto the machinery underneath:
 /// - `max_read_buffer_size`: on Windows the pipe's in-buffer size; for
 ///   HTTP/2 the connection and stream flow-control windows. HTTP/1 reads a
-///   body only as fast as the handler takes it, holding at most one
-///   head-sized buffer (`max_request_headers_total_size`) ahead.
+///   body only as fast as the handler takes it, holding at most one buffer
+///   of 128 KiB (or `max_request_headers_total_size`, if larger) ahead.
 /// - `max_write_buffer_size`: on Windows the pipe's out-buffer size; for
 ///   HTTP/2 the per-stream send buffer, past which the handler's body is
-///   not polled. HTTP/1 stops polling a response body once a
-///   head-sized buffer is queued.
+///   not polled. HTTP/1 stops polling a response body once that same
+///   buffer's worth is queued.
 ///
 /// Unix and TCP kernel socket buffers are left to the kernel, which sizes
 /// them better than a fixed number does.

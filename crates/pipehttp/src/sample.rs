@@ -34,8 +34,9 @@ use http_body_util::{BodyExt, Either, Full};
 use crate::server::RequestBody;
 use crate::transport::PeerInfo;
 
-/// The body the sample app answers with.
-pub type SampleBody = Either<Full<Bytes>, RepeatBody>;
+/// The body the sample app answers with: text, `/bytes/N`'s pattern, or
+/// the chunks `/echo` received, sent back as they came.
+pub type SampleBody = Either<Full<Bytes>, Either<RepeatBody, Chunks>>;
 
 /// The sample app as a tower service.
 #[derive(Debug, Clone, Copy, Default)]
@@ -58,28 +59,55 @@ impl SampleApp {
 impl tower_service::Service<Request<RequestBody>> for SampleApp {
     type Response = Response<SampleBody>;
     type Error = Infallible;
-    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
+    type Future = SampleFuture;
 
     fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, req: Request<RequestBody>) -> Self::Future {
-        Box::pin(async move { Ok(route(req).await) })
+    fn call(&mut self, req: Request<RequestBody>) -> SampleFuture {
+        SampleFuture(route(req))
     }
 }
 
-async fn route(req: Request<RequestBody>) -> Response<SampleBody> {
+/// The answer to one request: ready at once, or, for `/echo`, once the
+/// body has been read.
+pub struct SampleFuture(Answer);
+
+enum Answer {
+    Ready(Option<Response<SampleBody>>),
+    Echo(Pin<Box<dyn Future<Output = Response<SampleBody>> + Send>>),
+}
+
+impl Future for SampleFuture {
+    type Output = Result<Response<SampleBody>, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match &mut self.get_mut().0 {
+            Answer::Ready(res) => Poll::Ready(Ok(res.take().expect("polled after completion"))),
+            Answer::Echo(fut) => fut.as_mut().poll(cx).map(Ok),
+        }
+    }
+}
+
+fn route(req: Request<RequestBody>) -> Answer {
+    if matches!(*req.method(), Method::POST | Method::PUT) && req.uri().path() == "/echo" {
+        return Answer::Echo(Box::pin(echo(req)));
+    }
+    Answer::Ready(Some(answer(&req)))
+}
+
+fn answer(req: &Request<RequestBody>) -> Response<SampleBody> {
     let path = req.uri().path();
     match (req.method(), path) {
         (&Method::GET | &Method::HEAD, "/test") => text(StatusCode::OK, "Hello world!"),
         (&Method::GET | &Method::HEAD, "/health") => text(StatusCode::OK, "ok"),
         (&Method::GET | &Method::HEAD, "/whoami") => whoami(req.extensions().get::<PeerInfo>()),
-        (&Method::POST | &Method::PUT, "/echo") => echo(req).await,
         (&Method::GET | &Method::HEAD, p) if p.starts_with("/bytes/") => {
             match p["/bytes/".len()..].parse::<u64>() {
                 Ok(n) => {
-                    let mut res = Response::new(Either::Right(RepeatBody { remaining: n }));
+                    let mut res =
+                        Response::new(Either::Right(Either::Left(RepeatBody { remaining: n })));
                     res.headers_mut().insert(
                         header::CONTENT_TYPE,
                         HeaderValue::from_static("application/octet-stream"),
@@ -132,19 +160,59 @@ async fn echo(req: Request<RequestBody>) -> Response<SampleBody> {
     let content_type = req.headers().get(header::CONTENT_TYPE).cloned();
     // The whole body is read before answering, so a client that sends all
     // of its body before reading (most do) never deadlocks on full buffers.
-    match req.into_body().collect().await {
-        Ok(body) => {
-            let mut res = Response::new(Either::Left(Full::new(body.to_bytes())));
-            if let Some(ct) = content_type {
-                res.headers_mut().insert(header::CONTENT_TYPE, ct);
+    // Its chunks go back as they came, without being copied into one.
+    let mut body = req.into_body();
+    let mut chunks = Chunks::default();
+    while let Some(frame) = body.frame().await {
+        match frame {
+            Ok(frame) => {
+                if let Ok(data) = frame.into_data() {
+                    chunks.remaining += data.len() as u64;
+                    chunks.chunks.push_back(data);
+                }
             }
-            res
+            Err(e) => {
+                let mut res = Response::new(Either::Left(Full::new(Bytes::from(e.to_string()))));
+                *res.status_mut() = StatusCode::BAD_REQUEST;
+                return res;
+            }
         }
-        Err(e) => {
-            let mut res = Response::new(Either::Left(Full::new(Bytes::from(e.to_string()))));
-            *res.status_mut() = StatusCode::BAD_REQUEST;
-            res
+    }
+    let mut res = Response::new(Either::Right(Either::Right(chunks)));
+    if let Some(ct) = content_type {
+        res.headers_mut().insert(header::CONTENT_TYPE, ct);
+    }
+    res
+}
+
+/// A body sent back chunk by chunk, as it was received.
+#[derive(Debug, Default)]
+pub struct Chunks {
+    chunks: std::collections::VecDeque<Bytes>,
+    remaining: u64,
+}
+
+impl http_body::Body for Chunks {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        let chunk = self.chunks.pop_front();
+        if let Some(chunk) = &chunk {
+            self.remaining -= chunk.len() as u64;
         }
+        Poll::Ready(chunk.map(|c| Ok(Frame::data(c))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.chunks.is_empty()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.remaining)
     }
 }
 

@@ -126,37 +126,41 @@ where
         open,
         tls,
     } = ctx;
-    tokio::spawn(async move {
-        let peer = conn.peer().clone();
-        let (slot, admission) = match admit {
-            Admit::Free => (None, None),
-            Admit::Slot(slot) => (Some(slot), None),
-            Admit::Waiting(admission) => (None, Some(admission)),
-        };
-        let conn_ctx = ConnCtx {
-            peer,
-            shared: &shared,
-            service,
-            phase,
-            admission,
-        };
-        match tls {
-            None => serve_connection(conn, conn_ctx).await,
-            Some(tls) => {
+    let (slot, admission) = match admit {
+        Admit::Free => (None, None),
+        Admit::Slot(slot) => (Some(slot), None),
+        Admit::Waiting(admission) => (None, Some(admission)),
+    };
+    // Two tasks of their own, so a cleartext connection's task does not
+    // carry the TLS handshake's state in its future.
+    match tls {
+        None => {
+            tokio::spawn(async move {
+                let peer = conn.peer().clone();
+                serve_connection(conn, ConnCtx::new(peer, &shared, service, phase, admission))
+                    .await;
+                drop((slot, open));
+            });
+        }
+        Some(tls) => {
+            tokio::spawn(async move {
+                let peer = conn.peer().clone();
                 // A client gets the headers timeout to finish its handshake
                 // too, so a silent one cannot hold a slot.
                 let handshake =
                     tokio::time::timeout(shared.limits.request_headers_timeout, tls.accept(conn));
                 match handshake.await {
-                    Ok(Ok(stream)) => serve_connection(stream, conn_ctx).await,
+                    Ok(Ok(stream)) => {
+                        let ctx = ConnCtx::new(peer, &shared, service, phase, admission);
+                        serve_connection(stream, ctx).await;
+                    }
                     Ok(Err(e)) => tracing::debug!("TLS handshake failed: {e}"),
                     Err(_) => tracing::debug!("TLS handshake timed out"),
                 }
-            }
+                drop((slot, open));
+            });
         }
-        drop(slot);
-        drop(open);
-    });
+    }
 }
 
 /// Errors that concern one would-be connection, not the listener.
@@ -177,6 +181,38 @@ struct ConnCtx<'a, S> {
     admission: Option<Arc<Admission>>,
 }
 
+impl<'a, S> ConnCtx<'a, S> {
+    fn new(
+        peer: PeerInfo,
+        shared: &'a Shared,
+        service: S,
+        phase: watch::Receiver<Phase>,
+        admission: Option<Arc<Admission>>,
+    ) -> Self {
+        Self {
+            peer,
+            shared,
+            service,
+            phase,
+            admission,
+        }
+    }
+}
+
+/// Resolves with the server's next stop phase after `after` (and the
+/// receiver, for the next wait): made once per phase, not on every wake-up
+/// of the connection.
+async fn next_phase(
+    mut phase: watch::Receiver<Phase>,
+    after: Phase,
+) -> (Phase, watch::Receiver<Phase>) {
+    let next = match phase.wait_for(|p| *p > after).await {
+        Ok(next) => *next,
+        Err(_) => Phase::Closing,
+    };
+    (next, phase)
+}
+
 async fn serve_connection<I, S, B>(conn: I, ctx: ConnCtx<'_, S>)
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -190,6 +226,7 @@ where
         mut phase,
         admission,
     } = ctx;
+    let current = *phase.borrow_and_update();
     let state = Arc::new(ConnState::new());
     // Only local peers can ask for a handover; TCP peers are never trusted.
     let handover = (peer.transport != Transport::Tcp).then(|| shared.handover.clone());
@@ -197,15 +234,15 @@ where
         service,
         peer,
         max_body: shared.limits.max_request_body_size,
-        max_head: Some(shared.limits.max_request_headers_total_size)
-            .filter(|&max| max < super::MIN_HEAD_BUFFER),
+        max_head: shared.limits.max_request_headers_total_size,
         state: state.clone(),
         handover,
         admission,
     };
     let io = TokioIo::new(Monitored::new(conn, state.clone()));
-    let conn = shared.http.serve_connection_with_upgrades(io, service);
-    tokio::pin!(conn);
+    // Boxed: hyper's connection is large, and the task future would
+    // otherwise be moved around with it inside.
+    let mut conn = Box::pin(shared.http.serve_connection_with_upgrades(io, service));
     let watchdog = watchdog::watch(&state, &shared.limits);
     tokio::pin!(watchdog);
     // A stop shuts a connection down at once if it has sent nothing, or
@@ -214,7 +251,9 @@ where
     // answer, and hyper would drop it unread while sniffing the protocol.
     // The connection is polled once before deciding, so a client queued
     // with its request already sent is seen as one.
-    let mut stop_pending = *phase.borrow_and_update() != Phase::Serving;
+    let mut stop_pending = current != Phase::Serving;
+    let phase_change = next_phase(phase, current);
+    tokio::pin!(phase_change);
     let mut polled = false;
     loop {
         if stop_pending && polled && (state.begun() || !state.receiving_head()) {
@@ -231,10 +270,12 @@ where
             }
             () = &mut watchdog => return,
             () = state.first_request(), if stop_pending => {}
-            changed = phase.changed() => match (changed, *phase.borrow()) {
-                (Err(_), _) | (_, Phase::Closing) => return,
-                (_, Phase::Draining) => stop_pending = true,
-                (_, Phase::Serving) => {}
+            (next, phase) = &mut phase_change => match next {
+                Phase::Closing | Phase::Serving => return,
+                Phase::Draining => {
+                    stop_pending = true;
+                    phase_change.set(next_phase(phase, Phase::Draining));
+                }
             },
         }
     }

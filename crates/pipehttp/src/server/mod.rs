@@ -86,8 +86,10 @@ where
 {
 }
 
-/// The smallest read buffer hyper accepts for HTTP/1.
-pub(crate) const MIN_HEAD_BUFFER: usize = 8192;
+/// hyper's HTTP/1 read buffer, unless the head limit is larger: big enough
+/// for bodies to stream in few reads, small enough that junk sent before a
+/// request line is cut off early.
+const BODY_READ_BUFFER: usize = 128 * 1024;
 
 /// How long requests in flight may take to finish after a stop is asked,
 /// unless set with [`ServerBuilder::shutdown_timeout`].
@@ -405,8 +407,8 @@ impl std::fmt::Display for BoundAddress {
     }
 }
 
-/// Where a stop is in its course, as connections see it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Where a stop is in its course, as connections see it; in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) enum Phase {
     Serving,
     Draining,
@@ -520,9 +522,11 @@ fn http_builder(limits: &Limits, pipes: &PipeOptions) -> auto::Builder<TokioExec
         // The watchdog runs the headers timeout from the first byte of a
         // head; hyper's would also cut idle keep-alive connections.
         .header_read_timeout(None)
-        // A head that does not fit the buffer is answered with 431; limits
-        // under hyper's smallest buffer are checked by the service instead.
-        .max_buf_size(head.max(MIN_HEAD_BUFFER));
+        // hyper's buffer holds what was read and not yet consumed: bodies
+        // stream through it in reads of up to its size, and a head that
+        // does not fit is answered with 431. A complete head over the limit
+        // but within the buffer is caught by the service.
+        .max_buf_size(head.max(BODY_READ_BUFFER));
     let window = u32::try_from(pipes.max_read_buffer_size).unwrap_or(u32::MAX);
     builder
         .http2()

@@ -127,9 +127,9 @@ pub(crate) struct ConnService<S> {
     pub(crate) service: S,
     pub(crate) peer: PeerInfo,
     pub(crate) max_body: Option<u64>,
-    /// A request head limit below the smallest buffer hyper accepts, which
-    /// hyper cannot enforce, so it is checked here once a head is parsed.
-    pub(crate) max_head: Option<usize>,
+    /// The request head limit. hyper's read buffer is larger (it also
+    /// carries bodies), so complete heads are measured here.
+    pub(crate) max_head: usize,
     pub(crate) state: Arc<ConnState>,
     /// Set on local connections: how a successor asks this server to
     /// hand over its names.
@@ -194,10 +194,8 @@ where
         if let Some(problem) = host_problem(&req) {
             return ResponseFuture::immediate(bad_request(problem), in_flight);
         }
-        if let Some(max) = self.max_head {
-            if head_size(&req) > max {
-                return ResponseFuture::immediate(headers_too_large(max), in_flight);
-            }
+        if head_size(&req) > self.max_head {
+            return ResponseFuture::immediate(headers_too_large(self.max_head), in_flight);
         }
         let (mut parts, inner) = req.into_parts();
         parts.extensions.insert(self.peer.clone());
