@@ -1,5 +1,6 @@
 //! `pipehttp`: serve, call and test HTTP over named pipes.
 
+mod bench;
 mod demo;
 mod devcert;
 mod logging;
@@ -30,6 +31,8 @@ enum Command {
     Demo(demo::DemoArgs),
     /// Write a self-signed certificate for localhost, for development.
     DevCert(devcert::DevCertArgs),
+    /// Load-test a target: requests/s, bytes/s, errors and latency percentiles.
+    Bench(bench::BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -51,6 +54,7 @@ fn main() -> ExitCode {
             Command::Request(args) => request::run(args, request::Verb::Request).await,
             Command::Demo(args) => demo::run(args).await,
             Command::DevCert(args) => devcert::run(&args),
+            Command::Bench(args) => bench::run(args).await,
         }
     })
 }

@@ -1,0 +1,133 @@
+//! Opens many idle keep-alive HTTP/1.1 connections to a server and reports
+//! the server's resident memory before and with them open.
+//!
+//! ```text
+//! idle-conns --unix PATH | --tcp HOST:PORT --count 10000 --server-pid PID [--settle-secs 1]
+//! ```
+//! Each connection sends one `GET /test` and reads its answer, so the
+//! server holds a real, served, idle keep-alive connection, not one still
+//! in the accept queue. Prints one JSON object.
+
+#[cfg(unix)]
+fn main() {
+    imp::main();
+}
+
+#[cfg(not(unix))]
+fn main() {
+    eprintln!("idle-conns reads /proc; it runs on Linux only");
+}
+
+#[cfg(unix)]
+mod imp {
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+    use std::os::unix::net::UnixStream;
+    use std::time::{Duration, Instant};
+
+    use pipehttp_bench::{Flags, HELLO};
+    use serde_json::json;
+
+    trait Duplex: Read + Write {}
+    impl<T: Read + Write> Duplex for T {}
+
+    /// The server's resident and peak memory in KiB, from /proc.
+    fn rss(pid: u32) -> (u64, u64) {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|v| v.split_whitespace().next()?.parse().ok())
+                .unwrap_or(0)
+        };
+        (field("VmRSS:"), field("VmHWM:"))
+    }
+
+    /// Allows as many descriptors as the hard limit lets this process have.
+    fn raise_fd_limit() {
+        // SAFETY: getrlimit/setrlimit with a valid, initialised struct.
+        unsafe {
+            let mut lim = libc::rlimit {
+                rlim_cur: 0,
+                rlim_max: 0,
+            };
+            if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 {
+                lim.rlim_cur = lim.rlim_max;
+                libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+            }
+        }
+    }
+
+    fn connect(flags: &Flags) -> std::io::Result<Box<dyn Duplex>> {
+        if let Some(path) = flags.value("--unix") {
+            // A full accept queue answers EAGAIN: wait for the server to drain it.
+            loop {
+                match UnixStream::connect(path) {
+                    Ok(s) => return Ok(Box::new(s)),
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        let addr = flags.value("--tcp").unwrap_or("127.0.0.1:80");
+        let s = TcpStream::connect(addr)?;
+        s.set_nodelay(true)?;
+        Ok(Box::new(s))
+    }
+
+    /// One request, read until its `Hello world!` body has arrived.
+    fn hello(conn: &mut dyn Duplex) -> std::io::Result<()> {
+        conn.write_all(b"GET /test HTTP/1.1\r\nHost: localhost\r\n\r\n")?;
+        let mut got = Vec::with_capacity(256);
+        let mut buf = [0u8; 512];
+        while !got.ends_with(HELLO) {
+            match conn.read(&mut buf)? {
+                0 => return Err(std::io::ErrorKind::UnexpectedEof.into()),
+                n => got.extend_from_slice(&buf[..n]),
+            }
+        }
+        Ok(())
+    }
+
+    pub fn main() {
+        let flags = Flags::from_env();
+        let count: usize = flags.parse_or("--count", 10_000);
+        let pid: u32 = flags.parse_or("--server-pid", 0);
+        let settle = flags.seconds_or("--settle-secs", 1.0);
+        raise_fd_limit();
+
+        let before = rss(pid);
+        let start = Instant::now();
+        let mut conns = Vec::with_capacity(count);
+        for i in 0..count {
+            let mut conn = connect(&flags).unwrap_or_else(|e| {
+                eprintln!("idle-conns: connection {i} failed: {e}");
+                std::process::exit(1)
+            });
+            if let Err(e) = hello(&mut *conn) {
+                eprintln!("idle-conns: request on connection {i} failed: {e}");
+                std::process::exit(1)
+            }
+            conns.push(conn);
+        }
+        let opened_in = start.elapsed();
+        std::thread::sleep(settle);
+        let with = rss(pid);
+        println!(
+            "{}",
+            json!({
+                "connections": conns.len(),
+                "opened_in_s": opened_in.as_secs_f64(),
+                "server_pid": pid,
+                "server_rss_kib_before": before.0,
+                "server_rss_kib_with": with.0,
+                "server_peak_rss_kib": with.1,
+                "per_connection_bytes": (with.0.saturating_sub(before.0) * 1024) as f64 / conns.len().max(1) as f64,
+            })
+        );
+        drop(conns);
+    }
+}

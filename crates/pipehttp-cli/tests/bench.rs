@@ -1,0 +1,205 @@
+//! `pipehttp bench` end to end against `pipehttp serve`, on a pipe, a Unix
+//! socket and TCP: every request succeeds and the JSON report counts
+//! exactly what was asked. Counts only: speed is shown by benchmarks
+//! (scripts/bench.sh), never asserted in tests.
+
+use std::process::Command;
+
+use serde_json::Value;
+use testkit::{Spawned, TempDir, tempdir, unique_name};
+
+const BIN: &str = env!("CARGO_BIN_EXE_pipehttp");
+
+fn pipehttp(dir: &TempDir) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.env("TMPDIR", dir.path())
+        .env_remove("PIPEHTTP_URLS")
+        .env_remove("RUST_LOG");
+    cmd
+}
+
+/// `pipehttp serve --urls URL`, once it listens; returns the server and
+/// the URL it announced (with the real port for TCP port 0).
+fn serve(dir: &TempDir, url: &str) -> (Spawned, String) {
+    let mut cmd = pipehttp(dir);
+    cmd.args(["serve", "--urls", url]);
+    let server = Spawned::start(cmd);
+    let line = server.wait_for_line("Now listening on: ");
+    let (_, rest) = line.split_once("Now listening on: ").expect("the needle");
+    let announced = rest.split(" (").next().unwrap_or(rest).trim().to_owned();
+    (server, announced)
+}
+
+/// Runs `pipehttp bench ARGS --json`; asserts exit 0 and returns the report.
+fn bench(dir: &TempDir, args: &[&str]) -> Value {
+    let out = pipehttp(dir)
+        .arg("bench")
+        .args(args)
+        .arg("--json")
+        .output()
+        .expect("run pipehttp bench");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "pipehttp bench {args:?}\nstdout: {stdout}\nstderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(stdout.trim())
+        .unwrap_or_else(|e| panic!("bench --json printed no JSON ({e}): {stdout}"))
+}
+
+/// The counts every successful run must show: `n` requests, all 200,
+/// no error, and latency figures in order.
+fn assert_all_ok(report: &Value, n: u64) {
+    assert_eq!(report["requests"], n, "{report}");
+    assert_eq!(report["responses"], n, "{report}");
+    assert_eq!(report["ok"], n, "{report}");
+    assert_eq!(report["statuses"]["200"], n, "{report}");
+    assert_eq!(report["errors"], serde_json::json!({}), "{report}");
+    let latency = &report["latency_us"];
+    let at = |k: &str| {
+        latency[k]
+            .as_f64()
+            .unwrap_or_else(|| panic!("{k}: {report}"))
+    };
+    assert!(at("min") > 0.0, "{report}");
+    assert!(at("min") <= at("p50"), "{report}");
+    assert!(at("p50") <= at("p99"), "{report}");
+    assert!(at("p99") <= at("max"), "{report}");
+    assert!(report["requests_per_s"].as_f64().unwrap() > 0.0, "{report}");
+}
+
+#[test]
+fn pipe_keep_alive() {
+    let dir = tempdir().unwrap();
+    let name = unique_name("bench");
+    let (_server, _) = serve(&dir, &format!("http://pipe:/{name}"));
+    let target = format!("http://pipe:/{name}:/test");
+    let report = bench(&dir, &[&target, "-c", "4", "-n", "300"]);
+    assert_all_ok(&report, 300);
+    assert_eq!(report["transport"], "pipe");
+    assert_eq!(report["protocol"], "HTTP/1.1");
+    assert_eq!(report["bytes_received"], 300 * 12, "{report}");
+    assert!(
+        report["connections_opened"].as_u64().unwrap() <= 4,
+        "{report}"
+    );
+}
+
+#[test]
+fn pipe_new_connection_per_request() {
+    let dir = tempdir().unwrap();
+    let name = unique_name("bench-fresh");
+    let (_server, _) = serve(&dir, &format!("http://pipe:/{name}"));
+    let target = format!("http://pipe:/{name}:/test");
+    let report = bench(
+        &dir,
+        &[
+            &target,
+            "-c",
+            "2",
+            "-n",
+            "50",
+            "--new-connection-per-request",
+        ],
+    );
+    assert_all_ok(&report, 50);
+    assert_eq!(report["connections_opened"], 50, "{report}");
+}
+
+#[test]
+fn pipe_http2_and_post() {
+    let dir = tempdir().unwrap();
+    let name = unique_name("bench-h2");
+    let (_server, _) = serve(&dir, &format!("http://pipe:/{name}"));
+    let report = bench(
+        &dir,
+        &[
+            &format!("http://pipe:/{name}:/echo"),
+            "-c",
+            "2",
+            "-n",
+            "40",
+            "--http2",
+            "-d",
+            "0123456789",
+        ],
+    );
+    assert_all_ok(&report, 40);
+    assert_eq!(report["protocol"], "HTTP/2");
+    assert_eq!(report["method"], "POST");
+    assert_eq!(report["bytes_sent"], 400, "{report}");
+    assert_eq!(report["bytes_received"], 400, "{report}");
+}
+
+#[test]
+fn pipe_through_the_library_client() {
+    let dir = tempdir().unwrap();
+    let name = unique_name("bench-client");
+    let (_server, _) = serve(&dir, &format!("http://pipe:/{name}"));
+    let target = format!("http://pipe:/{name}:/bytes/1000");
+    let report = bench(&dir, &[&target, "-c", "3", "-n", "30", "--client"]);
+    assert_all_ok(&report, 30);
+    assert_eq!(report["via_client"], true);
+    assert_eq!(report["bytes_received"], 30_000, "{report}");
+}
+
+#[cfg(unix)]
+#[test]
+fn unix_socket() {
+    let dir = tempdir().unwrap();
+    let path = dir.path().join("bench.sock");
+    let (_server, _) = serve(&dir, &format!("http://unix:{}", path.display()));
+    let target = format!("http://unix:{}:/test", path.display());
+    let report = bench(&dir, &[&target, "-c", "3", "-n", "200"]);
+    assert_all_ok(&report, 200);
+    assert_eq!(report["transport"], "unix");
+}
+
+#[test]
+fn tcp_loopback() {
+    let dir = tempdir().unwrap();
+    let (_server, url) = serve(&dir, "http://127.0.0.1:0");
+    let target = format!("{url}/test");
+    let report = bench(&dir, &[&target, "-c", "3", "-n", "200"]);
+    assert_all_ok(&report, 200);
+    assert_eq!(report["transport"], "tcp");
+}
+
+#[test]
+fn duration_mode_counts_what_it_sent() {
+    let dir = tempdir().unwrap();
+    let name = unique_name("bench-z");
+    let (_server, _) = serve(&dir, &format!("http://pipe:/{name}"));
+    let target = format!("http://pipe:/{name}:/health");
+    let report = bench(&dir, &[&target, "-c", "2", "-z", "300ms"]);
+    let n = report["requests"].as_u64().unwrap();
+    assert!(n > 0, "{report}");
+    assert_all_ok(&report, n);
+    assert!(report["duration_s"].as_f64().unwrap() >= 0.3, "{report}");
+}
+
+#[test]
+fn no_server_is_a_connect_error() {
+    let dir = tempdir().unwrap();
+    let name = unique_name("bench-absent");
+    let out = pipehttp(&dir)
+        .args([
+            "bench",
+            &format!("http://pipe:/{name}:/test"),
+            "-n",
+            "2",
+            "-c",
+            "1",
+            "--connect-timeout",
+            "0.2",
+            "--json",
+        ])
+        .output()
+        .expect("run pipehttp bench");
+    assert_eq!(out.status.code(), Some(7), "curl's 'could not connect'");
+    let report: Value = serde_json::from_slice(&out.stdout).expect("JSON even on failure");
+    assert_eq!(report["errors"]["connect"], 2, "{report}");
+    assert_eq!(report["responses"], 0, "{report}");
+}
