@@ -40,3 +40,8 @@ pub use crate::error::{Error, Result};
 pub use crate::options::{Limits, PipeOptions};
 pub use crate::server::{BodyError, RequestBody, Server, ServerBuilder};
 pub use crate::transport::{PeerInfo, Transport};
+
+/// The README's Rust examples, compiled with the doc tests so they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+pub struct ReadmeExamples;
