@@ -1,0 +1,199 @@
+//! TLS and HTTP/2 through the real binary, with peers no one here wrote:
+//! Debian's curl over `--unix-socket` with `--cacert`, and h2load from
+//! nghttp2-client driving HTTP/2 on a cleartext pipe.
+#![cfg(unix)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use testkit::{Spawned, TempDir, tempdir, unique_name};
+
+const PIPEHTTP: &str = env!("CARGO_BIN_EXE_pipehttp");
+
+fn pipehttp(dir: &TempDir) -> Command {
+    let mut cmd = Command::new(PIPEHTTP);
+    // Socket files of pipe names go to this test's own directory.
+    cmd.env("TMPDIR", dir.path()).env_remove("PIPEHTTP_URLS");
+    cmd
+}
+
+fn run(mut cmd: Command) -> Output {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Writes a development certificate into `dir` with `pipehttp dev-cert`.
+fn dev_cert(dir: &TempDir) -> (PathBuf, PathBuf) {
+    let mut cmd = pipehttp(dir);
+    cmd.args(["dev-cert", "--out"]).arg(dir.path());
+    run(cmd);
+    (
+        dir.path().join("localhost.pem"),
+        dir.path().join("localhost-key.pem"),
+    )
+}
+
+/// `pipehttp serve --urls URLS` plus `args`, once it says it listens.
+fn serve(dir: &TempDir, urls: &str, args: &[&Path]) -> Spawned {
+    let mut cmd = pipehttp(dir);
+    cmd.args(["serve", "--urls", urls]).args(args);
+    let server = Spawned::start(cmd);
+    server.wait_for_line("Now listening on:");
+    server
+}
+
+fn socket(dir: &TempDir, name: &str) -> PathBuf {
+    dir.path().join(format!("CoreFxPipe_{name}"))
+}
+
+fn curl(args: &[&str]) -> Output {
+    Command::new("curl")
+        .args(["--silent", "--show-error", "--max-time", "20"])
+        .args(args)
+        .output()
+        .expect("this test needs curl on PATH (Debian package curl)")
+}
+
+#[test]
+fn curl_gets_hello_world_over_https_on_a_pipe_with_http1_and_http2() {
+    let dir = tempdir().unwrap();
+    let (cert, key) = dev_cert(&dir);
+    let name = unique_name("tls-curl");
+    let _server = serve(
+        &dir,
+        &format!("https://pipe:/{name}"),
+        &["--cert".as_ref(), &cert, "--key".as_ref(), &key],
+    );
+    let sock = socket(&dir, &name);
+    let (sock, cert) = (sock.to_str().unwrap(), cert.to_str().unwrap());
+    for (flag, version) in [("--http1.1", "1.1"), ("--http2", "2")] {
+        let out = curl(&[
+            flag,
+            "--cacert",
+            cert,
+            "--unix-socket",
+            sock,
+            "-w",
+            " %{http_version}",
+            "https://localhost/test",
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            format!("Hello world! {version}")
+        );
+    }
+}
+
+#[test]
+fn pipehttp_get_trusts_the_dev_cert_with_cacert_and_refuses_without() {
+    let dir = tempdir().unwrap();
+    let (cert, key) = dev_cert(&dir);
+    let name = unique_name("tls-get");
+    let _server = serve(
+        &dir,
+        &format!("https://pipe:/{name}"),
+        &["--cert".as_ref(), &cert, "--key".as_ref(), &key],
+    );
+    let target = format!("https://pipe:/{name}:/test");
+
+    let mut get = pipehttp(&dir);
+    get.args(["get", "--cacert"]).arg(&cert).arg(&target);
+    assert_eq!(run(get).stdout, b"Hello world!");
+
+    let mut untrusted = pipehttp(&dir);
+    untrusted.args(["get", &target]);
+    let out = untrusted.output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(35), "{stderr}");
+    assert!(
+        stderr.contains(&format!("pipe '{name}'")) && stderr.contains("certificate"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn dev_cert_refuses_to_overwrite_without_force() {
+    let dir = tempdir().unwrap();
+    dev_cert(&dir);
+    let mut again = pipehttp(&dir);
+    again.args(["dev-cert", "--out"]).arg(dir.path());
+    let out = again.output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("--force"), "{stderr}");
+    let mut forced = pipehttp(&dir);
+    forced
+        .args(["dev-cert", "--force", "--out"])
+        .arg(dir.path());
+    run(forced);
+}
+
+#[test]
+fn a_key_that_does_not_fit_stops_serve_naming_endpoint_and_files() {
+    let dir = tempdir().unwrap();
+    let (cert, _) = dev_cert(&dir);
+    let other = tempdir().unwrap();
+    let (_, other_key) = dev_cert(&other);
+    let url = format!("https://pipe:/{}", unique_name("tls-mismatch"));
+    let mut cmd = pipehttp(&dir);
+    cmd.args(["serve", "--urls", &url, "--cert"])
+        .arg(&cert)
+        .arg("--key")
+        .arg(&other_key);
+    let out = cmd.output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let line = stderr
+        .lines()
+        .find(|l| l.starts_with("pipehttp: "))
+        .unwrap_or_default();
+    assert!(line.contains(&url), "{stderr}");
+    assert!(line.contains(other_key.to_str().unwrap()), "{stderr}");
+}
+
+/// h2load sends 10,000 HTTP/2 requests over 10 connections to a cleartext
+/// pipe endpoint, which takes HTTP/2 with prior knowledge beside HTTP/1.1.
+#[test]
+fn h2load_sends_ten_thousand_http2_requests_without_an_error() {
+    let dir = tempdir().unwrap();
+    let name = unique_name("h2load");
+    let _server = serve(&dir, &format!("http://pipe:/{name}"), &[]);
+    let out = Command::new("h2load")
+        .args(["-n", "10000", "-c", "10", "-m", "10", "-B"])
+        .arg(format!("unix:{}", socket(&dir, &name).display()))
+        .arg("http://localhost/test")
+        .output()
+        .expect("this test needs h2load on PATH (Debian package nghttp2-client)");
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{report}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let requests = report
+        .lines()
+        .find(|l| l.starts_with("requests:"))
+        .unwrap_or_else(|| panic!("no requests line: {report}"));
+    assert!(
+        requests.contains("10000 succeeded, 0 failed, 0 errored"),
+        "{requests}"
+    );
+    let status = report
+        .lines()
+        .find(|l| l.starts_with("status codes:"))
+        .unwrap_or_default();
+    assert!(status.contains("10000 2xx"), "{status}");
+}
