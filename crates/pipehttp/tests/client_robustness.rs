@@ -151,22 +151,34 @@ async fn fails_clearly<T: std::fmt::Debug>(
     err
 }
 
+/// A GET of `/` from `server`, which must fail clearly and in time.
+async fn get_fails(server: &Misbehaving) -> Error {
+    fails_clearly(server, client().get(server.target("/")).send()).await
+}
+
+fn assert_http_error(err: &Error) {
+    assert!(matches!(err, Error::Http { .. }), "{err:?}");
+}
+
+/// A server that reads a request head, answers `reply`, and then holds the
+/// connection open without another byte.
+async fn replying(prefix: &str, reply: &'static [u8]) -> Misbehaving {
+    Misbehaving::start(prefix, move |mut conn| async move {
+        read_head(&mut conn).await;
+        let _ = conn.write_all(reply).await;
+        hold(conn).await;
+    })
+    .await
+}
+
 fn is_timeout(err: &Error) -> bool {
     matches!(err, Error::Timeout { .. })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn garbage_instead_of_a_response_is_an_error() {
-    let server = Misbehaving::start("garbage", |mut conn| async move {
-        read_head(&mut conn).await;
-        let _ = conn
-            .write_all(b"\x00\x01\x02 this is not HTTP at all\r\n\r\n")
-            .await;
-        hold(conn).await;
-    })
-    .await;
-    let err = fails_clearly(&server, client().get(server.target("/")).send()).await;
-    assert!(matches!(err, Error::Http { .. }), "{err:?}");
+    let server = replying("garbage", b"\x00\x01\x02 this is not HTTP at all\r\n\r\n").await;
+    assert_http_error(&get_fails(&server).await);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -182,8 +194,7 @@ async fn http2_frames_to_an_http1_request_are_an_error() {
         hold(conn).await;
     })
     .await;
-    let err = fails_clearly(&server, client().get(server.target("/")).send()).await;
-    assert!(matches!(err, Error::Http { .. }), "{err:?}");
+    assert_http_error(&get_fails(&server).await);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -195,22 +206,17 @@ async fn an_endless_response_head_is_an_error() {
         while conn.write_all(&line).await.is_ok() {}
     })
     .await;
-    let err = fails_clearly(&server, client().get(server.target("/")).send()).await;
-    assert!(matches!(err, Error::Http { .. }), "{err:?}");
+    assert_http_error(&get_fails(&server).await);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_invalid_content_length_is_an_error() {
-    let server = Misbehaving::start("badlength", |mut conn| async move {
-        read_head(&mut conn).await;
-        let _ = conn
-            .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 12abc\r\n\r\nHello world!")
-            .await;
-        hold(conn).await;
-    })
+    let server = replying(
+        "badlength",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 12abc\r\n\r\nHello world!",
+    )
     .await;
-    let err = fails_clearly(&server, client().get(server.target("/")).send()).await;
-    assert!(matches!(err, Error::Http { .. }), "{err:?}");
+    assert_http_error(&get_fails(&server).await);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -220,8 +226,7 @@ async fn a_close_before_any_answer_is_an_error_after_one_retry() {
         drop(conn);
     })
     .await;
-    let err = fails_clearly(&server, client().get(server.target("/")).send()).await;
-    assert!(matches!(err, Error::Http { .. }), "{err:?}");
+    assert_http_error(&get_fails(&server).await);
     // A GET is retried once on a fresh connection (the pooled-connection
     // case), and only once.
     assert_eq!(server.accepted(), 2);
@@ -244,8 +249,7 @@ async fn a_close_in_the_middle_of_the_head_is_an_error() {
         let _ = conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Le").await;
     })
     .await;
-    let err = fails_clearly(&server, client().get(server.target("/")).send()).await;
-    assert!(matches!(err, Error::Http { .. }), "{err:?}");
+    assert_http_error(&get_fails(&server).await);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -394,21 +398,14 @@ async fn an_endless_fast_body_can_be_read_in_part_and_dropped() {
 async fn a_server_that_never_answers_hits_the_timeout() {
     let server = Misbehaving::start("silent", hold).await;
     let started = Instant::now();
-    let err = fails_clearly(&server, client().get(server.target("/")).send()).await;
+    let err = get_fails(&server).await;
     assert!(is_timeout(&err), "{err:?}");
     assert!(started.elapsed() >= TIMEOUT);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_head_without_its_body_hits_the_timeout() {
-    let server = Misbehaving::start("nobody", |mut conn| async move {
-        read_head(&mut conn).await;
-        let _ = conn
-            .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n")
-            .await;
-        hold(conn).await;
-    })
-    .await;
+    let server = replying("nobody", b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n").await;
     let res = client()
         .get(server.target("/"))
         .send()
@@ -452,7 +449,7 @@ async fn endless_informational_responses_hit_the_timeout() {
         }
     })
     .await;
-    let err = fails_clearly(&server, client().get(server.target("/")).send()).await;
+    let err = get_fails(&server).await;
     assert!(
         is_timeout(&err) || matches!(err, Error::Http { .. }),
         "{err:?}"
@@ -474,7 +471,7 @@ async fn a_server_that_never_accepts_hits_a_timeout() {
         accepted: Arc::new(AtomicUsize::new(0)),
         task: tokio::spawn(async {}),
     };
-    let err = fails_clearly(&server, client().get(server.target("/")).send()).await;
+    let err = get_fails(&server).await;
     assert!(
         is_timeout(&err) || matches!(err, Error::ConnectTimeout { .. }),
         "{err:?}"
