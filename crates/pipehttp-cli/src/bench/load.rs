@@ -96,37 +96,27 @@ impl Conn {
         &mut self,
         req: Request<Full<Bytes>>,
     ) -> Result<(StatusCode, u64), Fail> {
+        // The two senders are different types with the same methods.
+        macro_rules! exchange {
+            ($sender:expr, $driver:expr) => {{
+                let exchange = async {
+                    $sender.ready().await.map_err(|e| Fail::hyper(&e))?;
+                    let res = $sender
+                        .send_request(req)
+                        .await
+                        .map_err(|e| Fail::hyper(&e))?;
+                    read_body(res).await
+                };
+                tokio::select! {
+                    biased;
+                    res = exchange => res,
+                    res = $driver.as_mut() => Err(closed_early(res.err())),
+                }
+            }};
+        }
         match self {
-            Conn::H1 { sender, driver } => {
-                let exchange = async {
-                    sender.ready().await.map_err(|e| Fail::hyper(&e))?;
-                    let res = sender
-                        .send_request(req)
-                        .await
-                        .map_err(|e| Fail::hyper(&e))?;
-                    read_body(res).await
-                };
-                tokio::select! {
-                    biased;
-                    res = exchange => res,
-                    res = driver.as_mut() => Err(closed_early(res.err())),
-                }
-            }
-            Conn::H2 { sender, driver } => {
-                let exchange = async {
-                    sender.ready().await.map_err(|e| Fail::hyper(&e))?;
-                    let res = sender
-                        .send_request(req)
-                        .await
-                        .map_err(|e| Fail::hyper(&e))?;
-                    read_body(res).await
-                };
-                tokio::select! {
-                    biased;
-                    res = exchange => res,
-                    res = driver.as_mut() => Err(closed_early(res.err())),
-                }
-            }
+            Conn::H1 { sender, driver } => exchange!(sender, driver),
+            Conn::H2 { sender, driver } => exchange!(sender, driver),
         }
     }
 }
