@@ -160,6 +160,14 @@ fn assert_http_error(err: &Error) {
     assert!(matches!(err, Error::Http { .. }), "{err:?}");
 }
 
+/// The error of a body that ended before it was complete.
+fn assert_broke_off(err: &Error) {
+    assert!(
+        matches!(err, Error::Http { message, .. } if message.contains("broke off")),
+        "{err:?}"
+    );
+}
+
 /// A server that reads a request head, answers `reply`, and then holds the
 /// connection open without another byte.
 async fn replying(prefix: &str, reply: &'static [u8]) -> Misbehaving {
@@ -267,11 +275,7 @@ async fn a_close_in_the_middle_of_the_body_is_an_error() {
         .await
         .expect("a head");
     assert_eq!(res.status(), 200);
-    let err = fails_clearly(&server, res.bytes()).await;
-    assert!(
-        matches!(&err, Error::Http { message, .. } if message.contains("broke off")),
-        "{err:?}"
-    );
+    assert_broke_off(&fails_clearly(&server, res.bytes()).await);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -290,11 +294,7 @@ async fn a_close_in_the_middle_of_a_chunked_body_is_an_error() {
         .send()
         .await
         .expect("a head");
-    let err = fails_clearly(&server, res.text()).await;
-    assert!(
-        matches!(&err, Error::Http { message, .. } if message.contains("broke off")),
-        "{err:?}"
-    );
+    assert_broke_off(&fails_clearly(&server, res.text()).await);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
