@@ -9,7 +9,7 @@
 #
 # A crash leaves its input in fuzz/artifacts/TARGET/. To keep it as a
 # regression test, copy it into fuzz/regressions/TARGET/: the ordinary test
-# suite (crates/pipehttp/tests/fuzz_regressions.rs) replays every file
+# suite (crates/pipehttp/tests/it/fuzz_regressions.rs) replays every file
 # there, and the committed seeds in fuzz/corpus/TARGET/, through the same
 # checks. New inputs the fuzzer finds go to fuzz/scratch/TARGET/ (not
 # committed), so the seeds stay as they are.

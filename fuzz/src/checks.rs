@@ -6,7 +6,7 @@
 //! UTF-8 are skipped: every entry point takes `&str`.
 //!
 //! This file is compiled twice: into the fuzz crate (`fuzz/src/lib.rs`) and
-//! into `crates/pipehttp/tests/fuzz_regressions.rs`, which replays the
+//! into `crates/pipehttp/tests/it/fuzz_regressions.rs`, which replays the
 //! committed corpora and kept crashes through these same functions. It may
 //! use only `std` and `pipehttp`.
 

@@ -1,5 +1,5 @@
 //! What each fuzz target checks, one function per target. The functions
-//! live in `checks.rs`, which `crates/pipehttp/tests/fuzz_regressions.rs`
+//! live in `checks.rs`, which `crates/pipehttp/tests/it/fuzz_regressions.rs`
 //! also includes, so the committed corpora and every crash kept under
 //! `regressions/` are replayed by the ordinary test suite.
 

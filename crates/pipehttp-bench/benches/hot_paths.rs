@@ -16,8 +16,8 @@ use std::time::Duration;
 use criterion::{Criterion, criterion_group, criterion_main};
 use pipehttp::address::{ListenAddress, PipeName, RequestTarget, pipe_endpoint};
 use pipehttp::client::Connector;
-use pipehttp::sample::SampleApp;
 use pipehttp::{Client, Server};
+use pipehttp_cli::sample::SampleApp;
 
 fn address_parsing(c: &mut Criterion) {
     let mut g = c.benchmark_group("address");

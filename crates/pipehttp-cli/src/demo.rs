@@ -6,7 +6,8 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::Args;
-use pipehttp::{Client, Server, sample::SampleApp};
+use pipehttp::{Client, Server};
+use pipehttp_cli::sample::SampleApp;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 

@@ -78,10 +78,30 @@ fn write(args: &DevCertArgs) -> Result<(PathBuf, PathBuf), String> {
 fn write_file(path: &Path, bytes: &[u8], private: bool) -> Result<(), String> {
     use std::io::Write;
     let file = if private {
-        pipehttp::transport::create_private_file(path)
+        create_private_file(path)
     } else {
         std::fs::File::create(path)
     };
     file.and_then(|mut f| f.write_all(bytes))
         .map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
+/// Creates (or truncates) a file only the current user may read, for the
+/// private key: on Unix with mode 0600 from the start, never looser even for
+/// a moment; on Windows it inherits its directory's ACL, which in a user's
+/// profile admits that user and administrators.
+fn create_private_file(path: &Path) -> std::io::Result<std::fs::File> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        options.mode(0o600);
+        let file = options.open(path)?;
+        // The mode above applies to new files only; an old one may be looser.
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+        Ok(file)
+    }
+    #[cfg(not(unix))]
+    options.open(path)
 }

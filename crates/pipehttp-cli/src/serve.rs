@@ -11,9 +11,9 @@ use std::time::Duration;
 use clap::Args;
 use pipehttp::address::ListenAddress;
 use pipehttp::config::{CertificateConfig, EndpointConfig};
-use pipehttp::sample::SampleApp;
 use pipehttp::transport::Listener;
 use pipehttp::{Config, Server};
+use pipehttp_cli::sample::SampleApp;
 
 use crate::logging::{Sink, Verbosity};
 

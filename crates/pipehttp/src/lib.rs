@@ -8,13 +8,17 @@
 //!
 //! ```no_run
 //! # async fn run() -> pipehttp::Result<()> {
-//! use pipehttp::{sample::SampleApp, Server};
+//! use pipehttp::Server;
+//! use std::convert::Infallible;
 //!
+//! let hello = tower::service_fn(|_req: http::Request<pipehttp::RequestBody>| async {
+//!     Ok::<_, Infallible>(http::Response::new("Hello world!".to_owned()))
+//! });
 //! Server::builder()
 //!     .listen("http://pipe:/my-test-pipe")
 //!     .bind()
 //!     .await?
-//!     .serve(SampleApp::new())
+//!     .serve(hello)
 //!     .await
 //! # }
 //! ```
@@ -28,7 +32,6 @@ pub mod client;
 pub mod config;
 mod error;
 mod options;
-pub mod sample;
 pub mod server;
 pub mod tls;
 pub mod transport;

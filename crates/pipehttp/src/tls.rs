@@ -4,15 +4,16 @@
 //! A server takes a certificate and key from PEM files:
 //!
 //! ```no_run
-//! # async fn run() -> pipehttp::Result<()> {
-//! use pipehttp::{Server, sample::SampleApp, tls::Certificate};
+//! # use pipehttp::server::{HttpBody, HttpService};
+//! # async fn run<B: HttpBody>(app: impl HttpService<B>) -> pipehttp::Result<()> {
+//! use pipehttp::{Server, tls::Certificate};
 //!
 //! Server::builder()
 //!     .listen("https://pipe:/secure")
 //!     .default_certificate(Certificate::from_pem_files("cert.pem", "key.pem"))
 //!     .bind()
 //!     .await?
-//!     .serve(SampleApp::new())
+//!     .serve(app)
 //!     .await
 //! # }
 //! ```

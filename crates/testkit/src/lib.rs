@@ -1,7 +1,11 @@
-//! Support for pipehttp's own tests: names no other test uses, and child
-//! processes whose output is watched for readiness instead of slept on.
+//! Support for pipehttp's own tests: names no other test uses, child
+//! processes whose output is watched for readiness instead of slept on, and
+//! `pipehttp serve` (or any pipehttp server process) started the one way
+//! every suite starts it.
 
 use std::io::{BufRead, BufReader, Read};
+use std::ops::{Deref, DerefMut};
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -172,4 +176,168 @@ fn collect(pipe: impl Read + Send + 'static, output: Arc<(Mutex<Output>, Condvar
         lock.lock().unwrap().closed += 1;
         cvar.notify_all();
     });
+}
+
+/// Whether this Windows program runs under Wine, which leaves some pipe
+/// security unenforced; tests of that skip there and say so.
+#[cfg(windows)]
+pub fn running_under_wine() -> bool {
+    use windows_sys::Win32::System::LibraryLoader::{GetModuleHandleW, GetProcAddress};
+    let ntdll: Vec<u16> = "ntdll.dll\0".encode_utf16().collect();
+    // SAFETY: both strings are NUL-terminated; a missing export yields None.
+    unsafe {
+        let module = GetModuleHandleW(ntdll.as_ptr());
+        !module.is_null() && GetProcAddress(module, c"wine_get_version".as_ptr().cast()).is_some()
+    }
+}
+
+/// Variables that would configure a pipehttp process behind a test's back.
+const CONFIG_VARS: [&str; 6] = [
+    "RUST_LOG",
+    "PIPEHTTP_URLS",
+    "ASPNETCORE_URLS",
+    "DOTNET_URLS",
+    "ASPNETCORE_ENVIRONMENT",
+    "DOTNET_ENVIRONMENT",
+];
+
+/// `program` (a pipehttp binary) with an environment that configures
+/// nothing by itself: none of the caller's URL lists, environment names,
+/// `Kestrel__*` variables or `RUST_LOG`, and no colour. With `tmp`, TMPDIR
+/// is set to it, so pipe names map to socket files in the test's own
+/// directory.
+pub fn command(program: &str, tmp: Option<&Path>) -> Command {
+    let mut cmd = Command::new(program);
+    for var in CONFIG_VARS {
+        cmd.env_remove(var);
+    }
+    for (var, _) in std::env::vars_os() {
+        let kestrel = var
+            .to_str()
+            .is_some_and(|v| v.len() > 9 && v[..9].eq_ignore_ascii_case("kestrel__"));
+        if kestrel {
+            cmd.env_remove(var);
+        }
+    }
+    cmd.env("NO_COLOR", "1");
+    if let Some(tmp) = tmp {
+        cmd.env("TMPDIR", tmp);
+    }
+    cmd
+}
+
+/// `program` run as user and group `uid` with no supplementary groups
+/// (through `setpriv`), or as ourselves.
+#[cfg(unix)]
+pub fn as_user(uid: Option<u32>, program: &str) -> Command {
+    match uid {
+        None => Command::new(program),
+        Some(id) => {
+            let mut cmd = Command::new("setpriv");
+            cmd.arg(format!("--reuid={id}"))
+                .arg(format!("--regid={id}"))
+                .arg("--clear-groups")
+                .arg(program);
+            cmd
+        }
+    }
+}
+
+/// One endpoint a server announced with `Now listening on: URL (PATH)`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Announced {
+    /// The address, as the server wrote it.
+    pub url: String,
+    /// The socket file or pipe path; `None` for TCP.
+    pub path: Option<PathBuf>,
+}
+
+/// `… Now listening on: http://pipe:/x (/tmp/CoreFxPipe_x)` → its URL and path.
+pub fn parse_listening(line: &str) -> Announced {
+    let (_, rest) = line
+        .split_once("Now listening on: ")
+        .unwrap_or_else(|| panic!("not a 'Now listening on:' line: {line:?}"));
+    match rest
+        .trim_end()
+        .strip_suffix(')')
+        .and_then(|r| r.split_once(" ("))
+    {
+        Some((url, path)) => Announced {
+            url: url.to_owned(),
+            path: Some(PathBuf::from(path)),
+        },
+        None => Announced {
+            url: rest.trim().to_owned(),
+            path: None,
+        },
+    }
+}
+
+/// A server process (`pipehttp serve`, `pipehttp proxy`, an example's
+/// agent) that has announced its endpoints. It derefs to its [`Spawned`]
+/// process; dropping it kills the process.
+pub struct Serve {
+    process: Spawned,
+    endpoints: Vec<Announced>,
+}
+
+impl Serve {
+    /// Starts `cmd` and waits until it has announced `count` endpoints.
+    pub fn start(cmd: Command, count: usize) -> Self {
+        let process = Spawned::start(cmd);
+        let endpoints = process
+            .wait_for_lines("Now listening on:", count)
+            .iter()
+            .map(|line| parse_listening(line))
+            .collect();
+        Self { process, endpoints }
+    }
+
+    /// Every endpoint announced, in order.
+    pub fn endpoints(&self) -> &[Announced] {
+        &self.endpoints
+    }
+
+    /// The `i`-th endpoint's address.
+    pub fn url(&self, i: usize) -> &str {
+        &self.endpoints[i].url
+    }
+
+    /// The `i`-th endpoint's socket file or pipe path.
+    pub fn path(&self, i: usize) -> &Path {
+        self.endpoints[i]
+            .path
+            .as_deref()
+            .unwrap_or_else(|| panic!("{} has no socket path", self.endpoints[i].url))
+    }
+
+    /// The process, for a test that goes on without the endpoints.
+    pub fn into_process(self) -> Spawned {
+        self.process
+    }
+
+    /// SIGTERM, then waits for the exit, which must be a success.
+    #[cfg(unix)]
+    pub fn stop(mut self) {
+        self.process.terminate();
+        let status = self.process.wait_exit();
+        assert!(
+            status.success(),
+            "the server exited with {status} after SIGTERM; its output:\n{}",
+            self.process.output()
+        );
+    }
+}
+
+impl Deref for Serve {
+    type Target = Spawned;
+    fn deref(&self) -> &Spawned {
+        &self.process
+    }
+}
+
+impl DerefMut for Serve {
+    fn deref_mut(&mut self) -> &mut Spawned {
+        &mut self.process
+    }
 }

@@ -7,8 +7,8 @@
 //! Prints `Now listening on: ...` per endpoint and serves until killed.
 
 use pipehttp::Server;
-use pipehttp::sample::SampleApp;
 use pipehttp_bench::Flags;
+use pipehttp_cli::sample::SampleApp;
 
 fn main() {
     let flags = Flags::from_env();

@@ -179,13 +179,14 @@ impl ServerBuilder {
     /// [`Listener::from_systemd`]; it is served over cleartext HTTP.
     ///
     /// ```no_run
-    /// # async fn run() -> pipehttp::Result<()> {
-    /// use pipehttp::{Server, sample::SampleApp, transport::Listener};
+    /// # use pipehttp::server::{HttpBody, HttpService};
+    /// # async fn run<B: HttpBody>(app: impl HttpService<B>) -> pipehttp::Result<()> {
+    /// use pipehttp::{Server, transport::Listener};
     /// let mut builder = Server::builder();
     /// for listener in Listener::from_systemd()? {
     ///     builder = builder.listener(listener);
     /// }
-    /// builder.bind().await?.serve(SampleApp::new()).await
+    /// builder.bind().await?.serve(app).await
     /// # }
     /// ```
     pub fn listener(mut self, listener: Listener) -> Self {

@@ -477,28 +477,6 @@ pub(crate) fn own_identity(transport: Transport) -> PeerInfo {
     me
 }
 
-/// Whether this process runs under Wine, where some Windows security
-/// features are not enforced. Always false off Windows.
-#[must_use]
-pub fn running_under_wine() -> bool {
-    local::running_under_wine()
-}
-
-/// Creates (or truncates) a file that only the current user may read, for
-/// private keys: on Unix it is created with mode 0600, never looser even
-/// for a moment; on Windows it inherits the ACL of its directory, which in
-/// a user's profile admits that user and administrators.
-///
-/// ```no_run
-/// use std::io::Write;
-/// let mut key = pipehttp::transport::create_private_file("key.pem".as_ref())?;
-/// key.write_all(b"...")?;
-/// # Ok::<(), std::io::Error>(())
-/// ```
-pub fn create_private_file(path: &Path) -> io::Result<std::fs::File> {
-    local::create_private_file(path)
-}
-
 /// Resolves when the OS asks the process to stop: SIGINT or SIGTERM on
 /// Unix, Ctrl-C on Windows. The handlers are installed by the call itself.
 pub(crate) fn stop_signal() -> impl Future<Output = ()> + Send + 'static {

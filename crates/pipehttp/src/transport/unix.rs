@@ -388,10 +388,6 @@ pub(crate) fn own_identity() -> PeerInfo {
     me
 }
 
-pub(crate) fn running_under_wine() -> bool {
-    false
-}
-
 /// The listening sockets systemd passed to this process by socket
 /// activation (`LISTEN_PID`, `LISTEN_FDS`, `LISTEN_FDNAMES`), each with its
 /// name. Empty when the variables are absent or meant for another process.
@@ -465,19 +461,6 @@ pub(crate) fn activated() -> Result<Vec<(Activated, String)>> {
         sockets.push((activated, name));
     }
     Ok(sockets)
-}
-
-pub(crate) fn create_private_file(path: &Path) -> io::Result<fs::File> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let file = fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)?;
-    // The mode above applies to new files only; an old one may be looser.
-    file.set_permissions(fs::Permissions::from_mode(0o600))?;
-    Ok(file)
 }
 
 /// Installs the SIGINT and SIGTERM handlers now, so a stop asked right

@@ -525,22 +525,9 @@ pub(crate) fn own_identity() -> PeerInfo {
     me
 }
 
-pub(crate) fn running_under_wine() -> bool {
-    let ntdll: Vec<u16> = "ntdll.dll\0".encode_utf16().collect();
-    // SAFETY: both strings are NUL-terminated; a missing export yields None.
-    unsafe {
-        let module = GetModuleHandleW(ntdll.as_ptr());
-        !module.is_null() && GetProcAddress(module, c"wine_get_version".as_ptr().cast()).is_some()
-    }
-}
-
 /// Socket activation is systemd's; Windows services get no sockets.
 pub(crate) fn activated() -> Result<Vec<(Activated, String)>> {
     Ok(Vec::new())
-}
-
-pub(crate) fn create_private_file(path: &Path) -> io::Result<std::fs::File> {
-    std::fs::File::create(path)
 }
 
 /// Installs the Ctrl-C handler now, so a stop asked right after the

@@ -9,11 +9,11 @@ use std::io;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::sample::SampleApp;
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::Full;
 use pipehttp::client::Connector;
-use pipehttp::sample::SampleApp;
 use pipehttp::server::BoundAddress;
 use pipehttp::transport::Connection;
 use pipehttp::{Client, Error, RequestBody, Server, ServerBuilder};

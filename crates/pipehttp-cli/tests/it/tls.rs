@@ -6,15 +6,13 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use testkit::{Spawned, TempDir, tempdir, unique_name};
+use testkit::{Serve, TempDir, tempdir, unique_name};
 
 const PIPEHTTP: &str = env!("CARGO_BIN_EXE_pipehttp");
 
 fn pipehttp(dir: &TempDir) -> Command {
-    let mut cmd = Command::new(PIPEHTTP);
     // Socket files of pipe names go to this test's own directory.
-    cmd.env("TMPDIR", dir.path()).env_remove("PIPEHTTP_URLS");
-    cmd
+    testkit::command(PIPEHTTP, Some(dir.path()))
 }
 
 fn run(mut cmd: Command) -> Output {
@@ -42,12 +40,10 @@ fn dev_cert(dir: &TempDir) -> (PathBuf, PathBuf) {
 }
 
 /// `pipehttp serve --urls URLS` plus `args`, once it says it listens.
-fn serve(dir: &TempDir, urls: &str, args: &[&Path]) -> Spawned {
+fn serve(dir: &TempDir, urls: &str, args: &[&Path]) -> Serve {
     let mut cmd = pipehttp(dir);
     cmd.args(["serve", "--urls", urls]).args(args);
-    let server = Spawned::start(cmd);
-    server.wait_for_line("Now listening on:");
-    server
+    Serve::start(cmd, 1)
 }
 
 fn socket(dir: &TempDir, name: &str) -> PathBuf {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use pipehttp::sample::SampleApp;
+use crate::sample::SampleApp;
 use pipehttp::{Client, Server};
 
 /// Serves the sample app on `url` until told to stop or asked to hand over.

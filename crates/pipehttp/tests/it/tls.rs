@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use pipehttp::sample::SampleApp;
+use crate::sample::SampleApp;
 use pipehttp::tls::Certificate;
 use pipehttp::{Client, Error, Server};
 use tokio::sync::oneshot;

@@ -16,7 +16,7 @@
 //!     .listen("http://pipe:/my-test-pipe")
 //!     .bind()
 //!     .await?
-//!     .serve(pipehttp::sample::SampleApp::new())
+//!     .serve(pipehttp_cli::sample::SampleApp::new())
 //!     .await
 //! # }
 //! ```
@@ -31,8 +31,7 @@ use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body::{Frame, SizeHint};
 use http_body_util::{BodyExt, Either, Full};
 
-use crate::server::RequestBody;
-use crate::transport::PeerInfo;
+use pipehttp::{PeerInfo, RequestBody};
 
 /// The body the sample app answers with: text, `/bytes/N`'s pattern, or
 /// the chunks `/echo` received, sent back as they came.
@@ -48,7 +47,7 @@ impl SampleApp {
     /// The app.
     ///
     /// ```
-    /// let app = pipehttp::sample::SampleApp::new();
+    /// let app = pipehttp_cli::sample::SampleApp::new();
     /// ```
     #[must_use]
     pub fn new() -> Self {
@@ -239,7 +238,7 @@ impl RepeatBody {
     /// The byte at `offset` of any `/bytes/N` answer, for checking one.
     ///
     /// ```
-    /// assert_eq!(pipehttp::sample::RepeatBody::byte_at(65), b'b');
+    /// assert_eq!(pipehttp_cli::sample::RepeatBody::byte_at(65), b'b');
     /// ```
     #[must_use]
     pub fn byte_at(offset: u64) -> u8 {

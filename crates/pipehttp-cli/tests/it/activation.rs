@@ -11,7 +11,6 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::net::UnixListener;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::process::Command;
 
 use pipehttp::Client;
 use testkit::Spawned;
@@ -28,17 +27,13 @@ fn activated_serve(fds: &[RawFd], names: &str, tmp: &Path, listen_pid_for_us: bo
     } else {
         r#"LISTEN_PID=1; export LISTEN_PID; exec "$0" serve"#
     };
-    let mut cmd = Command::new("sh");
+    let mut cmd = testkit::command("sh", Some(tmp));
     cmd.arg("-c")
         .arg(script)
         .arg(BIN)
         .env("LISTEN_FDS", fds.len().to_string())
         .env("LISTEN_FDNAMES", names)
-        .env("TMPDIR", tmp)
-        .env_remove("LISTEN_PID")
-        .env_remove("RUST_LOG")
-        .env_remove("PIPEHTTP_URLS")
-        .env("NO_COLOR", "1");
+        .env_remove("LISTEN_PID");
     let fds = fds.to_vec();
     // SAFETY: between fork and exec only async-signal-safe calls are made
     // (fcntl, dup2), on descriptors this process owns.

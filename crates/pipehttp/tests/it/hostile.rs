@@ -47,8 +47,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, Once};
 use std::time::{Duration, Instant};
 
+use crate::sample::SampleApp;
 use pipehttp::client::Connector;
-use pipehttp::sample::SampleApp;
 use pipehttp::{Client, Server, ServerBuilder};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::oneshot;

@@ -9,7 +9,7 @@
 
 use std::path::{Path, PathBuf};
 
-#[path = "../../../fuzz/src/checks.rs"]
+#[path = "../../../../fuzz/src/checks.rs"]
 mod checks;
 
 type Check = fn(&[u8]);

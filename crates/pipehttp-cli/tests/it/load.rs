@@ -21,7 +21,7 @@ use http::{Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
-use testkit::Spawned;
+use testkit::Serve;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixStream;
 use tokio::task::JoinHandle;
@@ -66,33 +66,23 @@ fn runtime() -> tokio::runtime::Runtime {
 // The server process
 
 /// A running `pipehttp serve` on its own pipe name and TMPDIR.
-struct Serve {
-    process: Spawned,
+struct Served {
+    process: Serve,
     path: PathBuf,
     _tmp: testkit::TempDir,
 }
 
-impl Serve {
+impl Served {
     fn start(prefix: &str, args: &[&str]) -> Self {
         let tmp = testkit::tempdir().expect("a temp dir");
         let name = testkit::unique_name(prefix);
-        let mut cmd = std::process::Command::new(BIN);
+        let mut cmd = testkit::command(BIN, Some(tmp.path()));
         cmd.arg("serve")
             .arg("--urls")
             .arg(format!("http://pipe:/{name}"))
-            .args(args)
-            .env("TMPDIR", tmp.path())
-            .env_remove("RUST_LOG")
-            .env_remove("PIPEHTTP_URLS")
-            .env("NO_COLOR", "1");
-        let process = Spawned::start(cmd);
-        let line = process.wait_for_line("Now listening on:");
-        let path = line
-            .trim_end()
-            .strip_suffix(')')
-            .and_then(|l| l.rsplit_once(" ("))
-            .map(|(_, path)| PathBuf::from(path))
-            .unwrap_or_else(|| panic!("no socket path in {line:?}"));
+            .args(args);
+        let process = Serve::start(cmd, 1);
+        let path = process.path(0).to_owned();
         Self {
             process,
             path,
@@ -309,7 +299,7 @@ fn slow_clients_are_cut_at_the_headers_timeout_while_normal_clients_are_served()
     let slack = Duration::from_secs(2);
     let _serial = serial();
     raise_fd_limit();
-    let server = Serve::start(
+    let server = Served::start(
         "slowloris",
         &["--request-headers-timeout", &timeout.as_secs().to_string()],
     );
@@ -416,7 +406,7 @@ fn two_thousand_keep_alive_clients_all_succeed_and_descriptors_return() {
         limit >= 2 * CLIENTS as u64 + 200,
         "RLIMIT_NOFILE is {limit}: too low for {CLIENTS} connections"
     );
-    let server = Serve::start("many", &[]);
+    let server = Served::start("many", &[]);
     let rt = runtime();
     // One connection first, so whatever the server sets up lazily is there
     // before the baseline.
@@ -505,7 +495,7 @@ fn past_max_concurrent_connections_clients_wait_in_the_listen_queue() {
     const BURST: usize = 300;
     let _serial = serial();
     raise_fd_limit();
-    let server = Serve::start("maxconn", &["--max-concurrent-connections", "100"]);
+    let server = Served::start("maxconn", &["--max-concurrent-connections", "100"]);
     let rt = runtime();
     let baseline = server.settled_fds();
 
@@ -726,7 +716,7 @@ async fn requests(path: &Path, count: usize, clients: usize) {
 }
 
 /// The server's CPU time so far (user + system), from /proc/PID/stat.
-fn cpu_time(server: &Serve) -> Duration {
+fn cpu_time(server: &Served) -> Duration {
     let stat = std::fs::read_to_string(server.proc_path("stat")).expect("/proc/PID/stat");
     // Fields after the command name, which is in parentheses.
     let fields: Vec<&str> = stat
@@ -748,7 +738,7 @@ fn memory_stays_flat_over_100_000_requests() {
     const ROUND: usize = 10_000;
     const CLIENTS: usize = 16;
     let _serial = serial();
-    let server = Serve::start("memory", &[]);
+    let server = Served::start("memory", &[]);
     let rt = runtime();
     let started = Instant::now();
     rt.block_on(requests(&server.path, WARM_UP, CLIENTS));

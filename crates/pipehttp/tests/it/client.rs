@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use crate::sample::{RepeatBody, SampleApp};
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, Version};
 use http_body_util::Full;
@@ -15,7 +16,6 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use pipehttp::address::{Endpoint, PipeName, pipe_endpoint};
 use pipehttp::client::{Body, RetryPolicy};
-use pipehttp::sample::{RepeatBody, SampleApp};
 use pipehttp::server::BoundAddress;
 use pipehttp::transport::{Listener, Transport};
 use pipehttp::{Client, Error, PipeOptions, Server};

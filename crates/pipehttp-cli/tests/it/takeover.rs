@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use pipehttp::Client;
 use pipehttp::address::{PipeName, pipe_endpoint};
-use testkit::Spawned;
+use testkit::Serve;
 use tokio::sync::watch;
 
 const BIN: &str = env!("CARGO_BIN_EXE_pipehttp");
@@ -41,22 +41,17 @@ impl Drop for RemoveOnDrop {
 
 /// `pipehttp serve --urls http://pipe:/NAME EXTRA…`.
 fn serve_command(name: &str, extra: &[&str]) -> Command {
-    let mut cmd = Command::new(BIN);
+    let mut cmd = testkit::command(BIN, None);
     cmd.arg("serve")
         .arg("--urls")
         .arg(format!("http://pipe:/{name}"))
-        .args(extra)
-        .env_remove("RUST_LOG")
-        .env_remove("PIPEHTTP_URLS")
-        .env("NO_COLOR", "1");
+        .args(extra);
     cmd
 }
 
 /// The same, started, once it listens.
-fn serve_with(name: &str, extra: &[&str]) -> Spawned {
-    let server = Spawned::start(serve_command(name, extra));
-    server.wait_for_line("Now listening on:");
-    server
+fn serve_with(name: &str, extra: &[&str]) -> Serve {
+    Serve::start(serve_command(name, extra), 1)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -134,14 +129,14 @@ async fn five_thousand_requests_across_three_takeovers_all_succeed() {
     let whoami = format!("http://pipe:/{name}:/whoami");
     let handle = tokio::runtime::Handle::current();
     let driver = tokio::task::spawn_blocking(move || {
-        let mut current = first;
+        let mut current = first.into_process();
         let mut pids = Vec::new();
         for k in 1..=TAKEOVERS {
             let mut done_rx = done_rx.clone();
             handle
                 .block_on(done_rx.wait_for(|done| *done >= (k - 1) * STRETCH + LEAD))
                 .expect("the clients are alive");
-            let successor = Spawned::start(serve_command(&name, &["--takeover"]));
+            let successor = testkit::Spawned::start(serve_command(&name, &["--takeover"]));
             started_tx.send_replace(k);
             successor.wait_for_line("Now listening on:");
             let status = current.wait_exit();

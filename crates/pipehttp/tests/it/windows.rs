@@ -7,10 +7,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use crate::sample::SampleApp;
 use pipehttp::address::{PipeName, pipe_endpoint};
-use pipehttp::sample::SampleApp;
-use pipehttp::transport::running_under_wine;
 use pipehttp::{Client, Server};
+use testkit::running_under_wine;
 use tokio::net::windows::named_pipe::ClientOptions;
 use tokio::sync::oneshot;
 

@@ -8,11 +8,11 @@ use std::fs;
 use std::io::{self, Read, Write};
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use testkit::Spawned;
+use testkit::{Serve, Spawned, as_user};
 
 const BIN: &str = env!("CARGO_BIN_EXE_pipehttp");
 const CURL: &str = "/usr/bin/curl";
@@ -23,80 +23,24 @@ const OTHER_UID: u32 = 65533;
 /// Any single wait longer than this is a hang, not slowness.
 const PATIENCE: Duration = Duration::from_secs(20);
 
-/// A running `pipehttp serve` and the endpoints it announced.
-struct Serve {
-    process: Spawned,
-    /// (url, socket path) for each `Now listening on:` line.
-    endpoints: Vec<(String, Option<PathBuf>)>,
-}
-
-impl Serve {
-    /// Starts `pipehttp serve ARGS` with TMPDIR=`tmp` (optionally as user
-    /// `uid`) and waits until it has announced `count` endpoints.
-    fn start(tmp: &Path, uid: Option<u32>, args: &[&str], count: usize) -> Self {
-        let process = Spawned::start(serve_command(tmp, uid, args));
-        let endpoints = process
-            .wait_for_lines("Now listening on:", count)
-            .iter()
-            .map(|line| parse_listening(line))
-            .collect();
-        Self { process, endpoints }
-    }
-
-    /// The socket file of the `i`-th endpoint.
-    fn path(&self, i: usize) -> &Path {
-        self.endpoints[i].1.as_deref().expect("a socket path")
-    }
-
-    /// SIGTERM, then the exit status, which must be success.
-    fn stop(mut self) {
-        self.process.terminate();
-        let status = self.process.wait_exit();
-        assert!(
-            status.success(),
-            "serve exited with {status} after SIGTERM; output:\n{}",
-            self.process.output()
-        );
-    }
+/// Starts `pipehttp serve ARGS` with TMPDIR=`tmp` (optionally as user
+/// `uid`) and waits until it has announced `count` endpoints.
+fn start(tmp: &Path, uid: Option<u32>, args: &[&str], count: usize) -> Serve {
+    Serve::start(serve_command(tmp, uid, args), count)
 }
 
 fn serve_command(tmp: &Path, uid: Option<u32>, args: &[&str]) -> Command {
     let mut cmd = as_user(uid, BIN);
-    cmd.arg("serve")
-        .args(args)
-        .env("TMPDIR", tmp)
-        .env_remove("RUST_LOG")
-        .env_remove("PIPEHTTP_URLS")
-        .env("NO_COLOR", "1");
+    // setpriv passes the environment on to the server.
+    let clean = testkit::command(BIN, Some(tmp));
+    for (var, value) in clean.get_envs() {
+        match value {
+            Some(value) => cmd.env(var, value),
+            None => cmd.env_remove(var),
+        };
+    }
+    cmd.arg("serve").args(args);
     cmd
-}
-
-/// `program` run as `uid` (through setpriv) or as ourselves.
-fn as_user(uid: Option<u32>, program: &str) -> Command {
-    match uid {
-        None => Command::new(program),
-        Some(id) => {
-            let mut cmd = Command::new("setpriv");
-            cmd.arg(format!("--reuid={id}"))
-                .arg(format!("--regid={id}"))
-                .arg("--clear-groups")
-                .arg(program);
-            cmd
-        }
-    }
-}
-
-/// `… Now listening on: http://pipe:/x (/tmp/CoreFxPipe_x)` → url and path.
-fn parse_listening(line: &str) -> (String, Option<PathBuf>) {
-    let (_, rest) = line.split_once("Now listening on: ").expect("the needle");
-    match rest
-        .trim_end()
-        .strip_suffix(')')
-        .and_then(|r| r.split_once(" ("))
-    {
-        Some((url, path)) => (url.to_owned(), Some(PathBuf::from(path))),
-        None => (rest.trim().to_owned(), None),
-    }
 }
 
 /// A `pipehttp serve` that must fail: its exit status and output.
@@ -242,13 +186,13 @@ fn serves_pipe_unix_socket_and_tcp_at_once() {
         "http://pipe:/{name};http://unix:{};http://127.0.0.1:0",
         unix.display()
     );
-    let server = Serve::start(dir.path(), None, &["--urls", &urls], 3);
+    let server = start(dir.path(), None, &["--urls", &urls], 3);
 
     let pipe_path = dir.path().join(format!("CoreFxPipe_{name}"));
-    assert_eq!(server.endpoints[0].0, format!("http://pipe:/{name}"));
+    assert_eq!(server.url(0), format!("http://pipe:/{name}"));
     assert_eq!(server.path(0), pipe_path, "the pipe's socket is in TMPDIR");
     assert_eq!(server.path(1), unix);
-    let tcp = &server.endpoints[2].0;
+    let tcp = &server.url(2);
     assert!(
         tcp.starts_with("http://127.0.0.1:") && !tcp.ends_with(":0"),
         "{tcp}"
@@ -286,7 +230,7 @@ fn second_server_on_a_live_name_fails_and_the_first_keeps_serving() {
     // A live name is never taken over: exit 1 with "already in use".
     let dir = testkit::tempdir().unwrap();
     let url = format!("http://pipe:/{}", testkit::unique_name("cli-taken"));
-    let first = Serve::start(dir.path(), None, &["--urls", &url], 1);
+    let first = start(dir.path(), None, &["--urls", &url], 1);
 
     let (code, output) = serve_fails(dir.path(), &["--urls", &url]);
     assert_eq!(code, 1, "{output}");
@@ -310,15 +254,15 @@ fn a_server_killed_with_sigkill_is_replaced_on_the_same_name() {
     // kill -9 leaves a stale socket file; the next server removes it and serves.
     let dir = testkit::tempdir().unwrap();
     let url = format!("http://pipe:/{}", testkit::unique_name("cli-stale"));
-    let mut first = Serve::start(dir.path(), None, &["--urls", &url], 1);
+    let mut first = start(dir.path(), None, &["--urls", &url], 1);
     let path = first.path(0).to_owned();
-    first.process.kill();
+    first.kill();
     assert!(
         fs::symlink_metadata(&path).unwrap().file_type().is_socket(),
         "SIGKILL leaves the socket file behind"
     );
 
-    let second = Serve::start(dir.path(), None, &["--urls", &url], 1);
+    let second = start(dir.path(), None, &["--urls", &url], 1);
     assert_eq!(second.path(0), path);
     assert_eq!(curl_test(&path), "Hello world!");
     second.stop();
@@ -366,7 +310,7 @@ fn a_server_refuses_clients_running_as_other_users() {
     }
     let dir = shared_dir();
     let url = format!("http://pipe:/{}", testkit::unique_name("cli-private"));
-    let server = Serve::start(dir.path(), Some(SERVER_UID), &["--urls", &url], 1);
+    let server = start(dir.path(), Some(SERVER_UID), &["--urls", &url], 1);
     let path = server.path(0).to_owned();
     let meta = fs::metadata(&path).unwrap();
     assert_eq!(meta.uid(), SERVER_UID, "the server runs as nobody");
@@ -388,7 +332,7 @@ fn a_server_refuses_clients_running_as_other_users() {
     let root_pid = root_curl.id();
     let root = root_curl.wait_with_output().unwrap();
     assert!(root.stdout.is_empty(), "root got an answer: {root:?}");
-    let warning = server.process.wait_for_line("refused a connection");
+    let warning = server.wait_for_line("refused a connection");
     assert!(
         warning.contains(&format!("pid {root_pid}")) && warning.contains("uid 0"),
         "the warning names the peer's pid {root_pid} and uid 0: {warning}"
@@ -427,7 +371,7 @@ fn current_user_only_false_with_mode_0666_serves_other_users() {
         "--mode",
         "0666",
     ];
-    let server = Serve::start(dir.path(), Some(SERVER_UID), &args, 1);
+    let server = start(dir.path(), Some(SERVER_UID), &args, 1);
     let path = server.path(0).to_owned();
     assert_eq!(
         fs::metadata(&path).unwrap().permissions().mode() & 0o777,
@@ -451,7 +395,7 @@ fn body_and_header_limit_flags_give_413_and_431() {
     // --max-request-body-size and --max-request-headers-total-size are enforced.
     let dir = testkit::tempdir().unwrap();
     let url = format!("http://pipe:/{}", testkit::unique_name("cli-limits"));
-    let server = Serve::start(
+    let server = start(
         dir.path(),
         None,
         &[
@@ -522,7 +466,7 @@ fn request_headers_timeout_cuts_a_slow_head_but_not_an_idle_connection() {
         "--keep-alive-timeout",
         "60",
     ];
-    let server = Serve::start(dir.path(), None, &args, 1);
+    let server = start(dir.path(), None, &args, 1);
 
     let mut idle = connect(server.path(0));
     let mut slow = connect(server.path(0));
@@ -558,7 +502,7 @@ fn keep_alive_timeout_closes_an_idle_connection() {
     // --keep-alive-timeout 1: after a response, an idle connection is closed.
     let dir = testkit::tempdir().unwrap();
     let url = format!("http://pipe:/{}", testkit::unique_name("cli-keepalive"));
-    let server = Serve::start(
+    let server = start(
         dir.path(),
         None,
         &["--urls", &url, "--keep-alive-timeout", "1"],
@@ -581,7 +525,7 @@ fn max_concurrent_connections_holds_a_third_client_until_one_leaves() {
     // --max-concurrent-connections 2: a third request waits for a free slot.
     let dir = testkit::tempdir().unwrap();
     let url = format!("http://pipe:/{}", testkit::unique_name("cli-maxconn"));
-    let server = Serve::start(
+    let server = start(
         dir.path(),
         None,
         &["--urls", &url, "--max-concurrent-connections", "2"],
@@ -623,7 +567,7 @@ fn sigterm_lets_the_request_in_flight_finish_then_exits_0() {
     // full; meanwhile nobody new gets in; then the socket is gone and the exit is 0.
     let dir = testkit::tempdir().unwrap();
     let url = format!("http://pipe:/{}", testkit::unique_name("cli-graceful"));
-    let mut server = Serve::start(dir.path(), None, &["--urls", &url], 1);
+    let mut server = start(dir.path(), None, &["--urls", &url], 1);
     let path = server.path(0).to_owned();
 
     let mut conn = connect(&path);
@@ -638,8 +582,8 @@ fn sigterm_lets_the_request_in_flight_finish_then_exits_0() {
     assert_eq!(&interim, b"HTTP/1.1 100 Continue\r\n\r\n");
     conn.write_all(b"01234").unwrap();
 
-    server.process.terminate();
-    server.process.wait_for_line("stopping");
+    server.terminate();
+    server.wait_for_line("stopping");
     eventually("the socket file is removed on SIGTERM", || !path.exists());
     let refused = curl(&["--unix-socket", path_str(&path), "http://localhost/test"]);
     assert_eq!(refused.status.code(), Some(7), "{refused:?}");
@@ -650,11 +594,11 @@ fn sigterm_lets_the_request_in_flight_finish_then_exits_0() {
     assert_eq!(body, b"0123456789");
     drop(conn);
 
-    let status = server.process.wait_exit();
+    let status = server.wait_exit();
     assert!(
         status.success(),
         "exit {status}; output:\n{}",
-        server.process.output()
+        server.output()
     );
     assert!(!path.exists());
 }

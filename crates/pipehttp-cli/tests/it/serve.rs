@@ -10,11 +10,8 @@ use testkit::{Spawned, TempDir, tempdir, unique_name};
 /// `pipehttp serve` with its own TMPDIR, so pipe names map to socket files
 /// in `dir`, and without the caller's PIPEHTTP_URLS or RUST_LOG.
 fn serve(dir: &TempDir) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_pipehttp"));
-    cmd.arg("serve")
-        .env("TMPDIR", dir.path())
-        .env_remove("PIPEHTTP_URLS")
-        .env_remove("RUST_LOG");
+    let mut cmd = testkit::command(env!("CARGO_BIN_EXE_pipehttp"), Some(dir.path()));
+    cmd.arg("serve");
     cmd
 }
 

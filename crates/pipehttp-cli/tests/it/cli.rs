@@ -11,34 +11,28 @@ use std::time::Duration;
 
 use pipehttp::transport::Listener;
 use pipehttp::{Client, PipeOptions};
-use testkit::{Spawned, TempDir, tempdir, unique_name};
+use testkit::{Serve, TempDir, tempdir, unique_name};
 
 const BIN: &str = env!("CARGO_BIN_EXE_pipehttp");
 
 /// `pipehttp` without the caller's PIPEHTTP_URLS or RUST_LOG. It keeps
 /// this process's TMPDIR, so it meets pipes bound in this process.
 fn pipehttp_here() -> Command {
-    let mut cmd = Command::new(BIN);
-    cmd.env_remove("PIPEHTTP_URLS").env_remove("RUST_LOG");
-    cmd
+    testkit::command(BIN, None)
 }
 
 /// `pipehttp` with TMPDIR set to `dir`, so pipe names map to socket files
 /// there.
 fn pipehttp(dir: &TempDir) -> Command {
-    let mut cmd = pipehttp_here();
-    cmd.env("TMPDIR", dir.path());
-    cmd
+    testkit::command(BIN, Some(dir.path()))
 }
 
 /// `pipehttp serve` on pipe `name` with `extra` flags, once it listens.
-fn serve(dir: &TempDir, name: &str, extra: &[&str]) -> Spawned {
+fn serve(dir: &TempDir, name: &str, extra: &[&str]) -> Serve {
     let mut cmd = pipehttp(dir);
     cmd.args(["serve", "--urls", &format!("http://pipe:/{name}")])
         .args(extra);
-    let server = Spawned::start(cmd);
-    server.wait_for_line(&format!("Now listening on: http://pipe:/{name}"));
-    server
+    Serve::start(cmd, 1)
 }
 
 /// What a finished client run left behind.
@@ -414,9 +408,7 @@ fn client_carries_on_when_its_cli_server_is_killed_and_started_again() {
     let start = || {
         let mut cmd = pipehttp_here();
         cmd.args(["serve", "--urls", &url]);
-        let server = Spawned::start(cmd);
-        server.wait_for_line(&format!("Now listening on: {url}"));
-        server
+        Serve::start(cmd, 1)
     };
     let rt = tokio::runtime::Runtime::new().unwrap();
     let client = Client::new();
@@ -480,8 +472,8 @@ mod unix {
         let url = format!("http://unix:{}", socket.display());
         let mut cmd = pipehttp(&dir);
         cmd.args(["serve", "--urls", &url]);
-        let server = Spawned::start(cmd);
-        server.wait_for_line(&format!("Now listening on: {url}"));
+        let server = Serve::start(cmd, 1);
+        assert_eq!(server.url(0), url);
 
         let path = socket.to_str().unwrap();
         let out = ok_stdout(
@@ -570,8 +562,7 @@ mod unix {
             .args(["--current-user-only", "false", "--mode", "0666"])
             .env_remove("PIPEHTTP_URLS")
             .env_remove("RUST_LOG");
-        let server = Spawned::start(cmd);
-        server.wait_for_line("Now listening on:");
+        let _server = Serve::start(cmd, 1);
         let target = format!("{url}:/test");
         let rt = tokio::runtime::Runtime::new().unwrap();
 

@@ -6,27 +6,21 @@
 use std::process::Command;
 
 use serde_json::Value;
-use testkit::{Spawned, TempDir, tempdir, unique_name};
+use testkit::{Serve, TempDir, tempdir, unique_name};
 
 const BIN: &str = env!("CARGO_BIN_EXE_pipehttp");
 
 fn pipehttp(dir: &TempDir) -> Command {
-    let mut cmd = Command::new(BIN);
-    cmd.env("TMPDIR", dir.path())
-        .env_remove("PIPEHTTP_URLS")
-        .env_remove("RUST_LOG");
-    cmd
+    testkit::command(BIN, Some(dir.path()))
 }
 
 /// `pipehttp serve --urls URL`, once it listens; returns the server and
 /// the URL it announced (with the real port for TCP port 0).
-fn serve(dir: &TempDir, url: &str) -> (Spawned, String) {
+fn serve(dir: &TempDir, url: &str) -> (Serve, String) {
     let mut cmd = pipehttp(dir);
     cmd.args(["serve", "--urls", url]);
-    let server = Spawned::start(cmd);
-    let line = server.wait_for_line("Now listening on: ");
-    let (_, rest) = line.split_once("Now listening on: ").expect("the needle");
-    let announced = rest.split(" (").next().unwrap_or(rest).trim().to_owned();
+    let server = Serve::start(cmd, 1);
+    let announced = server.url(0).to_owned();
     (server, announced)
 }
 
