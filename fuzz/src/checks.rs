@@ -19,7 +19,7 @@ use pipehttp::address::{Endpoint, ListenAddress, PipeName, RequestTarget, Scheme
 /// - nothing panics, and every error has a message;
 /// - an address that parses is written out (`Display`) in a form that
 ///   parses back to the same address, and that form is a fixed point;
-/// - `describe()` and `path()` work on whatever parsed.
+/// - `Display` and `path()` work on whatever parsed.
 pub fn listen_address(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
@@ -39,7 +39,7 @@ pub fn listen_address(data: &[u8]) {
     }
     if let Ok(name) = PipeName::new(text) {
         assert_eq!(name.as_str(), text);
-        let _ = Endpoint::Pipe(name).describe();
+        let _ = Endpoint::Pipe(name).to_string();
     }
 }
 
@@ -58,7 +58,7 @@ fn check_listen_round_trip(input: &str, address: &ListenAddress) {
         "the written form is not a fixed point"
     );
     let endpoint = address.endpoint();
-    let _ = endpoint.describe();
+    let _ = endpoint.to_string();
     match endpoint {
         Endpoint::Tcp { .. } => assert!(endpoint.path().is_none()),
         Endpoint::Pipe(_) | Endpoint::Unix(_) => assert!(endpoint.path().is_some()),

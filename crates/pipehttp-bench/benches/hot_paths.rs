@@ -14,8 +14,9 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use pipehttp::address::{ListenAddress, PipeName, RequestTarget, pipe_endpoint};
+use pipehttp::address::{ListenAddress, PipeName, RequestTarget};
 use pipehttp::client::Connector;
+use pipehttp::transport::pipe_endpoint;
 use pipehttp::{Client, Server};
 use pipehttp_cli::sample::SampleApp;
 

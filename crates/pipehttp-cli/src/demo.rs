@@ -31,7 +31,7 @@ pub async fn run(args: DemoArgs) -> ExitCode {
     match demo(&name).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("pipehttp: {e}");
+            eprintln!("pipehttp: {}", crate::errors::describe(&e));
             ExitCode::FAILURE
         }
     }
@@ -58,10 +58,14 @@ async fn start(url: &str) -> pipehttp::Result<Running> {
 impl Running {
     async fn stop(self) -> pipehttp::Result<()> {
         let _ = self.stop.send(());
-        self.task
-            .await
-            .map_err(|e| pipehttp::Error::InvalidOptions(format!("the server task failed: {e}")))?
+        joined(self.task.await)
     }
+}
+
+/// A task's result; the tasks are never cancelled, so a join error is a
+/// panic, which goes on where it belongs.
+fn joined<T>(result: Result<T, tokio::task::JoinError>) -> T {
+    result.unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
 }
 
 async fn demo(name: &str) -> pipehttp::Result<()> {
@@ -102,9 +106,7 @@ async fn demo(name: &str) -> pipehttp::Result<()> {
     println!("5. Starting the server again on the same name");
     let server = start(&url).await?;
 
-    let (status, body, waited) = waiting
-        .await
-        .map_err(|e| pipehttp::Error::InvalidOptions(format!("the request task failed: {e}")))??;
+    let (status, body, waited) = joined(waiting.await)?;
     println!(
         "6. The waiting request succeeded after {:.1} s: {status}: {body}",
         waited.as_secs_f64()

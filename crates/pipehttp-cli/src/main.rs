@@ -3,6 +3,7 @@
 mod bench;
 mod demo;
 mod devcert;
+mod errors;
 mod logging;
 mod request;
 mod serve;

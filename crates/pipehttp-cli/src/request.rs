@@ -92,15 +92,18 @@ struct Failure {
 
 impl From<Error> for Failure {
     fn from(e: Error) -> Self {
-        let code = match &e {
-            e if e.is_connect() => exit::CONNECT,
-            Error::Timeout { .. } => exit::TIMEOUT,
-            Error::Tls(_) => exit::TLS,
-            _ => exit::FAILURE,
+        let code = if e.is_timeout() {
+            exit::TIMEOUT
+        } else if e.is_connect() {
+            exit::CONNECT
+        } else if e.is_tls() {
+            exit::TLS
+        } else {
+            exit::FAILURE
         };
         Self {
             code,
-            message: e.to_string(),
+            message: crate::errors::describe(&e),
         }
     }
 }
@@ -199,7 +202,7 @@ async fn send(args: RequestArgs, verb: Verb) -> Result<ExitCode, Failure> {
     }
 
     if args.verbose {
-        eprintln!("* Connecting to {}", target.endpoint().describe());
+        eprintln!("* Connecting to {}", target.endpoint());
         let version = if args.http2 { "HTTP/2" } else { "HTTP/1.1" };
         eprintln!("> {method} {} {version}", target.path_and_query());
         let host = url_host.unwrap_or_else(|| target.host_header());

@@ -105,7 +105,7 @@ pub async fn run(args: ServeArgs) -> ExitCode {
     match serve(args).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("pipehttp: {e}");
+            eprintln!("pipehttp: {}", crate::errors::describe(&e));
             ExitCode::FAILURE
         }
     }

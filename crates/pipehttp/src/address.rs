@@ -30,7 +30,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
-pub use crate::transport::pipe_endpoint;
+use crate::transport::pipe_endpoint;
 
 /// The forms an address may take, quoted in every parse error so the reader
 /// sees what would have been accepted.
@@ -210,7 +210,8 @@ impl fmt::Display for Host {
 /// Where a connection goes: a named pipe, a Unix socket path or a TCP port.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Endpoint {
-    /// A named pipe; see [`pipe_endpoint`] for where it lives on this OS.
+    /// A named pipe; see [`pipe_endpoint`](crate::transport::pipe_endpoint)
+    /// for where it lives on this OS.
     Pipe(PipeName),
     /// A Unix domain socket at an absolute path.
     Unix(PathBuf),
@@ -235,24 +236,24 @@ impl Endpoint {
         }
     }
 
-    /// A short human description naming the pipe and its path:
-    /// `pipe 'x' (/tmp/CoreFxPipe_x)`, `unix socket /run/a.sock`, `tcp 127.0.0.1:80`.
-    #[must_use]
-    pub fn describe(&self) -> String {
-        match self {
-            Endpoint::Pipe(name) => {
-                format!("pipe '{name}' ({})", pipe_endpoint(name).display())
-            }
-            Endpoint::Unix(path) => format!("unix socket {}", path.display()),
-            Endpoint::Tcp { host, port } => format!("tcp {host}:{port}"),
-        }
-    }
-
     fn fmt_with_scheme(&self, scheme: Scheme, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Endpoint::Pipe(name) => write!(f, "{scheme}://pipe:/{name}"),
             Endpoint::Unix(path) => write!(f, "{scheme}://unix:{}", path.display()),
             Endpoint::Tcp { host, port } => write!(f, "{scheme}://{host}:{port}"),
+        }
+    }
+}
+
+/// `pipe 'NAME'`, `unix socket /run/a.sock` or `tcp 127.0.0.1:80`: how
+/// messages name an endpoint. (Errors add a pipe's path, which
+/// [`pipe_endpoint`](crate::transport::pipe_endpoint) gives.)
+impl fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Endpoint::Pipe(name) => write!(f, "pipe '{name}'"),
+            Endpoint::Unix(path) => write!(f, "unix socket {}", path.display()),
+            Endpoint::Tcp { host, port } => write!(f, "tcp {host}:{port}"),
         }
     }
 }

@@ -169,10 +169,7 @@ impl Config {
     /// ```
     pub fn from_file(path: &Path) -> Result<Config> {
         let source_name = path.display().to_string();
-        let err = |message: String| Error::Config {
-            source_name: source_name.clone(),
-            message,
-        };
+        let err = |message: String| Error::config(&source_name, message);
         let extension = path
             .extension()
             .and_then(|e| e.to_str())
@@ -214,10 +211,7 @@ impl Config {
     /// );
     /// ```
     pub fn from_toml_str(text: &str, source_name: &str) -> Result<Config> {
-        let err = |message| Error::Config {
-            source_name: source_name.to_owned(),
-            message,
-        };
+        let err = |message: String| Error::config(source_name, message);
         let root: toml::Table = toml::from_str(text).map_err(|e| {
             let at = e.span().map_or(0, |span| span.start);
             err(syntax_error(text, at, e.message()))
@@ -235,10 +229,7 @@ impl Config {
     /// # Ok::<(), pipehttp::Error>(())
     /// ```
     pub fn from_json_str(text: &str, source_name: &str) -> Result<Config> {
-        let err = |message| Error::Config {
-            source_name: source_name.to_owned(),
-            message,
-        };
+        let err = |message: String| Error::config(source_name, message);
         let root: serde_json::Value = serde_json::from_str(text).map_err(|e| {
             let full = e.to_string();
             let suffix = format!(" at line {} column {}", e.line(), e.column());
@@ -279,10 +270,7 @@ impl Config {
     }
 
     fn apply_urls_var(&mut self, value: Option<OsString>) -> Result<()> {
-        let err = |message: String| Error::Config {
-            source_name: URLS_VAR.to_owned(),
-            message,
-        };
+        let err = |message: String| Error::config(URLS_VAR, message);
         let Some(value) = value else { return Ok(()) };
         let text = value
             .to_str()

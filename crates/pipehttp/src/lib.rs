@@ -39,7 +39,7 @@ pub mod transport;
 pub use crate::address::{ListenAddress, RequestTarget};
 pub use crate::client::Client;
 pub use crate::config::Config;
-pub use crate::error::{Error, Result};
+pub use crate::error::{Error, Remedy, Result};
 pub use crate::options::{Limits, PipeOptions};
 pub use crate::server::{BodyError, RequestBody, Server, ServerBuilder};
 pub use crate::transport::{PeerInfo, Transport};

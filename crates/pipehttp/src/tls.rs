@@ -83,11 +83,15 @@ impl Certificate {
     /// A rustls server configuration offering h2 and http/1.1, or an error
     /// naming `endpoint` and the file at fault.
     pub(crate) fn server_config(&self, endpoint: &str) -> Result<Arc<ServerConfig>> {
-        let fail = |what: String| Error::Tls(format!("{endpoint}: {what}"));
+        let fail = |what: String| Error::tls(format!("{endpoint}: {what}"));
+        let read = |path: &Path| {
+            std::fs::read(path)
+                .map_err(|e| fail(format!("cannot read {}", path.display())).with_source(e))
+        };
         let (cert_pem, key_pem, cert_name, key_name) = match &self.source {
             Source::Files { cert, key } => (
-                read(cert).map_err(&fail)?,
-                read(key).map_err(&fail)?,
+                read(cert)?,
+                read(key)?,
                 cert.display().to_string(),
                 key.display().to_string(),
             ),
@@ -100,21 +104,22 @@ impl Certificate {
         };
         let chain = CertificateDer::pem_slice_iter(&cert_pem)
             .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| fail(format!("{cert_name} is not a PEM certificate: {e}")))?;
+            .map_err(|e| fail(format!("{cert_name} is not a PEM certificate")).with_source(e))?;
         if chain.is_empty() {
             return Err(fail(format!("{cert_name} holds no certificate")));
         }
         let key = PrivateKeyDer::from_pem_slice(&key_pem)
-            .map_err(|e| fail(format!("{key_name} holds no usable private key: {e}")))?;
+            .map_err(|e| fail(format!("{key_name} holds no usable private key")).with_source(e))?;
         let mut config = ServerConfig::builder_with_provider(provider())
             .with_safe_default_protocol_versions()
-            .map_err(|e| fail(e.to_string()))?
+            .map_err(|e| fail("no usable TLS protocol version".into()).with_source(e))?
             .with_no_client_auth()
             .with_single_cert(chain, key)
             .map_err(|e| {
                 fail(format!(
-                    "the key in {key_name} does not fit the certificate in {cert_name}: {e}"
+                    "the key in {key_name} does not fit the certificate in {cert_name}"
                 ))
+                .with_source(e)
             })?;
         config.alpn_protocols = SERVER_ALPN.iter().map(|p| p.to_vec()).collect();
         Ok(Arc::new(config))
@@ -125,10 +130,6 @@ impl From<&CertificateConfig> for Certificate {
     fn from(config: &CertificateConfig) -> Self {
         Self::from_pem_files(&config.path, &config.key_path)
     }
-}
-
-fn read(path: &Path) -> Result<Vec<u8>, String> {
-    std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
 }
 
 /// What a client trusts.
@@ -146,7 +147,7 @@ impl Trust {
     pub(crate) fn client_config(&self, alpn: &[&[u8]]) -> Result<Arc<ClientConfig>> {
         let builder = ClientConfig::builder_with_provider(provider())
             .with_safe_default_protocol_versions()
-            .map_err(|e| Error::Tls(e.to_string()))?;
+            .map_err(|e| Error::tls("no usable TLS protocol version").with_source(e))?;
         let mut config = if self.insecure {
             builder
                 .dangerous()
@@ -172,10 +173,10 @@ impl Trust {
         roots.add_parsable_certificates(native.certs);
         for pem in &self.extra_roots {
             for cert in CertificateDer::pem_slice_iter(pem) {
-                let cert = cert.map_err(|e| Error::Tls(format!("a CA file is not PEM: {e}")))?;
+                let cert = cert.map_err(|e| Error::tls("a CA file is not PEM").with_source(e))?;
                 roots
                     .add(cert)
-                    .map_err(|e| Error::Tls(format!("a CA certificate is unusable: {e}")))?;
+                    .map_err(|e| Error::tls("a CA certificate is unusable").with_source(e))?;
             }
         }
         Ok(roots)
@@ -185,7 +186,7 @@ impl Trust {
 /// The name a client checks the server's certificate against.
 pub(crate) fn server_name(name: &str) -> Result<ServerName<'static>> {
     ServerName::try_from(name.to_owned())
-        .map_err(|_| Error::Tls(format!("'{name}' is not a valid TLS server name")))
+        .map_err(|e| Error::tls(format!("'{name}' is not a valid TLS server name")).with_source(e))
 }
 
 /// A verifier that trusts every certificate but still checks the

@@ -241,7 +241,7 @@ pub(super) async fn client_loop(plan: Arc<Plan>, run: Arc<Run>, stats: Shared, c
             let mut received = 0u64;
             while let Some(chunk) = res.chunk().await.map_err(|e| Fail {
                 kind: ErrorKind::Body,
-                message: e.to_string(),
+                message: format!("{e:#}"),
             })? {
                 received += chunk.len() as u64;
             }

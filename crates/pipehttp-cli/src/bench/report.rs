@@ -110,7 +110,7 @@ impl Report<'_> {
         let requests = s.responses() + s.errors.iter().map(|(_, n)| n).sum::<u64>();
         serde_json::json!({
             "target": self.plan.target.to_string(),
-            "endpoint": self.plan.target.endpoint().describe(),
+            "endpoint": self.plan.target.endpoint().to_string(),
             "transport": transport(self.plan.target.endpoint()),
             "protocol": self.plan.protocol(),
             "method": self.plan.method.as_str(),
@@ -144,7 +144,7 @@ impl Report<'_> {
             "keep-alive"
         };
         println!("Target:       {}", plan.target);
-        println!("Endpoint:     {}", plan.target.endpoint().describe());
+        println!("Endpoint:     {}", plan.target.endpoint());
         println!(
             "Load:         {} {}, {} connection(s), {mode}, {} thread(s){}",
             plan.method,

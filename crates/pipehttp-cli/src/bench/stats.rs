@@ -49,10 +49,12 @@ impl ErrorKind {
     }
 
     pub(super) fn of_pipehttp(e: &Error) -> Self {
-        match e {
-            e if e.is_connect() => ErrorKind::Connect,
-            Error::Timeout { .. } => ErrorKind::Timeout,
-            _ => ErrorKind::Other,
+        if e.is_connect() {
+            ErrorKind::Connect
+        } else if e.is_timeout() {
+            ErrorKind::Timeout
+        } else {
+            ErrorKind::Other
         }
     }
 }
@@ -81,7 +83,7 @@ impl Fail {
     pub(super) fn pipehttp(e: &Error) -> Self {
         Self {
             kind: ErrorKind::of_pipehttp(e),
-            message: e.to_string(),
+            message: crate::errors::describe(e),
         }
     }
 }

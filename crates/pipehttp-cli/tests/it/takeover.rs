@@ -17,7 +17,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use pipehttp::Client;
-use pipehttp::address::{PipeName, pipe_endpoint};
+use pipehttp::address::PipeName;
+use pipehttp::transport::pipe_endpoint;
 use testkit::Serve;
 use tokio::sync::watch;
 

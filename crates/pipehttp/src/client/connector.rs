@@ -17,7 +17,7 @@ use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
 use crate::address::{Endpoint, Host, ListenAddress, Scheme};
-use crate::error::{Error, Result};
+use crate::error::{Error, Kind, Remedy, Result};
 use crate::tls::{self, Trust};
 use crate::transport::{self, ConnectFailure, ConnectOptions, Connection, PeerInfo};
 
@@ -161,14 +161,10 @@ impl Connector {
             match failure {
                 ConnectFailure::Fatal(e) => return Err(e),
                 ConnectFailure::Absent(e) if now >= deadline => {
-                    tracing::debug!("last connect attempt: {e}");
-                    return Err(Error::NoServer {
-                        endpoint: self.endpoint.describe(),
-                    });
+                    return Err(Error::at(Kind::NoServer, &self.endpoint).with_source(e));
                 }
                 ConnectFailure::Busy(e) if now >= deadline => {
-                    tracing::debug!("last connect attempt: {e}");
-                    return Err(self.timed_out());
+                    return Err(self.timed_out().with_source(e));
                 }
                 ConnectFailure::Absent(_) | ConnectFailure::Busy(_) => {
                     let pause = transport::retry_delay(attempt).min(deadline - now);
@@ -180,10 +176,7 @@ impl Connector {
     }
 
     fn timed_out(&self) -> Error {
-        Error::ConnectTimeout {
-            endpoint: self.endpoint.describe(),
-            timeout: self.connect_timeout,
-        }
+        Error::at(Kind::ConnectTimeout(self.connect_timeout), &self.endpoint)
     }
 }
 
@@ -208,15 +201,24 @@ impl tower_service::Service<http::Uri> for Connector {
                 });
             };
             let stream = tls.connect(name.clone(), conn).await.map_err(|e| {
-                let hint = if e.to_string().contains("certificate") {
-                    ": trust its CA with --cacert (ClientBuilder::add_root_certificate_pem), or use --insecure for development"
-                } else {
-                    ""
+                // rustls reports a refused certificate as an io error whose
+                // inner error is the rustls::Error: keep that as the source.
+                let untrusted = matches!(
+                    e.get_ref()
+                        .and_then(|inner| inner.downcast_ref::<rustls::Error>()),
+                    Some(rustls::Error::InvalidCertificate(_))
+                );
+                let source: Box<dyn std::error::Error + Send + Sync> = match e.into_inner() {
+                    Some(inner) => inner,
+                    None => Box::new(std::io::Error::other("the connection closed")),
                 };
-                Error::Tls(format!(
-                    "{}: TLS handshake failed: {e}{hint}",
-                    this.endpoint.describe()
-                ))
+                let err = if untrusted {
+                    Error::tls("the server's certificate is not trusted")
+                        .with_remedy(Remedy::TrustServerCa)
+                } else {
+                    Error::tls("the TLS handshake failed")
+                };
+                err.with_endpoint(&this.endpoint).with_source(source)
             })?;
             Ok(Stream {
                 io: Io::Tls(Box::new(TokioIo::new(stream))),

@@ -38,7 +38,7 @@ use self::connector::CLIENT_ALPN;
 pub use self::connector::{Connector, DEFAULT_CONNECT_TIMEOUT, Stream};
 pub use self::response::Response;
 use crate::address::{Endpoint, ListenAddress, RequestTarget, Scheme};
-use crate::error::{Error, Result};
+use crate::error::{Chain, Error, Kind, Result};
 use crate::tls::Trust;
 
 type Pool = legacy::Client<Connector, Body>;
@@ -369,9 +369,9 @@ impl RequestBuilder {
     pub fn header<K, V>(mut self, name: K, value: V) -> Self
     where
         K: TryInto<HeaderName>,
-        K::Error: std::fmt::Display,
+        K::Error: Into<http::Error>,
         V: TryInto<HeaderValue>,
-        V::Error: std::fmt::Display,
+        V::Error: Into<http::Error>,
     {
         if self.target.is_err() {
             return self;
@@ -380,8 +380,13 @@ impl RequestBuilder {
             (Ok(name), Ok(value)) => {
                 self.headers.append(name, value);
             }
-            (Err(e), _) => self.target = Err(invalid_request(&format!("bad header name: {e}"))),
-            (_, Err(e)) => self.target = Err(invalid_request(&format!("bad header value: {e}"))),
+            (Err(e), _) => {
+                self.target = Err(Error::request("invalid header name").with_source(e.into()));
+            }
+            (Ok(name), Err(e)) => {
+                let what = format!("invalid value for the header {name}");
+                self.target = Err(Error::request(what).with_source(e.into()));
+            }
         }
         self
     }
@@ -406,7 +411,9 @@ impl RequestBuilder {
                     .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
                 self.body = bytes.into();
             }
-            Err(e) => self.target = Err(invalid_request(&format!("cannot encode JSON: {e}"))),
+            Err(e) => {
+                self.target = Err(Error::request("cannot encode the JSON body").with_source(e));
+            }
         }
         self
     }
@@ -437,14 +444,9 @@ impl RequestBuilder {
         };
         let send = attempt.send_with_retries(self.body, self.client.inner.config.retry);
         let res = match deadline {
-            Some((at, timeout)) => {
-                tokio::time::timeout_at(at, send)
-                    .await
-                    .map_err(|_| Error::Timeout {
-                        endpoint: endpoint.describe(),
-                        timeout,
-                    })??
-            }
+            Some((at, timeout)) => tokio::time::timeout_at(at, send)
+                .await
+                .map_err(|_| Error::at(Kind::Timeout(timeout), &endpoint))??,
             None => send.await?,
         };
         Ok(Response::new(res, endpoint, deadline))
@@ -480,14 +482,11 @@ impl Attempt<'_> {
                 if connect_retries < policy.attempts && body.is_some() {
                     let pause = policy.backoff * 2u32.saturating_pow(connect_retries);
                     connect_retries += 1;
-                    tracing::debug!(
-                        "connect failed, retrying in {pause:?}: {}",
-                        error_chain(&err)
-                    );
+                    tracing::debug!("connect failed, retrying in {pause:?}: {}", Chain(&err));
                     tokio::time::sleep(pause).await;
                     continue;
                 }
-                return Err(connect_error(&err, self.target));
+                return Err(connect_error(err, self.target));
             }
             // No response head came back. A request that is safe to repeat
             // gets one more try on a fresh connection: the usual cause is a
@@ -496,17 +495,14 @@ impl Attempt<'_> {
                 stale_retried = true;
                 tracing::debug!(
                     "request failed before any response, retrying: {}",
-                    error_chain(&err)
+                    Chain(&err)
                 );
                 // The pool's other idle connections most likely went to the
                 // same dead server: the retry starts a new pool.
                 self.pool = self.client.new_pool(self.target.listen_address())?.0;
                 continue;
             }
-            return Err(Error::Http {
-                endpoint: self.target.endpoint().describe(),
-                message: format!("the request failed: {}", error_chain(&err)),
-            });
+            return Err(Error::at(Kind::Send, self.target.endpoint()).with_source(err));
         }
     }
 
@@ -527,37 +523,15 @@ fn is_idempotent(method: &Method) -> bool {
     )
 }
 
-fn invalid_request(message: &str) -> Error {
-    Error::InvalidOptions(message.to_owned())
-}
-
 /// The connector's own error, found inside hyper-util's, so callers get
 /// "no server is listening on pipe 'x' (...)" rather than a generic one.
-fn connect_error(err: &legacy::Error, target: &RequestTarget) -> Error {
-    let mut source = std::error::Error::source(err);
+fn connect_error(err: legacy::Error, target: &RequestTarget) -> Error {
+    let mut source = std::error::Error::source(&err);
     while let Some(e) = source {
         if let Some(ours) = e.downcast_ref::<Error>() {
-            return ours.duplicate();
+            return ours.clone();
         }
         source = e.source();
     }
-    Error::Connect {
-        endpoint: target.endpoint().describe(),
-        source: std::io::Error::other(error_chain(err)),
-    }
-}
-
-/// An error and its sources on one line.
-pub(crate) fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(e) = source {
-        let more = e.to_string();
-        if !text.contains(&more) {
-            text.push_str(": ");
-            text.push_str(&more);
-        }
-        source = e.source();
-    }
-    text
+    Error::at(Kind::Connect, target.endpoint()).with_source(err)
 }

@@ -9,7 +9,7 @@ use hyper::body::Incoming;
 use tokio::time::Instant;
 
 use crate::address::Endpoint;
-use crate::error::{Error, Result};
+use crate::error::{Error, Kind, Result};
 use crate::transport::PeerInfo;
 
 /// A response whose head has arrived; the body is read on demand, within
@@ -73,14 +73,9 @@ impl Response {
         loop {
             let frame = self.inner.body_mut().frame();
             let frame = match self.deadline {
-                Some((at, timeout)) => {
-                    tokio::time::timeout_at(at, frame)
-                        .await
-                        .map_err(|_| Error::Timeout {
-                            endpoint: self.endpoint.describe(),
-                            timeout,
-                        })?
-                }
+                Some((at, timeout)) => tokio::time::timeout_at(at, frame)
+                    .await
+                    .map_err(|_| Error::at(Kind::Timeout(timeout), &self.endpoint))?,
                 None => frame.await,
             };
             match frame {
@@ -90,7 +85,7 @@ impl Response {
                         return Ok(Some(data));
                     }
                 }
-                Some(Err(e)) => return Err(body_error(&self.endpoint, &e)),
+                Some(Err(e)) => return Err(body_error(&self.endpoint, e)),
             }
         }
     }
@@ -104,19 +99,14 @@ impl Response {
         } = self;
         let read = inner.into_body().collect();
         let collected = match deadline {
-            Some((at, timeout)) => {
-                tokio::time::timeout_at(at, read)
-                    .await
-                    .map_err(|_| Error::Timeout {
-                        endpoint: endpoint.describe(),
-                        timeout,
-                    })?
-            }
+            Some((at, timeout)) => tokio::time::timeout_at(at, read)
+                .await
+                .map_err(|_| Error::at(Kind::Timeout(timeout), &endpoint))?,
             None => read.await,
         };
         collected
             .map(|c| c.to_bytes())
-            .map_err(|e| body_error(&endpoint, &e))
+            .map_err(|e| body_error(&endpoint, e))
     }
 
     /// The whole body as text (invalid UTF-8 is replaced).
@@ -129,10 +119,8 @@ impl Response {
     pub async fn json<T: serde::de::DeserializeOwned>(self) -> Result<T> {
         let endpoint = self.endpoint.clone();
         let bytes = self.bytes().await?;
-        serde_json::from_slice(&bytes).map_err(|e| Error::Http {
-            endpoint: endpoint.describe(),
-            message: format!("the response body is not the JSON expected: {e}"),
-        })
+        serde_json::from_slice(&bytes)
+            .map_err(|e| Error::at(Kind::Decode, &endpoint).with_source(e))
     }
 
     /// The underlying `http::Response`, for streaming with http-body tools.
@@ -142,9 +130,6 @@ impl Response {
     }
 }
 
-fn body_error(endpoint: &Endpoint, e: &hyper::Error) -> Error {
-    Error::Http {
-        endpoint: endpoint.describe(),
-        message: format!("the response body broke off: {}", super::error_chain(e)),
-    }
+fn body_error(endpoint: &Endpoint, e: hyper::Error) -> Error {
+    Error::at(Kind::Body, endpoint).with_source(e)
 }

@@ -45,7 +45,8 @@ pub(crate) async fn accept_loop<S, B>(
     S: HttpService<B>,
     B: HttpBody,
 {
-    let describe = listener.local_address().endpoint().describe();
+    let describe =
+        crate::error::Named(listener.local_address().endpoint(), listener.path()).to_string();
     let ctx = Ctx {
         shared,
         service,

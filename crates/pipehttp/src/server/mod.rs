@@ -42,7 +42,7 @@ use tokio_rustls::TlsAcceptor;
 pub use self::service::{BodyError, RequestBody, ResponseBody};
 use crate::address::{ListenAddress, Scheme};
 use crate::config::Config;
-use crate::error::{Error, Result};
+use crate::error::{Error, Remedy, Result};
 use crate::options::{Limits, PipeOptions};
 use crate::tls::Certificate;
 use crate::transport::Listener;
@@ -303,13 +303,13 @@ impl ServerBuilder {
             return Err(e);
         }
         if self.endpoints.is_empty() && self.listeners.is_empty() {
-            return Err(Error::InvalidOptions(
-                "no address to listen on: add one with listen() or urls()".into(),
+            return Err(Error::options(
+                "no address to listen on: add one with ServerBuilder::listen or ServerBuilder::urls",
             ));
         }
         if self.limits.max_request_headers_total_size == 0 {
-            return Err(Error::InvalidOptions(
-                "max_request_headers_total_size must be at least 1 byte".into(),
+            return Err(Error::options(
+                "max_request_headers_total_size must be at least 1 byte",
             ));
         }
         let mut listeners = Vec::with_capacity(self.endpoints.len() + self.listeners.len());
@@ -322,12 +322,12 @@ impl ServerBuilder {
             )?;
             let listener = if self.takeover {
                 if tls.is_some() {
-                    return Err(Error::InvalidOptions(format!(
+                    return Err(Error::options(format!(
                         "{address}: only http:// endpoints can be taken over"
                     )));
                 }
                 let (listener, old) = Listener::bind_takeover(address, &self.pipes).await?;
-                predecessors.extend(old.map(|old| (address.endpoint().describe(), old)));
+                predecessors.extend(old.map(|old| (address.endpoint().to_string(), old)));
                 listener
             } else {
                 Listener::bind(address, &self.pipes).await?
@@ -361,17 +361,15 @@ fn tls_for(
     default: Option<&Certificate>,
 ) -> Result<Option<TlsAcceptor>> {
     match (address.scheme(), own.or(default)) {
-        (Scheme::Http, _) if own.is_some() => Err(Error::Tls(format!(
+        (Scheme::Http, _) if own.is_some() => Err(Error::tls(format!(
             "{address} has a certificate but is not https: write https://"
         ))),
         (Scheme::Http, _) => Ok(None),
         (Scheme::Https, Some(certificate)) => Ok(Some(TlsAcceptor::from(
             certificate.server_config(&address.to_string())?,
         ))),
-        (Scheme::Https, None) => Err(Error::Tls(format!(
-            "{address} needs a certificate: give one with --cert and --key, \
-             certificates.default in the config file, or ServerBuilder::default_certificate"
-        ))),
+        (Scheme::Https, None) => Err(Error::options(format!("{address} needs a certificate"))
+            .with_remedy(Remedy::GiveCertificate)),
     }
 }
 

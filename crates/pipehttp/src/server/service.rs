@@ -45,15 +45,55 @@ struct Limit {
 }
 
 /// A request body could not be read: the client broke off, sent malformed
-/// framing, or sent more than `max_request_body_size`.
-#[derive(Debug, thiserror::Error)]
-pub enum BodyError {
-    /// The body grew past the server's `max_request_body_size`.
-    #[error("the request body is larger than max_request_body_size ({0} bytes)")]
+/// framing, or sent more than `max_request_body_size`. When the body was
+/// too large the server answers 413 whatever the handler returns.
+#[derive(Debug)]
+pub struct BodyError {
+    kind: BodyErrorKind,
+}
+
+#[derive(Debug)]
+enum BodyErrorKind {
     TooLarge(u64),
-    /// The connection failed while the body was read.
-    #[error(transparent)]
-    Hyper(#[from] hyper::Error),
+    Read(hyper::Error),
+}
+
+impl BodyError {
+    /// The body grew past the server's `max_request_body_size`.
+    #[must_use]
+    pub fn is_too_large(&self) -> bool {
+        matches!(self.kind, BodyErrorKind::TooLarge(_))
+    }
+
+    /// The limit the body grew past, for [`is_too_large`](Self::is_too_large) errors.
+    #[must_use]
+    pub fn limit(&self) -> Option<u64> {
+        match self.kind {
+            BodyErrorKind::TooLarge(limit) => Some(limit),
+            BodyErrorKind::Read(_) => None,
+        }
+    }
+}
+
+impl std::fmt::Display for BodyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.kind {
+            BodyErrorKind::TooLarge(limit) => write!(
+                f,
+                "the request body is larger than max_request_body_size ({limit} bytes)"
+            ),
+            BodyErrorKind::Read(_) => f.write_str("the request body could not be read"),
+        }
+    }
+}
+
+impl std::error::Error for BodyError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match &self.kind {
+            BodyErrorKind::TooLarge(_) => None,
+            BodyErrorKind::Read(e) => Some(e),
+        }
+    }
 }
 
 impl Body for RequestBody {
@@ -65,13 +105,19 @@ impl Body for RequestBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         let this = self.get_mut();
-        let frame = ready!(Pin::new(&mut this.inner).poll_frame(cx)?);
+        let frame = ready!(Pin::new(&mut this.inner).poll_frame(cx))
+            .transpose()
+            .map_err(|e| BodyError {
+                kind: BodyErrorKind::Read(e),
+            })?;
         if let (Some(limit), Some(frame)) = (&mut this.limit, &frame) {
             if let Some(data) = frame.data_ref() {
                 let len = data.len() as u64;
                 if len > limit.remaining {
                     limit.tripped.store(true, Ordering::Relaxed);
-                    return Poll::Ready(Some(Err(BodyError::TooLarge(limit.max))));
+                    return Poll::Ready(Some(Err(BodyError {
+                        kind: BodyErrorKind::TooLarge(limit.max),
+                    })));
                 }
                 limit.remaining -= len;
             }
@@ -199,6 +245,11 @@ where
         }
         let (mut parts, inner) = req.into_parts();
         parts.extensions.insert(self.peer.clone());
+        // axum's ConnectInfo extractor, as axum::serve would provide it.
+        #[cfg(feature = "axum")]
+        parts
+            .extensions
+            .insert(axum::extract::ConnectInfo(self.peer.clone()));
         let declared = inner.size_hint().exact();
         let (limit, tripped) = match (self.max_body, declared) {
             (None, _) => (None, None),

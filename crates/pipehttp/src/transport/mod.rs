@@ -26,7 +26,7 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use crate::address::{Endpoint, ListenAddress, PipeName, Scheme};
-use crate::error::{Error, Result};
+use crate::error::{Error, Kind, PeerMismatch, Result};
 use crate::options::PipeOptions;
 
 mod tcp;
@@ -47,7 +47,7 @@ use windows as local;
 /// and pipehttp meet on the same name.
 ///
 /// ```
-/// use pipehttp::address::{pipe_endpoint, PipeName};
+/// use pipehttp::{address::PipeName, transport::pipe_endpoint};
 /// let path = pipe_endpoint(&PipeName::new("my-test-pipe")?);
 /// assert!(path.to_string_lossy().ends_with("my-test-pipe"));
 /// # Ok::<(), pipehttp::address::AddressError>(())
@@ -238,13 +238,17 @@ impl Listener {
         options: &PipeOptions,
         takeover: bool,
     ) -> Result<(Self, Option<Connection>)> {
-        options.validate().map_err(Error::InvalidOptions)?;
+        options.validate().map_err(Error::options)?;
         let endpoint = address.endpoint();
         let transport = match endpoint {
             Endpoint::Tcp { host, port } => {
-                let tcp = tcp::Listener::bind(host, *port).map_err(|source| Error::Bind {
-                    endpoint: endpoint.describe(),
-                    source,
+                let tcp = tcp::Listener::bind(host, *port).map_err(|source| {
+                    let kind = if source.kind() == io::ErrorKind::AddrInUse {
+                        Kind::AddrInUse
+                    } else {
+                        Kind::Bind
+                    };
+                    Error::at(kind, endpoint).with_source(source)
                 })?;
                 let bound = ListenAddress::new(
                     address.scheme(),
@@ -305,9 +309,9 @@ impl Listener {
                     }
                 }
                 Activated::Tcp(std_listener) => {
-                    let tcp = tcp::Listener::from_std(std_listener).map_err(|e| Error::Config {
-                        source_name: "LISTEN_FDS".into(),
-                        message: format!("socket '{name}': {e}"),
+                    let tcp = tcp::Listener::from_std(std_listener).map_err(|e| {
+                        Error::config("LISTEN_FDS", format!("socket '{name}' cannot be used"))
+                            .with_source(e)
                     })?;
                     let address = ListenAddress::new(
                         Scheme::Http,
@@ -428,10 +432,7 @@ pub(crate) async fn connect(
                 if e.kind() == io::ErrorKind::ConnectionRefused {
                     ConnectFailure::Absent(e)
                 } else {
-                    ConnectFailure::Fatal(Error::Connect {
-                        endpoint: endpoint.describe(),
-                        source: e,
-                    })
+                    ConnectFailure::Fatal(Error::at(Kind::Connect, endpoint).with_source(e))
                 }
             })?;
             let mut peer = PeerInfo::new(Transport::Tcp);
@@ -444,17 +445,18 @@ pub(crate) async fn connect(
                 peer.transport = Transport::Unix;
             }
             if options.current_user_only {
-                local::check_same_user(&stream, &peer).map_err(|detail| {
-                    ConnectFailure::Fatal(Error::PeerNotAllowed {
-                        endpoint: endpoint.describe(),
-                        detail,
-                    })
-                })?;
+                local::check_same_user(&stream, &peer)
+                    .map_err(|detail| ConnectFailure::Fatal(refused_peer(endpoint, detail)))?;
             }
             (Io::Local(stream), peer)
         }
     };
     Ok(Connection { io, peer })
+}
+
+/// The error for a peer of a user this side does not admit.
+pub(crate) fn refused_peer(endpoint: &Endpoint, detail: String) -> Error {
+    Error::at(Kind::RefusedPeer, endpoint).with_source(PeerMismatch(detail))
 }
 
 /// Whether `peer` runs as the same user as this process.

@@ -10,9 +10,9 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use socket2::{Domain, SockAddr, Socket, Type};
 use tokio::net::{UnixListener, UnixStream};
 
-use super::{Activated, ConnectFailure, PeerInfo, Transport};
+use super::{Activated, ConnectFailure, PeerInfo, Transport, refused_peer};
 use crate::address::{Endpoint, PipeName};
-use crate::error::{Error, Result};
+use crate::error::{Error, Kind, Named, Result};
 use crate::options::PipeOptions;
 
 pub(crate) type Stream = UnixStream;
@@ -87,17 +87,14 @@ impl Listener {
         takeover: bool,
     ) -> Result<(Self, Option<(Stream, PeerInfo)>)> {
         let path = endpoint_path(endpoint);
-        let describe = endpoint.describe();
-        let bind_err = |source| Error::Bind {
-            endpoint: describe.clone(),
-            source,
-        };
+        let describe = Named(endpoint, Some(&path)).to_string();
+        let bind_err = |source| Error::at(Kind::Bind, endpoint).with_source(source);
         check_path_len(&path).map_err(bind_err)?;
-        let mode = options.socket_mode().map_err(Error::InvalidOptions)?;
+        let mode = options.socket_mode().map_err(Error::options)?;
         let predecessor = if takeover {
             predecessor(&path, endpoint).await?
         } else {
-            clear_stale(&path, &describe)?;
+            clear_stale(&path, endpoint)?;
             None
         };
 
@@ -124,7 +121,7 @@ impl Listener {
         match placed {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                return Err(Error::AddrInUse { endpoint: describe });
+                return Err(Error::at(Kind::AddrInUse, endpoint));
             }
             Err(e) => return Err(bind_err(e)),
         }
@@ -197,33 +194,25 @@ impl Drop for Listener {
 /// known to run as our user. Nothing at the path, or a stale socket, means
 /// there is nothing to take over and the bind is a fresh start.
 async fn predecessor(path: &Path, endpoint: &Endpoint) -> Result<Option<(Stream, PeerInfo)>> {
-    let describe = endpoint.describe();
     match fs::symlink_metadata(path) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Ok(meta) if !meta.file_type().is_socket() => {
-            return Err(Error::NotASocket {
-                endpoint: describe,
-                path: path.to_owned(),
-            });
+            return Err(Error::at(Kind::NotASocket(path.to_owned()), endpoint));
         }
         _ => {}
     }
     match connect(endpoint).await {
         Ok((stream, peer)) => {
-            check_same_user(&stream, &peer).map_err(|detail| Error::PeerNotAllowed {
-                endpoint: describe,
-                detail,
-            })?;
+            check_same_user(&stream, &peer).map_err(|detail| refused_peer(endpoint, detail))?;
             Ok(Some((stream, peer)))
         }
         Err(ConnectFailure::Absent(_)) => {
-            clear_stale(path, &describe)?;
+            clear_stale(path, endpoint)?;
             Ok(None)
         }
-        Err(ConnectFailure::Busy(source)) => Err(Error::Bind {
-            endpoint: describe,
-            source,
-        }),
+        Err(ConnectFailure::Busy(source)) => {
+            Err(Error::at(Kind::Bind, endpoint).with_source(source))
+        }
         Err(ConnectFailure::Fatal(e)) => Err(e),
     }
 }
@@ -247,47 +236,53 @@ async fn turn_away(mut stream: UnixStream) {
 /// Makes way for a new socket at `path`: nothing there is fine; a socket
 /// that refuses connections is stale and removed; a live socket, or
 /// anything that is not a socket, stops the bind.
-fn clear_stale(path: &Path, describe: &str) -> Result<()> {
+fn clear_stale(path: &Path, endpoint: &Endpoint) -> Result<()> {
+    let bind_err = |source: io::Error| Error::at(Kind::Bind, endpoint).with_source(source);
     let meta = match fs::symlink_metadata(path) {
         Ok(meta) => meta,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-        Err(source) => {
-            return Err(Error::Bind {
-                endpoint: describe.to_owned(),
-                source,
-            });
-        }
+        Err(source) => return Err(bind_err(source)),
     };
     if !meta.file_type().is_socket() {
-        return Err(Error::NotASocket {
-            endpoint: describe.to_owned(),
-            path: path.to_owned(),
-        });
+        return Err(Error::at(Kind::NotASocket(path.to_owned()), endpoint));
     }
+    // Another user's socket can neither be probed (its mode admits only
+    // that user) nor removed (the temp directory is sticky): say whose it is.
+    let not_ours = |source: io::Error| {
+        if source.kind() == io::ErrorKind::PermissionDenied && meta.uid() != current_uid() {
+            let owner = meta.uid();
+            Error::at(
+                Kind::NotOurs {
+                    path: path.to_owned(),
+                    owner,
+                },
+                endpoint,
+            )
+            .with_source(source)
+        } else {
+            bind_err(source)
+        }
+    };
     match probe(path) {
-        Ok(()) => Err(Error::AddrInUse {
-            endpoint: describe.to_owned(),
-        }),
+        Ok(()) => Err(Error::at(Kind::AddrInUse, endpoint)),
+        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => Err(not_ours(e)),
         Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
-            tracing::info!("{describe}: removing the stale socket file a stopped server left");
+            tracing::info!(
+                "{}: removing the stale socket file a stopped server left",
+                Named(endpoint, Some(path))
+            );
             match fs::remove_file(path) {
                 Ok(()) => Ok(()),
                 Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-                Err(source) => Err(Error::Bind {
-                    endpoint: describe.to_owned(),
-                    source,
-                }),
+                Err(source) => Err(not_ours(source)),
             }
         }
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
         // A full backlog means a live, busy server.
-        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Err(Error::AddrInUse {
-            endpoint: describe.to_owned(),
-        }),
-        Err(source) => Err(Error::Bind {
-            endpoint: describe.to_owned(),
-            source,
-        }),
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+            Err(Error::at(Kind::AddrInUse, endpoint))
+        }
+        Err(source) => Err(bind_err(source)),
     }
 }
 
@@ -333,12 +328,8 @@ impl Drop for PrivateDir {
 
 pub(crate) async fn connect(endpoint: &Endpoint) -> Result<(Stream, PeerInfo), ConnectFailure> {
     let path = endpoint_path(endpoint);
-    let fatal = |source| {
-        ConnectFailure::Fatal(Error::Connect {
-            endpoint: endpoint.describe(),
-            source,
-        })
-    };
+    let fatal =
+        |source| ConnectFailure::Fatal(Error::at(Kind::Connect, endpoint).with_source(source));
     check_path_len(&path).map_err(fatal)?;
     let stream = match UnixStream::connect(&path).await {
         Ok(stream) => stream,
@@ -405,10 +396,7 @@ pub(crate) fn activated() -> Result<Vec<(Activated, String)>> {
     if !for_us || TAKEN.swap(true, Ordering::SeqCst) {
         return Ok(Vec::new());
     }
-    let bad = |message: String| Error::Config {
-        source_name: "LISTEN_FDS".into(),
-        message,
-    };
+    let bad = |message: String| Error::config("LISTEN_FDS", message);
     let count: i32 = var("LISTEN_FDS")
         .unwrap_or_default()
         .trim()

@@ -29,9 +29,9 @@ use windows_sys::Win32::System::Threading::{
     GetCurrentProcess, OpenProcess, OpenProcessToken, PROCESS_QUERY_LIMITED_INFORMATION,
 };
 
-use super::{Activated, ConnectFailure, PeerInfo, Transport};
+use super::{Activated, ConnectFailure, PeerInfo, Transport, refused_peer};
 use crate::address::{Endpoint, PipeName};
-use crate::error::{Error, Result};
+use crate::error::{Error, Kind, Named, Result};
 use crate::options::PipeOptions;
 
 pub(crate) fn pipe_endpoint(name: &PipeName) -> PathBuf {
@@ -150,20 +150,14 @@ impl Listener {
         takeover: bool,
     ) -> Result<(Self, Option<(Stream, PeerInfo)>)> {
         let Endpoint::Pipe(_) = endpoint else {
-            return Err(Error::Bind {
-                endpoint: endpoint.describe(),
-                source: io::Error::new(
-                    io::ErrorKind::Unsupported,
-                    "Unix socket paths are not served on Windows: use http://pipe:/NAME",
-                ),
-            });
+            return Err(Error::at(Kind::Bind, endpoint).with_source(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "Unix socket paths are not served on Windows: use http://pipe:/NAME",
+            )));
         };
         let path = endpoint.path().expect("pipes have a path");
-        let describe = endpoint.describe();
-        let bind_err = |source| Error::Bind {
-            endpoint: describe.clone(),
-            source,
-        };
+        let describe = Named(endpoint, Some(&path)).to_string();
+        let bind_err = |source| Error::at(Kind::Bind, endpoint).with_source(source);
         let predecessor = if takeover {
             predecessor(endpoint).await?
         } else {
@@ -171,9 +165,9 @@ impl Listener {
             // Wine does not enforce it: a client open that succeeds, or
             // finds every instance busy, proves the name is served already.
             match ClientOptions::new().open(&path) {
-                Ok(_) => return Err(Error::AddrInUse { endpoint: describe }),
+                Ok(_) => return Err(Error::at(Kind::AddrInUse, endpoint)),
                 Err(e) if is_busy(&e) || e.raw_os_error() == Some(ERROR_ACCESS_DENIED as i32) => {
-                    return Err(Error::AddrInUse { endpoint: describe });
+                    return Err(Error::at(Kind::AddrInUse, endpoint));
                 }
                 Err(_) => None,
             }
@@ -196,7 +190,7 @@ impl Listener {
         let first = match factory.create(predecessor.is_none()) {
             Ok(first) => first,
             Err(e) if e.raw_os_error() == Some(ERROR_ACCESS_DENIED as i32) => {
-                return Err(Error::AddrInUse { endpoint: describe });
+                return Err(Error::at(Kind::AddrInUse, endpoint));
             }
             Err(e) => return Err(bind_err(e)),
         };
@@ -259,24 +253,17 @@ impl Drop for Listener {
 /// The live server a takeover joins: a connection to it, once it is known
 /// to run as our user; `None` when nothing serves the name.
 async fn predecessor(endpoint: &Endpoint) -> Result<Option<(Stream, PeerInfo)>> {
-    let describe = endpoint.describe();
     let mut attempt = 0;
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
     loop {
         match connect(endpoint).await {
             Ok((stream, peer)) => {
-                check_same_user(&stream, &peer).map_err(|detail| Error::PeerNotAllowed {
-                    endpoint: describe,
-                    detail,
-                })?;
+                check_same_user(&stream, &peer).map_err(|detail| refused_peer(endpoint, detail))?;
                 return Ok(Some((stream, peer)));
             }
             Err(ConnectFailure::Absent(_)) => return Ok(None),
             Err(ConnectFailure::Busy(source)) if tokio::time::Instant::now() >= deadline => {
-                return Err(Error::Bind {
-                    endpoint: describe,
-                    source,
-                });
+                return Err(Error::at(Kind::Bind, endpoint).with_source(source));
             }
             Err(ConnectFailure::Busy(_)) => {
                 tokio::time::sleep(super::retry_delay(attempt)).await;
@@ -346,19 +333,15 @@ pub(crate) async fn connect(endpoint: &Endpoint) -> Result<(Stream, PeerInfo), C
         Err(e) if e.raw_os_error() == Some(ERROR_FILE_NOT_FOUND as i32) => {
             Err(ConnectFailure::Absent(e))
         }
-        Err(e) if matches!(endpoint, Endpoint::Unix(_)) => {
-            Err(ConnectFailure::Fatal(Error::Connect {
-                endpoint: endpoint.describe(),
-                source: io::Error::new(
-                    e.kind(),
-                    "Unix socket paths are not reachable on Windows: use http://pipe:/NAME",
-                ),
-            }))
-        }
-        Err(e) => Err(ConnectFailure::Fatal(Error::Connect {
-            endpoint: endpoint.describe(),
-            source: e,
-        })),
+        Err(e) if matches!(endpoint, Endpoint::Unix(_)) => Err(ConnectFailure::Fatal(
+            Error::at(Kind::Connect, endpoint).with_source(io::Error::new(
+                e.kind(),
+                "Unix socket paths are not reachable on Windows: use http://pipe:/NAME",
+            )),
+        )),
+        Err(e) => Err(ConnectFailure::Fatal(
+            Error::at(Kind::Connect, endpoint).with_source(e),
+        )),
     }
 }
 

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use crate::sample::SampleApp;
 use pipehttp::tls::Certificate;
-use pipehttp::{Client, Error, Server};
+use pipehttp::{Client, Server};
 use tokio::sync::oneshot;
 
 /// A self-signed certificate for localhost: (certificate PEM, key PEM).
@@ -103,7 +103,7 @@ async fn an_untrusted_certificate_fails_naming_the_pipe() {
         .await
         .unwrap_err();
     let text = err.to_string();
-    assert!(matches!(err, Error::Tls(_)), "{text}");
+    assert!(err.is_tls(), "{text}");
     assert!(text.contains(&format!("pipe '{name}'")), "{text}");
     assert!(text.contains("certificate"), "{text}");
 

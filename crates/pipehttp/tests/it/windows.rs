@@ -8,7 +8,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use crate::sample::SampleApp;
-use pipehttp::address::{PipeName, pipe_endpoint};
+use pipehttp::address::PipeName;
+use pipehttp::transport::pipe_endpoint;
 use pipehttp::{Client, Server};
 use testkit::running_under_wine;
 use tokio::net::windows::named_pipe::ClientOptions;
