@@ -210,8 +210,7 @@ impl fmt::Display for Host {
 /// Where a connection goes: a named pipe, a Unix socket path or a TCP port.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Endpoint {
-    /// A named pipe; see [`pipe_endpoint`](crate::transport::pipe_endpoint)
-    /// for where it lives on this OS.
+    /// A named pipe; see [`pipe_endpoint`] for where it lives on this OS.
     Pipe(PipeName),
     /// A Unix domain socket at an absolute path.
     Unix(PathBuf),
@@ -247,7 +246,7 @@ impl Endpoint {
 
 /// `pipe 'NAME'`, `unix socket /run/a.sock` or `tcp 127.0.0.1:80`: how
 /// messages name an endpoint. (Errors add a pipe's path, which
-/// [`pipe_endpoint`](crate::transport::pipe_endpoint) gives.)
+/// [`pipe_endpoint`] gives.)
 impl fmt::Display for Endpoint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

@@ -89,6 +89,7 @@ pub(crate) enum Kind {
     /// The peer runs as a user this side does not admit.
     RefusedPeer,
     /// TLS could not be set up or failed; the text says which step.
+    #[cfg_attr(not(feature = "tls"), allow(dead_code))]
     Tls(Cow<'static, str>),
     /// The connection broke or the peer spoke no HTTP before a response.
     Send,
@@ -97,6 +98,7 @@ pub(crate) enum Kind {
     /// No complete response within the timeout.
     Timeout(Duration),
     /// The response body is not the JSON expected.
+    #[cfg_attr(not(feature = "json"), allow(dead_code))]
     Decode,
 }
 
@@ -156,6 +158,7 @@ impl Error {
         })
     }
 
+    #[cfg_attr(not(feature = "tls"), allow(dead_code))]
     pub(crate) fn tls(what: impl Into<Cow<'static, str>>) -> Self {
         Self::new(Kind::Tls(what.into()))
     }
@@ -427,6 +430,7 @@ impl Error {
         self.inner.remedy
     }
 
+    #[cfg_attr(not(feature = "tls"), allow(dead_code))]
     pub(crate) fn with_remedy(self, remedy: Remedy) -> Self {
         self.map_inner(|inner| inner.remedy = Some(remedy))
     }

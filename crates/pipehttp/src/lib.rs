@@ -24,20 +24,27 @@
 //! ```
 
 #![warn(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod address;
 #[cfg(feature = "axum")]
 mod axum_listener;
 pub mod client;
+#[cfg(feature = "config")]
 pub mod config;
 mod error;
 mod options;
 pub mod server;
+#[cfg(feature = "tls")]
 pub mod tls;
+#[cfg(not(feature = "tls"))]
+#[path = "tls_disabled.rs"]
+mod tls;
 pub mod transport;
 
 pub use crate::address::{ListenAddress, RequestTarget};
 pub use crate::client::Client;
+#[cfg(feature = "config")]
 pub use crate::config::Config;
 pub use crate::error::{Error, Remedy, Result};
 pub use crate::options::{Limits, PipeOptions};

@@ -30,8 +30,13 @@ use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, S
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 
+use crate::address::{ListenAddress, Scheme};
+#[cfg(feature = "config")]
 use crate::config::CertificateConfig;
-use crate::error::{Error, Result};
+use crate::error::{Error, Remedy, Result};
+
+/// What accepts TLS on an https endpoint.
+pub(crate) type Acceptor = tokio_rustls::TlsAcceptor;
 
 /// ALPN protocols a server offers, best first.
 const SERVER_ALPN: [&[u8]; 2] = [b"h2", b"http/1.1"];
@@ -126,9 +131,31 @@ impl Certificate {
     }
 }
 
+#[cfg(feature = "config")]
 impl From<&CertificateConfig> for Certificate {
     fn from(config: &CertificateConfig) -> Self {
         Self::from_pem_files(&config.path, &config.key_path)
+    }
+}
+
+/// The TLS configuration of one endpoint: its own certificate, else the
+/// default one; `https` without either, or `http` with a certificate of its
+/// own, is a mistake worth stopping for.
+pub(crate) fn acceptor_for(
+    address: &ListenAddress,
+    own: Option<&Certificate>,
+    default: Option<&Certificate>,
+) -> Result<Option<Acceptor>> {
+    match (address.scheme(), own.or(default)) {
+        (Scheme::Http, _) if own.is_some() => Err(Error::options(format!(
+            "{address} has a certificate but is not https: write https://"
+        ))),
+        (Scheme::Http, _) => Ok(None),
+        (Scheme::Https, Some(certificate)) => Ok(Some(Acceptor::from(
+            certificate.server_config(&address.to_string())?,
+        ))),
+        (Scheme::Https, None) => Err(Error::options(format!("{address} needs a certificate"))
+            .with_remedy(Remedy::GiveCertificate)),
     }
 }
 

@@ -10,14 +10,23 @@ use std::time::Duration;
 
 use hyper_util::client::legacy::connect::{Connected, Connection as HyperConnection};
 use hyper_util::rt::TokioIo;
+#[cfg(feature = "tls")]
 use rustls::ClientConfig;
+#[cfg(feature = "tls")]
 use rustls_pki_types::ServerName;
 use tokio::time::Instant;
+#[cfg(feature = "tls")]
 use tokio_rustls::TlsConnector;
+#[cfg(feature = "tls")]
 use tokio_rustls::client::TlsStream;
 
-use crate::address::{Endpoint, Host, ListenAddress, Scheme};
-use crate::error::{Error, Kind, Remedy, Result};
+#[cfg(feature = "tls")]
+use crate::address::Host;
+use crate::address::{Endpoint, ListenAddress, Scheme};
+#[cfg(feature = "tls")]
+use crate::error::Remedy;
+use crate::error::{Error, Kind, Result};
+#[cfg(feature = "tls")]
 use crate::tls::{self, Trust};
 use crate::transport::{self, ConnectFailure, ConnectOptions, Connection, PeerInfo};
 
@@ -48,21 +57,24 @@ pub struct Connector {
     endpoint: Arc<Endpoint>,
     connect_timeout: Duration,
     current_user_only: bool,
+    #[cfg(feature = "tls")]
     tls: Option<(TlsConnector, ServerName<'static>)>,
 }
 
 impl std::fmt::Debug for Connector {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Connector")
-            .field("endpoint", &self.endpoint)
+        let mut d = f.debug_struct("Connector");
+        d.field("endpoint", &self.endpoint)
             .field("connect_timeout", &self.connect_timeout)
-            .field("current_user_only", &self.current_user_only)
-            .field("tls_server_name", &self.tls.as_ref().map(|(_, name)| name))
-            .finish()
+            .field("current_user_only", &self.current_user_only);
+        #[cfg(feature = "tls")]
+        d.field("tls_server_name", &self.tls.as_ref().map(|(_, name)| name));
+        d.finish()
     }
 }
 
 /// ALPN protocols a client offers: HTTP/2 first, so servers that speak it use it.
+#[cfg(feature = "tls")]
 pub(crate) const CLIENT_ALPN: [&[u8]; 2] = [b"h2", b"http/1.1"];
 
 impl Connector {
@@ -79,7 +91,10 @@ impl Connector {
         let connector = Self::for_endpoint(address.endpoint().clone());
         match address.scheme() {
             Scheme::Http => Ok(connector),
+            #[cfg(feature = "tls")]
             Scheme::Https => connector.tls_config(Trust::default().client_config(&CLIENT_ALPN)?),
+            #[cfg(not(feature = "tls"))]
+            Scheme::Https => Err(super::tls_disabled(&address)),
         }
     }
 
@@ -88,6 +103,7 @@ impl Connector {
             endpoint: Arc::new(endpoint),
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             current_user_only: false,
+            #[cfg(feature = "tls")]
             tls: None,
         }
     }
@@ -95,6 +111,7 @@ impl Connector {
     /// Speak TLS with this rustls configuration, checking the server's
     /// certificate for `localhost` over pipes and Unix sockets, or for the
     /// host over TCP.
+    #[cfg(feature = "tls")]
     pub fn tls_config(mut self, config: Arc<ClientConfig>) -> Result<Self> {
         let name = match &*self.endpoint {
             Endpoint::Tcp {
@@ -112,6 +129,7 @@ impl Connector {
 
     /// Check the server's certificate for `name` instead (after
     /// [`tls_config`](Self::tls_config) or an `https://` address).
+    #[cfg(feature = "tls")]
     pub fn tls_server_name(mut self, name: &str) -> Result<Self> {
         if let Some((_, server_name)) = &mut self.tls {
             *server_name = tls::server_name(name)?;
@@ -193,37 +211,52 @@ impl tower_service::Service<http::Uri> for Connector {
         let this = self.clone();
         Box::pin(async move {
             let conn = this.connect().await?;
+            #[cfg(feature = "tls")]
+            if let Some((tls, name)) = &this.tls {
+                return this.handshake(tls, name, conn).await;
+            }
             let peer = conn.peer().clone();
-            let Some((tls, name)) = &this.tls else {
-                return Ok(Stream {
-                    io: Io::Plain(TokioIo::new(conn)),
-                    peer,
-                });
-            };
-            let stream = tls.connect(name.clone(), conn).await.map_err(|e| {
-                // rustls reports a refused certificate as an io error whose
-                // inner error is the rustls::Error: keep that as the source.
-                let untrusted = matches!(
-                    e.get_ref()
-                        .and_then(|inner| inner.downcast_ref::<rustls::Error>()),
-                    Some(rustls::Error::InvalidCertificate(_))
-                );
-                let source: Box<dyn std::error::Error + Send + Sync> = match e.into_inner() {
-                    Some(inner) => inner,
-                    None => Box::new(std::io::Error::other("the connection closed")),
-                };
-                let err = if untrusted {
-                    Error::tls("the server's certificate is not trusted")
-                        .with_remedy(Remedy::TrustServerCa)
-                } else {
-                    Error::tls("the TLS handshake failed")
-                };
-                err.with_endpoint(&this.endpoint).with_source(source)
-            })?;
             Ok(Stream {
-                io: Io::Tls(Box::new(TokioIo::new(stream))),
+                io: Io::Plain(TokioIo::new(conn)),
                 peer,
             })
+        })
+    }
+}
+
+impl Connector {
+    /// TLS over a new connection, checking the server's certificate.
+    #[cfg(feature = "tls")]
+    async fn handshake(
+        &self,
+        tls: &TlsConnector,
+        name: &ServerName<'static>,
+        conn: Connection,
+    ) -> Result<Stream> {
+        let peer = conn.peer().clone();
+        let stream = tls.connect(name.clone(), conn).await.map_err(|e| {
+            // rustls reports a refused certificate as an io error whose
+            // inner error is the rustls::Error: keep that as the source.
+            let untrusted = matches!(
+                e.get_ref()
+                    .and_then(|inner| inner.downcast_ref::<rustls::Error>()),
+                Some(rustls::Error::InvalidCertificate(_))
+            );
+            let source: Box<dyn std::error::Error + Send + Sync> = match e.into_inner() {
+                Some(inner) => inner,
+                None => Box::new(std::io::Error::other("the connection closed")),
+            };
+            let err = if untrusted {
+                Error::tls("the server's certificate is not trusted")
+                    .with_remedy(Remedy::TrustServerCa)
+            } else {
+                Error::tls("the TLS handshake failed")
+            };
+            err.with_endpoint(&self.endpoint).with_source(source)
+        })?;
+        Ok(Stream {
+            io: Io::Tls(Box::new(TokioIo::new(stream))),
+            peer,
         })
     }
 }
@@ -239,6 +272,7 @@ pub struct Stream {
 #[derive(Debug)]
 enum Io {
     Plain(TokioIo<Connection>),
+    #[cfg(feature = "tls")]
     Tls(Box<TokioIo<TlsStream<Connection>>>),
 }
 
@@ -246,6 +280,7 @@ impl HyperConnection for Stream {
     fn connected(&self) -> Connected {
         let connected = Connected::new().extra(self.peer.clone());
         match &self.io {
+            #[cfg(feature = "tls")]
             Io::Tls(tls) if tls.inner().get_ref().1.alpn_protocol() == Some(b"h2") => {
                 connected.negotiated_h2()
             }
@@ -258,6 +293,7 @@ macro_rules! delegate {
     ($self:ident, $io:ident => $e:expr) => {
         match &mut $self.get_mut().io {
             Io::Plain($io) => $e,
+            #[cfg(feature = "tls")]
             Io::Tls($io) => {
                 let $io = &mut **$io;
                 $e
@@ -296,6 +332,7 @@ impl hyper::rt::Write for Stream {
     fn is_write_vectored(&self) -> bool {
         match &self.io {
             Io::Plain(io) => io.is_write_vectored(),
+            #[cfg(feature = "tls")]
             Io::Tls(io) => io.is_write_vectored(),
         }
     }

@@ -27,18 +27,22 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use http::header::{CONTENT_TYPE, HeaderName, HeaderValue};
+#[cfg(feature = "json")]
+use http::header::CONTENT_TYPE;
+use http::header::{HeaderName, HeaderValue};
 use http::{HeaderMap, Method, Version};
 use hyper_util::client::legacy;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tokio::time::Instant;
 
 pub use self::body::Body;
+#[cfg(feature = "tls")]
 use self::connector::CLIENT_ALPN;
 pub use self::connector::{Connector, DEFAULT_CONNECT_TIMEOUT, Stream};
 pub use self::response::Response;
 use crate::address::{Endpoint, ListenAddress, RequestTarget, Scheme};
 use crate::error::{Chain, Error, Kind, Result};
+#[cfg(feature = "tls")]
 use crate::tls::Trust;
 
 type Pool = legacy::Client<Connector, Body>;
@@ -79,7 +83,9 @@ impl Default for RetryPolicy {
 
 #[derive(Debug, Clone)]
 struct Config {
+    #[cfg(feature = "tls")]
     trust: Trust,
+    #[cfg(feature = "tls")]
     tls_server_name: Option<String>,
     connect_timeout: Duration,
     timeout: Option<Duration>,
@@ -92,7 +98,9 @@ struct Config {
 impl Default for Config {
     fn default() -> Self {
         Self {
+            #[cfg(feature = "tls")]
             trust: Trust::default(),
+            #[cfg(feature = "tls")]
             tls_server_name: None,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             timeout: None,
@@ -123,6 +131,7 @@ struct Pools {
     by_address: HashMap<ListenAddress, (Pool, Arc<Endpoint>)>,
     /// Made on the first https request: loading the platform's roots is
     /// work a cleartext-only client never needs.
+    #[cfg(feature = "tls")]
     tls: Option<Arc<rustls::ClientConfig>>,
 }
 
@@ -165,6 +174,7 @@ impl ClientBuilder {
     }
 
     /// Trust this CA certificate (PEM) beside the platform's roots.
+    #[cfg(feature = "tls")]
     ///
     /// ```
     /// # fn run(ca_pem: Vec<u8>) {
@@ -178,6 +188,7 @@ impl ClientBuilder {
 
     /// Accept any server certificate. For development only: anyone who
     /// holds the name can read and change the traffic.
+    #[cfg(feature = "tls")]
     pub fn danger_accept_invalid_certs(mut self, accept: bool) -> Self {
         self.config.trust.insecure = accept;
         self
@@ -185,6 +196,7 @@ impl ClientBuilder {
 
     /// Check server certificates for `name` (default: `localhost` over
     /// pipes and Unix sockets, the host over TCP).
+    #[cfg(feature = "tls")]
     pub fn tls_server_name(mut self, name: impl Into<String>) -> Self {
         self.config.tls_server_name = Some(name.into());
         self
@@ -312,9 +324,15 @@ impl Client {
     fn new_pool(&self, address: &ListenAddress) -> Result<(Pool, Arc<Endpoint>)> {
         let mut pools = self.inner.pools.lock().expect("pool map poisoned");
         let config = &self.inner.config;
+        #[cfg_attr(not(feature = "tls"), allow(unused_mut))]
         let mut connector = Connector::for_endpoint(address.endpoint().clone())
             .connect_timeout(config.connect_timeout)
             .current_user_only(config.current_user_only);
+        #[cfg(not(feature = "tls"))]
+        if address.scheme() == Scheme::Https {
+            return Err(tls_disabled(address));
+        }
+        #[cfg(feature = "tls")]
         if address.scheme() == Scheme::Https {
             let tls = match &pools.tls {
                 Some(tls) => tls.clone(),
@@ -404,6 +422,7 @@ impl RequestBuilder {
     ///     .put("http://pipe:/trace-agent:/v0.4/traces")
     ///     .json(&serde_json::json!([{"id": 1}]));
     /// ```
+    #[cfg(feature = "json")]
     pub fn json<T: serde::Serialize + ?Sized>(mut self, value: &T) -> Self {
         match serde_json::to_vec(value) {
             Ok(bytes) => {
@@ -534,4 +553,12 @@ fn connect_error(err: legacy::Error, target: &RequestTarget) -> Error {
         source = e.source();
     }
     Error::at(Kind::Connect, target.endpoint()).with_source(err)
+}
+
+/// The error for an https target in a build without TLS.
+#[cfg(not(feature = "tls"))]
+pub(crate) fn tls_disabled(address: &ListenAddress) -> Error {
+    Error::options(format!(
+        "{address}: https needs pipehttp built with its `tls` feature"
+    ))
 }

@@ -116,6 +116,7 @@ impl Response {
     }
 
     /// The whole body parsed as JSON.
+    #[cfg(feature = "json")]
     pub async fn json<T: serde::de::DeserializeOwned>(self) -> Result<T> {
         let endpoint = self.endpoint.clone();
         let bytes = self.bytes().await?;

@@ -4,10 +4,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::tls::Acceptor;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{OwnedSemaphorePermit, mpsc, watch};
-use tokio_rustls::TlsAcceptor;
 
 use super::service::{Admission, ConnService};
 use super::watchdog::{self, ConnState, Monitored};
@@ -20,7 +20,7 @@ struct Ctx<S> {
     service: S,
     phase: watch::Receiver<Phase>,
     open: mpsc::Sender<()>,
-    tls: Option<TlsAcceptor>,
+    tls: Option<Acceptor>,
 }
 
 impl<S: Clone> Clone for Ctx<S> {

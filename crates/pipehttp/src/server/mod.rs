@@ -37,14 +37,14 @@ use http_body::Body;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::sync::{Notify, Semaphore, mpsc, watch};
-use tokio_rustls::TlsAcceptor;
 
 pub use self::service::{BodyError, RequestBody, ResponseBody};
-use crate::address::{ListenAddress, Scheme};
+use crate::address::ListenAddress;
+#[cfg(feature = "config")]
 use crate::config::Config;
-use crate::error::{Error, Remedy, Result};
+use crate::error::{Error, Result};
 use crate::options::{Limits, PipeOptions};
-use crate::tls::Certificate;
+use crate::tls::{self, Certificate};
 use crate::transport::Listener;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -152,6 +152,7 @@ impl ServerBuilder {
     }
 
     /// Adds an `https://` address with its own certificate.
+    #[cfg(feature = "tls")]
     pub fn listen_with_certificate<A>(self, address: A, certificate: Certificate) -> Self
     where
         A: TryInto<ListenAddress>,
@@ -205,6 +206,7 @@ impl ServerBuilder {
     }
 
     /// The certificate for every `https://` address that has none of its own.
+    #[cfg(feature = "tls")]
     pub fn default_certificate(mut self, certificate: Certificate) -> Self {
         self.default_certificate = Some(certificate);
         self
@@ -233,6 +235,7 @@ impl ServerBuilder {
     /// let server = pipehttp::Server::builder().config(&config).bind().await?;
     /// # Ok(()) }
     /// ```
+    #[cfg(feature = "config")]
     pub fn config(mut self, config: &Config) -> Self {
         for endpoint in &config.endpoints {
             let certificate = endpoint.certificate.as_ref().map(Certificate::from);
@@ -315,7 +318,7 @@ impl ServerBuilder {
         let mut listeners = Vec::with_capacity(self.endpoints.len() + self.listeners.len());
         let mut predecessors = Vec::new();
         for (address, certificate) in &self.endpoints {
-            let tls = tls_for(
+            let tls = tls::acceptor_for(
                 address,
                 certificate.as_ref(),
                 self.default_certificate.as_ref(),
@@ -352,31 +355,10 @@ impl ServerBuilder {
     }
 }
 
-/// The TLS configuration of one endpoint: its own certificate, else the
-/// default one; `https` without either, or `http` with a certificate of its
-/// own, is a mistake worth stopping for.
-fn tls_for(
-    address: &ListenAddress,
-    own: Option<&Certificate>,
-    default: Option<&Certificate>,
-) -> Result<Option<TlsAcceptor>> {
-    match (address.scheme(), own.or(default)) {
-        (Scheme::Http, _) if own.is_some() => Err(Error::tls(format!(
-            "{address} has a certificate but is not https: write https://"
-        ))),
-        (Scheme::Http, _) => Ok(None),
-        (Scheme::Https, Some(certificate)) => Ok(Some(TlsAcceptor::from(
-            certificate.server_config(&address.to_string())?,
-        ))),
-        (Scheme::Https, None) => Err(Error::options(format!("{address} needs a certificate"))
-            .with_remedy(Remedy::GiveCertificate)),
-    }
-}
-
 /// A listener and, for https, its TLS acceptor.
 pub(crate) struct Bound {
     pub(crate) listener: Listener,
-    pub(crate) tls: Option<TlsAcceptor>,
+    pub(crate) tls: Option<tls::Acceptor>,
 }
 
 impl std::fmt::Debug for Bound {

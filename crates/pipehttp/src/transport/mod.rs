@@ -119,7 +119,7 @@ impl PeerInfo {
 }
 
 /// A byte stream over any transport: what [`Listener::accept`] and
-/// [`connect`] return.
+/// the client's connector return.
 #[derive(Debug)]
 pub struct Connection {
     io: Io,
@@ -211,10 +211,10 @@ enum Inner {
 impl Listener {
     /// Binds `address`.
     ///
-    /// A pipe name or socket path that a live server holds fails with
-    /// [`Error::AddrInUse`]. On Unix a stale socket file left by a dead
-    /// server is replaced; anything that is not a socket is left alone and
-    /// the bind fails with [`Error::NotASocket`].
+    /// A pipe name or socket path that a live server holds fails with an
+    /// error whose [`is_addr_in_use`](Error::is_addr_in_use) is true. On
+    /// Unix a stale socket file left by a dead server is replaced; anything
+    /// that is not a socket is left alone and the bind fails.
     pub async fn bind(address: &ListenAddress, options: &PipeOptions) -> Result<Self> {
         Ok(Self::bind_with(address, options, false).await?.0)
     }

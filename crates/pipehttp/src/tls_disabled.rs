@@ -1,0 +1,44 @@
+//! Stand-ins for the `tls` module in a build without pipehttp's `tls`
+//! feature, so that the server compiles the same way either way: no TLS
+//! acceptor can exist (the type has no values), and an `https` endpoint is
+//! refused at bind with an error that names the feature.
+
+use crate::address::{ListenAddress, Scheme};
+use crate::error::{Error, Result};
+
+/// A certificate asked for (by a config file) in a build that cannot use it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Certificate;
+
+#[cfg(feature = "config")]
+impl From<&crate::config::CertificateConfig> for Certificate {
+    fn from(_: &crate::config::CertificateConfig) -> Self {
+        Certificate
+    }
+}
+
+/// What would accept TLS; it cannot be made.
+#[derive(Debug, Clone)]
+pub(crate) enum Acceptor {}
+
+impl Acceptor {
+    pub(crate) async fn accept<IO>(&self, _io: IO) -> std::io::Result<IO> {
+        match *self {}
+    }
+}
+
+pub(crate) fn acceptor_for(
+    address: &ListenAddress,
+    own: Option<&Certificate>,
+    _default: Option<&Certificate>,
+) -> Result<Option<Acceptor>> {
+    match address.scheme() {
+        Scheme::Http if own.is_some() => Err(Error::options(format!(
+            "{address} has a certificate but is not https: write https://"
+        ))),
+        Scheme::Http => Ok(None),
+        Scheme::Https => Err(Error::options(format!(
+            "{address}: https needs pipehttp built with its `tls` feature"
+        ))),
+    }
+}
