@@ -70,8 +70,10 @@ pub(crate) enum Kind {
     /// A live server already holds the name.
     AddrInUse,
     /// Something other than a socket sits where the socket file goes.
+    #[cfg_attr(windows, allow(dead_code))]
     NotASocket(PathBuf),
     /// Another user's socket file sits at the path.
+    #[cfg_attr(windows, allow(dead_code))]
     NotOurs {
         /// The path.
         path: PathBuf,
@@ -441,12 +443,12 @@ struct WithoutRemedy<'a>(&'a Error);
 impl fmt::Display for WithoutRemedy<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         self.0.write_message(f)?;
-        if f.alternate() {
-            if let Some(source) = std::error::Error::source(self.0) {
-                let mut message = String::new();
-                fmt::write(&mut message, format_args!("{}", Message(self.0)))?;
-                write_sources(f, message, source)?;
-            }
+        if f.alternate()
+            && let Some(source) = std::error::Error::source(self.0)
+        {
+            let mut message = String::new();
+            fmt::write(&mut message, format_args!("{}", Message(self.0)))?;
+            write_sources(f, message, source)?;
         }
         Ok(())
     }

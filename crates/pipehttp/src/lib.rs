@@ -47,7 +47,7 @@ pub use crate::client::Client;
 #[cfg(feature = "config")]
 pub use crate::config::Config;
 pub use crate::error::{Error, Remedy, Result};
-pub use crate::options::{Limits, PipeOptions};
+pub use crate::options::{Limits, MinDataRate, PipeOptions};
 pub use crate::server::{BodyError, RequestBody, Server, ServerBuilder};
 pub use crate::transport::{PeerInfo, Transport};
 

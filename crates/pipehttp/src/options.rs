@@ -29,11 +29,73 @@ pub struct Limits {
     /// before the server closes it.
     pub keep_alive_timeout: Duration,
     /// Most connections served at once; `None` for no limit. Past it one
-    /// more connection is accepted into a waiting room, where its requests
-    /// wait for a slot (a successor's takeover request does not wait); then
-    /// the server stops accepting, so further clients wait in the listen
-    /// queue (Unix) or for a free pipe instance (Windows) until one closes.
+    /// more connection waits inside the server for a slot, and further
+    /// clients wait in the listen queue (Unix) or for a free pipe instance
+    /// (Windows); each is served, in the order it came, as a slot frees.
     pub max_concurrent_connections: Option<usize>,
+    /// Kestrel's `MinRequestBodyDataRate`: the slowest a client may send a
+    /// request body while the handler waits for it, after a grace period
+    /// (240 bytes/s after 5 s by default; `None` for no minimum). A slower
+    /// body fails the handler's read, and the request is answered with 408
+    /// (HTTP/1 then closes). HTTP/1 bodies and HTTP/2 streams are timed one
+    /// by one, and only while the handler waits for data.
+    pub min_request_body_data_rate: Option<MinDataRate>,
+    /// Kestrel's `MinResponseDataRate`: the slowest a client may take a
+    /// response while the server waits to send more (240 bytes/s after 5 s
+    /// by default; `None` for no minimum). Each piece of a response body
+    /// must be taken within the grace period, or within its size at this
+    /// rate if that is longer; a connection that falls behind is closed.
+    pub min_response_data_rate: Option<MinDataRate>,
+}
+
+/// A minimum data rate: Kestrel's `MinDataRate`.
+///
+/// ```
+/// let rate = pipehttp::MinDataRate::new(240, std::time::Duration::from_secs(5));
+/// assert_eq!(rate.bytes_per_second(), 240);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MinDataRate {
+    bytes_per_second: u64,
+    grace_period: Duration,
+}
+
+impl MinDataRate {
+    /// At least `bytes_per_second` (at least 1), after `grace_period`.
+    #[must_use]
+    pub fn new(bytes_per_second: u64, grace_period: Duration) -> Self {
+        Self {
+            bytes_per_second: bytes_per_second.max(1),
+            grace_period,
+        }
+    }
+
+    /// The minimum rate.
+    #[must_use]
+    pub fn bytes_per_second(&self) -> u64 {
+        self.bytes_per_second
+    }
+
+    /// How long a transfer may go below the rate at first.
+    #[must_use]
+    pub fn grace_period(&self) -> Duration {
+        self.grace_period
+    }
+
+    /// How long `bytes` may take at this rate.
+    pub(crate) fn time_for(&self, bytes: u64) -> Duration {
+        // Whole nanoseconds: bytes * 1e9 / rate, without overflow for any
+        // body a server could hold.
+        let nanos = u128::from(bytes) * 1_000_000_000 / u128::from(self.bytes_per_second);
+        Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX))
+    }
+}
+
+impl Default for MinDataRate {
+    /// Kestrel's default: 240 bytes/s after a 5 s grace period.
+    fn default() -> Self {
+        Self::new(240, Duration::from_secs(5))
+    }
 }
 
 impl Default for Limits {
@@ -44,6 +106,8 @@ impl Default for Limits {
             request_headers_timeout: Duration::from_secs(30),
             keep_alive_timeout: Duration::from_secs(130),
             max_concurrent_connections: None,
+            min_request_body_data_rate: Some(MinDataRate::default()),
+            min_response_data_rate: Some(MinDataRate::default()),
         }
     }
 }

@@ -204,13 +204,13 @@ impl Tracer {
     fn enqueue(&self, batch: Vec<Span>) {
         let mut state = self.shared.lock();
         state.summary.created += batch.len() as u64;
-        if state.pending.len() >= self.shared.capacity {
-            if let Some(oldest) = state.pending.pop_front() {
-                let n = oldest.len() as u64;
-                state.summary.dropped += n;
-                state.summary.dropped_queue_full += n;
-                state.summary.dropped_batches += 1;
-            }
+        if state.pending.len() >= self.shared.capacity
+            && let Some(oldest) = state.pending.pop_front()
+        {
+            let n = oldest.len() as u64;
+            state.summary.dropped += n;
+            state.summary.dropped_queue_full += n;
+            state.summary.dropped_batches += 1;
         }
         state.pending.push_back(batch);
         drop(state);

@@ -1,18 +1,27 @@
-//! Accepting connections and serving each one: TLS, the watchdog, and the
-//! server's stop phases.
+//! Accepting connections and serving each one: the connection limit, TLS,
+//! the watchdog, and the server's stop phases.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::tls::Acceptor;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::{OwnedSemaphorePermit, mpsc, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
+use tokio::time::Instant;
 
-use super::service::{Admission, ConnService};
+use super::service::ConnService;
 use super::watchdog::{self, ConnState, Monitored};
 use super::{Bound, HttpBody, HttpService, Phase, Shared};
-use crate::transport::{Connection, Listener, PeerInfo, Transport};
+use crate::error::Named;
+use crate::tls::Acceptor;
+use crate::transport::{Connection, Listener, PeerInfo};
+
+/// How long a stopping server waits for the next request on an idle
+/// HTTP/1 connection (or the first on a new one) before closing it. A
+/// request that comes is answered with `Connection: close`, so a client
+/// that was about to reuse the connection is served instead of finding it
+/// closed under its request; one that stays idle is closed after this.
+const DRAIN_IDLE: Duration = Duration::from_secs(1);
 
 /// Everything a connection task needs besides its connection.
 struct Ctx<S> {
@@ -45,8 +54,7 @@ pub(crate) async fn accept_loop<S, B>(
     S: HttpService<B>,
     B: HttpBody,
 {
-    let describe =
-        crate::error::Named(listener.local_address().endpoint(), listener.path()).to_string();
+    let describe = Named(listener.local_address().endpoint(), listener.path()).to_string();
     let ctx = Ctx {
         shared,
         service,
@@ -54,40 +62,94 @@ pub(crate) async fn accept_loop<S, B>(
         open,
         tls,
     };
+    let name_lost = listener.name_lost();
+    tokio::pin!(name_lost);
+    let mut failures = AcceptFailures::default();
     loop {
-        // Past max_concurrent_connections one more connection is taken into
-        // a waiting room, where its requests wait for a slot; then the loop
-        // stops accepting, so further clients queue in the OS until a
-        // connection closes.
-        let admit = match &ctx.shared.slots {
-            None => Admit::Free,
-            Some(slots) => match slots.clone().try_acquire_owned() {
-                Ok(slot) => Admit::Slot(slot),
-                Err(_) => tokio::select! {
-                    room = ctx.shared.waiting_room.clone().acquire_owned() => {
-                        let room = room.expect("the semaphore is never closed");
-                        Admit::Waiting(Arc::new(Admission::new(slots.clone(), room)))
-                    }
-                    _ = phase.wait_for(|p| *p != Phase::Serving) => break,
-                },
+        // At max_concurrent_connections one more connection waits inside
+        // the server for a slot, in order; the loop accepts the next only
+        // once that one has its slot, so the rest wait in the OS's queue,
+        // in order too. The loop itself never holds a slot.
+        let room = match &ctx.shared.slots {
+            None => None,
+            Some(_) => tokio::select! {
+                room = ctx.shared.waiting_room.clone().acquire_owned() => {
+                    Some(room.expect("the semaphore is never closed"))
+                }
+                _ = phase.wait_for(|p| *p != Phase::Serving) => break,
+                pid = &mut name_lost => {
+                    lost(&describe, pid, &ctx.shared);
+                    break;
+                }
             },
         };
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
             _ = phase.wait_for(|p| *p != Phase::Serving) => break,
+            pid = &mut name_lost => {
+                lost(&describe, pid, &ctx.shared);
+                break;
+            }
         };
         match accepted {
-            Ok(conn) => spawn(conn, admit, ctx.clone()),
+            Ok(conn) => spawn(conn, admit(&ctx.shared.slots, room), ctx.clone()),
             Err(e) if is_connection_error(&e) => {}
             Err(e) => {
                 // Out of descriptors or memory: give the system a moment
                 // rather than spin; the listener itself stays open.
-                tracing::warn!("{describe}: accept failed: {e}; retrying");
+                failures.note(&describe, &e);
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }
     }
     drain(&listener, ctx).await;
+}
+
+/// Another server took this listener's name: the whole server hands over.
+fn lost(describe: &str, pid: Option<u32>, shared: &Shared) {
+    let who = pid.map_or_else(|| "another server".to_owned(), |p| format!("pid {p}"));
+    tracing::info!("{describe}: {who} took the name over; handing over");
+    shared.handover.notify_one();
+}
+
+/// A slot for a new connection, or its place in the waiting room.
+fn admit(slots: &Option<Arc<Semaphore>>, room: Option<OwnedSemaphorePermit>) -> Admit {
+    match (slots, room) {
+        (Some(slots), Some(room)) => match slots.clone().try_acquire_owned() {
+            Ok(slot) => Admit::Slot(slot),
+            Err(_) => Admit::Waiting(slots.clone(), room),
+        },
+        _ => Admit::Free,
+    }
+}
+
+/// Accept failures that are not one connection's (out of descriptors or
+/// memory), logged at most once a second with how many there were.
+#[derive(Default)]
+struct AcceptFailures {
+    last_logged: Option<Instant>,
+    unlogged: u64,
+}
+
+impl AcceptFailures {
+    const EVERY: Duration = Duration::from_secs(1);
+
+    fn note(&mut self, describe: &str, e: &std::io::Error) {
+        let now = Instant::now();
+        if self
+            .last_logged
+            .is_some_and(|at| now.duration_since(at) < Self::EVERY)
+        {
+            self.unlogged += 1;
+            return;
+        }
+        let more = match std::mem::take(&mut self.unlogged) {
+            0 => String::new(),
+            n => format!(" ({n} more since the last report)"),
+        };
+        tracing::warn!("{describe}: accept failed: {e}; retrying{more}");
+        self.last_logged = Some(now);
+    }
 }
 
 /// Stops new clients from reaching `listener`, then serves those already
@@ -111,8 +173,26 @@ enum Admit {
     Free,
     /// It holds a slot.
     Slot(OwnedSemaphorePermit),
-    /// It waits for one.
-    Waiting(Arc<Admission>),
+    /// It waits for a slot, holding the waiting room's place meanwhile.
+    Waiting(Arc<Semaphore>, OwnedSemaphorePermit),
+}
+
+impl Admit {
+    /// The slot this connection is served with, once it has one.
+    async fn slot(self) -> Option<OwnedSemaphorePermit> {
+        match self {
+            Admit::Free => None,
+            Admit::Slot(slot) => Some(slot),
+            // The semaphore is fair: waiting connections get slots in the
+            // order they came. The room's place is given up with the wait.
+            Admit::Waiting(slots, _room) => Some(
+                slots
+                    .acquire_owned()
+                    .await
+                    .expect("the semaphore is never closed"),
+            ),
+        }
+    }
 }
 
 fn spawn<S, B>(conn: Connection, admit: Admit, ctx: Ctx<S>)
@@ -127,24 +207,20 @@ where
         open,
         tls,
     } = ctx;
-    let (slot, admission) = match admit {
-        Admit::Free => (None, None),
-        Admit::Slot(slot) => (Some(slot), None),
-        Admit::Waiting(admission) => (None, Some(admission)),
-    };
     // Two tasks of their own, so a cleartext connection's task does not
     // carry the TLS handshake's state in its future.
     match tls {
         None => {
             tokio::spawn(async move {
+                let slot = admit.slot().await;
                 let peer = conn.peer().clone();
-                serve_connection(conn, ConnCtx::new(peer, &shared, service, phase, admission))
-                    .await;
+                serve_connection(conn, ConnCtx::new(peer, &shared, service, phase)).await;
                 drop((slot, open));
             });
         }
         Some(tls) => {
             tokio::spawn(async move {
+                let slot = admit.slot().await;
                 let peer = conn.peer().clone();
                 // A client gets the headers timeout to finish its handshake
                 // too, so a silent one cannot hold a slot.
@@ -152,7 +228,7 @@ where
                     tokio::time::timeout(shared.limits.request_headers_timeout, tls.accept(conn));
                 match handshake.await {
                     Ok(Ok(stream)) => {
-                        let ctx = ConnCtx::new(peer, &shared, service, phase, admission);
+                        let ctx = ConnCtx::new(peer, &shared, service, phase);
                         serve_connection(stream, ctx).await;
                     }
                     Ok(Err(e)) => tracing::debug!("TLS handshake failed: {e}"),
@@ -179,23 +255,15 @@ struct ConnCtx<'a, S> {
     shared: &'a Shared,
     service: S,
     phase: watch::Receiver<Phase>,
-    admission: Option<Arc<Admission>>,
 }
 
 impl<'a, S> ConnCtx<'a, S> {
-    fn new(
-        peer: PeerInfo,
-        shared: &'a Shared,
-        service: S,
-        phase: watch::Receiver<Phase>,
-        admission: Option<Arc<Admission>>,
-    ) -> Self {
+    fn new(peer: PeerInfo, shared: &'a Shared, service: S, phase: watch::Receiver<Phase>) -> Self {
         Self {
             peer,
             shared,
             service,
             phase,
-            admission,
         }
     }
 }
@@ -214,6 +282,18 @@ async fn next_phase(
     (next, phase)
 }
 
+/// Where a connection is in the server's stop.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    /// The server serves.
+    No,
+    /// The server drains and this idle HTTP/1 connection waits, until the
+    /// instant given, for a request to answer with `Connection: close`.
+    WaitingForRequest(Instant),
+    /// Shut down as hyper does it: after the request in flight, if any.
+    Asked,
+}
+
 async fn serve_connection<I, S, B>(conn: I, ctx: ConnCtx<'_, S>)
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -225,20 +305,17 @@ where
         shared,
         service,
         mut phase,
-        admission,
     } = ctx;
     let current = *phase.borrow_and_update();
     let state = Arc::new(ConnState::new());
-    // Only local peers can ask for a handover; TCP peers are never trusted.
-    let handover = (peer.transport != Transport::Tcp).then(|| shared.handover.clone());
     let service = ConnService {
         service,
         peer,
         max_body: shared.limits.max_request_body_size,
         max_head: shared.limits.max_request_headers_total_size,
+        min_request_rate: shared.limits.min_request_body_data_rate,
+        min_response_rate: shared.limits.min_response_data_rate,
         state: state.clone(),
-        handover,
-        admission,
     };
     let io = TokioIo::new(Monitored::new(conn, state.clone()));
     // Boxed: hyper's connection is large, and the task future would
@@ -246,22 +323,22 @@ where
     let mut conn = Box::pin(shared.http.serve_connection_with_upgrades(io, service));
     let watchdog = watchdog::watch(&state, &shared.limits);
     tokio::pin!(watchdog);
-    // A stop shuts a connection down at once if it has sent nothing, or
-    // after its current request. One whose first request is still arriving
-    // gets to finish it: it connected before the stop and is owed an
-    // answer, and hyper would drop it unread while sniffing the protocol.
-    // The connection is polled once before deciding, so a client queued
-    // with its request already sent is seen as one.
-    let mut stop_pending = current != Phase::Serving;
+    // A stop lets every connection finish what it started, and closes
+    // each so that no client meets a close under a request it sent: see
+    // `Stop` and `DRAIN_IDLE`.
+    let mut stop = Stop::No;
+    if current != Phase::Serving {
+        // Queued before the stop: it connected to be served.
+        state.start_draining();
+        stop = Stop::WaitingForRequest(Instant::now() + DRAIN_IDLE);
+    }
     let phase_change = next_phase(phase, current);
     tokio::pin!(phase_change);
-    let mut polled = false;
     loop {
-        if stop_pending && polled && (state.begun() || !state.receiving_head()) {
-            conn.as_mut().graceful_shutdown();
-            stop_pending = false;
-        }
-        polled = true;
+        let waiting = match stop {
+            Stop::WaitingForRequest(until) => Some(until),
+            _ => None,
+        };
         tokio::select! {
             res = conn.as_mut() => {
                 if let Err(e) = res {
@@ -270,11 +347,28 @@ where
                 return;
             }
             () = &mut watchdog => return,
-            () = state.first_request(), if stop_pending => {}
+            () = state.request_in_flight(), if waiting.is_some() => {
+                conn.as_mut().graceful_shutdown();
+                stop = Stop::Asked;
+            }
+            () = tokio::time::sleep_until(waiting.unwrap_or_else(Instant::now)), if waiting.is_some() => {
+                conn.as_mut().graceful_shutdown();
+                stop = Stop::Asked;
+            }
             (next, phase) = &mut phase_change => match next {
                 Phase::Closing | Phase::Serving => return,
                 Phase::Draining => {
-                    stop_pending = true;
+                    state.start_draining();
+                    // HTTP/2 says GOAWAY with the last stream it will
+                    // serve, so its clients know what to send again; an
+                    // HTTP/1 connection with a request in flight closes
+                    // after it. An idle HTTP/1 one waits for a request.
+                    stop = if state.is_http2() || state.busy() {
+                        conn.as_mut().graceful_shutdown();
+                        Stop::Asked
+                    } else {
+                        Stop::WaitingForRequest(Instant::now() + DRAIN_IDLE)
+                    };
                     phase_change.set(next_phase(phase, Phase::Draining));
                 }
             },

@@ -24,7 +24,6 @@
 
 mod connection;
 mod service;
-mod takeover;
 mod watchdog;
 
 use std::future::Future;
@@ -197,9 +196,20 @@ impl ServerBuilder {
 
     /// Take over pipe and Unix socket names from a live server of the same
     /// user instead of failing with "already in use": the new server takes
-    /// the name without a moment where it is unserved, then asks the old
-    /// one to stop accepting and finish its requests. Only `http://`
-    /// endpoints can be taken over.
+    /// the name without a moment where it is unserved, and the old one,
+    /// which watches its names, stops accepting and finishes its requests.
+    /// Only `http://` endpoints can be taken over.
+    ///
+    /// A server that loses a name this way hands over all of its
+    /// endpoints. No request can make a server hand over: only a process
+    /// that can bind the name can. HTTP/1 responses of a server that hands
+    /// over carry `Connection: close`; its idle connections take one more
+    /// request (for up to a second) before they close, and HTTP/2 clients
+    /// get a GOAWAY that names the last request served. A client loses no
+    /// request if it opens a new connection when told to close, and sends
+    /// again a request that HTTP/2 refused or that met a connection closed
+    /// while idle (for a non-idempotent request, only when no byte of it was
+    /// written): `pipehttp::Client` and most HTTP clients do.
     pub fn takeover(mut self, enabled: bool) -> Self {
         self.takeover = enabled;
         self
@@ -316,7 +326,6 @@ impl ServerBuilder {
             ));
         }
         let mut listeners = Vec::with_capacity(self.endpoints.len() + self.listeners.len());
-        let mut predecessors = Vec::new();
         for (address, certificate) in &self.endpoints {
             let tls = tls::acceptor_for(
                 address,
@@ -330,7 +339,12 @@ impl ServerBuilder {
                     )));
                 }
                 let (listener, old) = Listener::bind_takeover(address, &self.pipes).await?;
-                predecessors.extend(old.map(|old| (address.endpoint().to_string(), old)));
+                for pid in old {
+                    tracing::info!(
+                        "{}: took the name over from pid {pid}, which now drains",
+                        address.endpoint()
+                    );
+                }
                 listener
             } else {
                 Listener::bind(address, &self.pipes).await?
@@ -341,11 +355,6 @@ impl ServerBuilder {
             listener,
             tls: None,
         }));
-        // The old servers are told to stop accepting only now that the new
-        // listeners hold the names, so no client ever finds no one.
-        for (describe, old) in predecessors {
-            takeover::ask_to_hand_over(old, &describe).await;
-        }
         Ok(Server {
             listeners,
             limits: self.limits,
@@ -462,7 +471,7 @@ impl Server {
                 tracing::info!("stopping: no new connections; finishing requests in flight");
             }
             () = shared.handover.notified() => {
-                tracing::info!("handing over to a new server; finishing requests in flight");
+                tracing::info!("another server serves the name now; finishing requests in flight");
             }
         }
         let _ = phase_tx.send(Phase::Draining);
@@ -488,9 +497,9 @@ pub(crate) struct Shared {
     pub(crate) http: auto::Builder<TokioExecutor>,
     pub(crate) limits: Limits,
     pub(crate) slots: Option<Arc<Semaphore>>,
-    /// One place for a connection past the limit: see `Admission`.
+    /// One place for a connection past the limit, waiting for a slot.
     pub(crate) waiting_room: Arc<Semaphore>,
-    /// Notified when a new server asks this one to hand over.
+    /// Notified when another server has taken one of this one's names.
     pub(crate) handover: Arc<Notify>,
 }
 

@@ -1,29 +1,31 @@
 //! The per-connection adapter between hyper and the user's tower service:
 //! puts the peer in every request, enforces `max_request_body_size` (413)
-//! and tells the connection's watchdog when requests start and finish.
+//! and the minimum data rates (408, or a closed connection), and tells the
+//! connection's watchdog when requests start and finish.
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::task::{Context, Poll, ready};
+use std::time::Duration;
 
 use bytes::Bytes;
-use http::{HeaderValue, Method, Request, Response, StatusCode, Version};
+use http::{HeaderValue, Request, Response, StatusCode, Version};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
+use tokio::time::{Instant, Sleep};
 
-use tokio::sync::{AcquireError, Notify, OwnedSemaphorePermit, Semaphore};
-
-use super::takeover;
 use super::watchdog::{ConnState, InFlight};
+use crate::options::MinDataRate;
 use crate::transport::PeerInfo;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// The body of a request as a pipehttp server hands it to the service:
-/// hyper's body, cut off with an error past `max_request_body_size`.
+/// hyper's body, cut off with an error past `max_request_body_size`, or
+/// when the client sends it slower than `min_request_body_data_rate`.
 ///
 /// ```
 /// use http_body_util::BodyExt;
@@ -35,18 +37,94 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub struct RequestBody {
     inner: Incoming,
     limit: Option<Limit>,
+    rate: Option<Box<RateTimer>>,
+    /// Tells the response what went wrong with the body, if anything.
+    verdict: Arc<Verdict>,
 }
 
 #[derive(Debug)]
 struct Limit {
     remaining: u64,
     max: u64,
-    tripped: Arc<AtomicBool>,
+}
+
+/// What the server decided about a request body, for its response: the
+/// handler's answer stands, or the server's 413 or 408 replaces it.
+#[derive(Debug, Default)]
+struct Verdict(AtomicU8);
+
+impl Verdict {
+    const FINE: u8 = 0;
+    const TOO_LARGE: u8 = 1;
+    const TOO_SLOW: u8 = 2;
+
+    fn set(&self, verdict: u8) {
+        self.0.store(verdict, Ordering::Relaxed);
+    }
+
+    fn get(&self) -> u8 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// `min_request_body_data_rate`, timed only while the handler waits for
+/// data, as Kestrel times it: a handler that reads slowly is not the
+/// client's fault.
+#[derive(Debug)]
+struct RateTimer {
+    min: MinDataRate,
+    /// Time spent waiting before the current wait.
+    waited: Duration,
+    /// When the current wait began.
+    waiting_since: Option<Instant>,
+    received: u64,
+    deadline: Option<Pin<Box<Sleep>>>,
+}
+
+impl RateTimer {
+    fn new(min: MinDataRate) -> Self {
+        Self {
+            min,
+            waited: Duration::ZERO,
+            waiting_since: None,
+            received: 0,
+            deadline: None,
+        }
+    }
+
+    /// Data arrived: the wait, if any, is over.
+    fn received(&mut self, bytes: u64) {
+        if let Some(since) = self.waiting_since.take() {
+            self.waited += since.elapsed();
+        }
+        self.received += bytes;
+    }
+
+    /// The handler waits for data: polls the time the rate allows, and
+    /// says whether it ran out.
+    fn too_slow(&mut self, cx: &mut Context<'_>) -> bool {
+        let since = *self.waiting_since.get_or_insert_with(Instant::now);
+        // The body is too slow once the time waited passes both the grace
+        // period and the time its bytes so far take at the minimum rate.
+        let allowed = self
+            .min
+            .grace_period()
+            .max(self.min.time_for(self.received));
+        let at = since + allowed.saturating_sub(self.waited);
+        let sleep = self
+            .deadline
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(at)));
+        if sleep.deadline() != at {
+            sleep.as_mut().reset(at);
+        }
+        sleep.as_mut().poll(cx).is_ready()
+    }
 }
 
 /// A request body could not be read: the client broke off, sent malformed
-/// framing, or sent more than `max_request_body_size`. When the body was
-/// too large the server answers 413 whatever the handler returns.
+/// framing, sent more than `max_request_body_size`, or sent it slower than
+/// `min_request_body_data_rate`. In the last two cases the server answers
+/// 413 or 408 whatever the handler returns.
 #[derive(Debug)]
 pub struct BodyError {
     kind: BodyErrorKind,
@@ -55,6 +133,7 @@ pub struct BodyError {
 #[derive(Debug)]
 enum BodyErrorKind {
     TooLarge(u64),
+    TooSlow(MinDataRate),
     Read(hyper::Error),
 }
 
@@ -65,12 +144,18 @@ impl BodyError {
         matches!(self.kind, BodyErrorKind::TooLarge(_))
     }
 
+    /// The client sent the body slower than `min_request_body_data_rate`.
+    #[must_use]
+    pub fn is_too_slow(&self) -> bool {
+        matches!(self.kind, BodyErrorKind::TooSlow(_))
+    }
+
     /// The limit the body grew past, for [`is_too_large`](Self::is_too_large) errors.
     #[must_use]
     pub fn limit(&self) -> Option<u64> {
         match self.kind {
             BodyErrorKind::TooLarge(limit) => Some(limit),
-            BodyErrorKind::Read(_) => None,
+            _ => None,
         }
     }
 }
@@ -82,6 +167,12 @@ impl std::fmt::Display for BodyError {
                 f,
                 "the request body is larger than max_request_body_size ({limit} bytes)"
             ),
+            BodyErrorKind::TooSlow(rate) => write!(
+                f,
+                "the client sent the request body slower than min_request_body_data_rate ({} bytes/s after {:?})",
+                rate.bytes_per_second(),
+                rate.grace_period()
+            ),
             BodyErrorKind::Read(_) => f.write_str("the request body could not be read"),
         }
     }
@@ -90,8 +181,8 @@ impl std::fmt::Display for BodyError {
 impl std::error::Error for BodyError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match &self.kind {
-            BodyErrorKind::TooLarge(_) => None,
             BodyErrorKind::Read(e) => Some(e),
+            _ => None,
         }
     }
 }
@@ -105,16 +196,31 @@ impl Body for RequestBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         let this = self.get_mut();
-        let frame = ready!(Pin::new(&mut this.inner).poll_frame(cx))
-            .transpose()
-            .map_err(|e| BodyError {
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        let frame = match polled {
+            Poll::Pending => {
+                if let Some(rate) = &mut this.rate
+                    && rate.too_slow(cx)
+                {
+                    this.verdict.set(Verdict::TOO_SLOW);
+                    return Poll::Ready(Some(Err(BodyError {
+                        kind: BodyErrorKind::TooSlow(rate.min),
+                    })));
+                }
+                return Poll::Pending;
+            }
+            Poll::Ready(frame) => frame.transpose().map_err(|e| BodyError {
                 kind: BodyErrorKind::Read(e),
-            })?;
-        if let (Some(limit), Some(frame)) = (&mut this.limit, &frame) {
-            if let Some(data) = frame.data_ref() {
-                let len = data.len() as u64;
+            })?,
+        };
+        if let Some(data) = frame.as_ref().and_then(Frame::data_ref) {
+            let len = data.len() as u64;
+            if let Some(rate) = &mut this.rate {
+                rate.received(len);
+            }
+            if let Some(limit) = &mut this.limit {
                 if len > limit.remaining {
-                    limit.tripped.store(true, Ordering::Relaxed);
+                    this.verdict.set(Verdict::TOO_LARGE);
                     return Poll::Ready(Some(Err(BodyError {
                         kind: BodyErrorKind::TooLarge(limit.max),
                     })));
@@ -135,12 +241,25 @@ impl Body for RequestBody {
 }
 
 pin_project_lite::pin_project! {
-    /// The response body: the service's, or pipehttp's own 413; dropping
+    /// The response body: the service's, or pipehttp's own 4xx; dropping
     /// it marks the request finished for the idle timer.
     pub struct ResponseBody<B> {
         #[pin]
         inner: Either<B, Full<Bytes>>,
         in_flight: InFlight,
+        // `min_response_data_rate`, while data handed to hyper waits for
+        // the client: see `ConnState::handed_to_client`.
+        rate: Option<MinDataRate>,
+        waiting_for_client: bool,
+    }
+
+    impl<B> PinnedDrop for ResponseBody<B> {
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+            if *this.waiting_for_client {
+                this.in_flight.connection().taken_by_client();
+            }
+        }
     }
 }
 
@@ -156,7 +275,22 @@ where
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        self.project().inner.poll_frame(cx).map_err(Into::into)
+        let this = self.project();
+        // hyper asks for more once what it was handed is on its way.
+        if std::mem::take(this.waiting_for_client) {
+            this.in_flight.connection().taken_by_client();
+        }
+        let frame = ready!(this.inner.poll_frame(cx));
+        if let (Some(rate), Some(Ok(frame))) = (this.rate, &frame)
+            && let Some(data) = frame.data_ref()
+            && !data.is_empty()
+        {
+            this.in_flight
+                .connection()
+                .handed_to_client(data.len() as u64, rate);
+            *this.waiting_for_client = true;
+        }
+        Poll::Ready(frame)
     }
 
     fn is_end_stream(&self) -> bool {
@@ -176,45 +310,9 @@ pub(crate) struct ConnService<S> {
     /// The request head limit. hyper's read buffer is larger (it also
     /// carries bodies), so complete heads are measured here.
     pub(crate) max_head: usize,
+    pub(crate) min_request_rate: Option<MinDataRate>,
+    pub(crate) min_response_rate: Option<MinDataRate>,
     pub(crate) state: Arc<ConnState>,
-    /// Set on local connections: how a successor asks this server to
-    /// hand over its names.
-    pub(crate) handover: Option<Arc<Notify>>,
-    /// Set on a connection accepted while every connection slot was taken.
-    pub(crate) admission: Option<Arc<Admission>>,
-}
-
-/// A connection accepted past `max_concurrent_connections`, into the
-/// one-place waiting room: its requests wait for a connection slot, and
-/// the first slot it gets is kept for the connection's life. A takeover
-/// request does not wait, so a successor can reach a server whose slots
-/// are all taken.
-pub(crate) struct Admission {
-    slots: Arc<Semaphore>,
-    slot: OnceLock<OwnedSemaphorePermit>,
-    /// The waiting-room place, given up once a slot is held.
-    room: Mutex<Option<OwnedSemaphorePermit>>,
-}
-
-impl Admission {
-    pub(crate) fn new(slots: Arc<Semaphore>, room: OwnedSemaphorePermit) -> Self {
-        Self {
-            slots,
-            slot: OnceLock::new(),
-            room: Mutex::new(Some(room)),
-        }
-    }
-
-    fn admitted(&self) -> bool {
-        self.slot.get().is_some()
-    }
-
-    fn admit(&self, permit: OwnedSemaphorePermit) {
-        // A second stream of the same HTTP/2 connection may win a slot too;
-        // the connection needs one, so that one goes back at once.
-        let _ = self.slot.set(permit);
-        self.room.lock().expect("room lock poisoned").take();
-    }
 }
 
 impl<S, B> hyper::service::Service<Request<Incoming>> for ConnService<S>
@@ -229,19 +327,17 @@ where
 
     fn call(&self, req: Request<Incoming>) -> Self::Future {
         let in_flight = self.state.request_started();
-        if let Some(handover) = &self.handover {
-            if req.method() == Method::POST && req.uri().path() == takeover::TAKEOVER_PATH {
-                return ResponseFuture::immediate(
-                    takeover::answer(&self.peer, handover),
-                    in_flight,
-                );
-            }
-        }
+        let version = req.version();
         if let Some(problem) = host_problem(&req) {
-            return ResponseFuture::immediate(bad_request(problem), in_flight);
+            return ResponseFuture::immediate(bad_request(problem), version, in_flight, self);
         }
         if head_size(&req) > self.max_head {
-            return ResponseFuture::immediate(headers_too_large(self.max_head), in_flight);
+            return ResponseFuture::immediate(
+                headers_too_large(self.max_head),
+                version,
+                in_flight,
+                self,
+            );
         }
         let (mut parts, inner) = req.into_parts();
         parts.extensions.insert(self.peer.clone());
@@ -251,43 +347,51 @@ where
             .extensions
             .insert(axum::extract::ConnectInfo(self.peer.clone()));
         let declared = inner.size_hint().exact();
-        let (limit, tripped) = match (self.max_body, declared) {
-            (None, _) => (None, None),
+        let limit = match (self.max_body, declared) {
             (Some(max), Some(len)) if len > max => {
-                return ResponseFuture::immediate(too_large(parts.version, max), in_flight);
+                if version < Version::HTTP_2 {
+                    // The body is coming anyway; the client reads the 413
+                    // only if it may finish sending.
+                    self.state.linger_on_close();
+                }
+                return ResponseFuture::immediate(
+                    too_large(version, max),
+                    version,
+                    in_flight,
+                    self,
+                );
             }
             // hyper holds a body to its declared length, so only bodies of
             // unknown length need counting.
-            (Some(_), Some(_)) => (None, None),
-            (Some(max), None) => {
-                let tripped = Arc::new(AtomicBool::new(false));
-                let limit = Limit {
-                    remaining: max,
-                    max,
-                    tripped: tripped.clone(),
-                };
-                (Some(limit), Some((tripped, max)))
-            }
+            (Some(max), None) => Some(Limit {
+                remaining: max,
+                max,
+            }),
+            _ => None,
         };
-        let version = parts.version;
-        let req = Request::from_parts(parts, RequestBody { inner, limit });
-        let state = match &self.admission {
-            Some(admission) if !admission.admitted() => State::Waiting {
-                acquire: Box::pin(admission.slots.clone().acquire_owned()),
-                admission: admission.clone(),
-                service: Some(self.service.clone()),
-                req: Some(req),
-            },
-            _ => State::NotReady {
+        let has_body = declared != Some(0);
+        let rate = self
+            .min_request_rate
+            .filter(|_| has_body)
+            .map(|min| Box::new(RateTimer::new(min)));
+        let verdict = Arc::new(Verdict::default());
+        let body = RequestBody {
+            inner,
+            limit,
+            rate,
+            verdict: verdict.clone(),
+        };
+        let req = Request::from_parts(parts, body);
+        ResponseFuture {
+            state: State::NotReady {
                 service: self.service.clone(),
                 req: Some(req),
             },
-        };
-        ResponseFuture {
-            state,
-            tripped,
+            verdict: Some(verdict),
+            max_body: self.max_body.unwrap_or(u64::MAX),
             version,
             in_flight: Some(in_flight),
+            min_response_rate: self.min_response_rate,
         }
     }
 }
@@ -305,6 +409,16 @@ fn host_problem<B>(req: &Request<B>) -> Option<&'static str> {
     if hosts.next().is_some() {
         return Some("more than one Host header");
     }
+    if let Some(host) = host {
+        // A Host is an authority (host and optional port) or empty, as
+        // Kestrel checks it: no path, blanks, user information or controls.
+        let valid = host.is_empty()
+            || (!host.as_bytes().contains(&b'@')
+                && http::uri::Authority::try_from(host.as_bytes()).is_ok());
+        if !valid {
+            return Some("the Host header is not a host and port");
+        }
+    }
     match (host, req.uri().authority()) {
         (None, _) if req.version() == Version::HTTP_11 => Some("no Host header"),
         (Some(host), Some(authority))
@@ -318,12 +432,27 @@ fn host_problem<B>(req: &Request<B>) -> Option<&'static str> {
     }
 }
 
-fn bad_request(problem: &'static str) -> Response<Full<Bytes>> {
-    let mut res = Response::new(Full::new(Bytes::from(format!("bad request: {problem}\n"))));
-    *res.status_mut() = StatusCode::BAD_REQUEST;
-    res.headers_mut()
-        .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+/// A plain-text answer of the server's own.
+fn answer(status: StatusCode, text: String, close: bool) -> Response<Full<Bytes>> {
+    let mut res = Response::new(Full::new(Bytes::from(text)));
+    *res.status_mut() = status;
+    res.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    if close {
+        res.headers_mut()
+            .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+    }
     res
+}
+
+fn bad_request(problem: &'static str) -> Response<Full<Bytes>> {
+    answer(
+        StatusCode::BAD_REQUEST,
+        format!("bad request: {problem}\n"),
+        true,
+    )
 }
 
 /// The size of a request head as it was sent: the request line and each
@@ -342,51 +471,47 @@ fn head_size<B>(req: &Request<B>) -> usize {
 }
 
 fn headers_too_large(max: usize) -> Response<Full<Bytes>> {
-    let mut res = Response::new(Full::new(Bytes::from(format!(
-        "request headers larger than {max} bytes\n"
-    ))));
-    *res.status_mut() = StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE;
-    res.headers_mut()
-        .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
-    res
+    answer(
+        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+        format!("request headers larger than {max} bytes\n"),
+        true,
+    )
 }
 
+/// 413; on HTTP/1 the unread body is still on the wire, so the connection
+/// cannot be reused.
 fn too_large(version: Version, max: u64) -> Response<Full<Bytes>> {
-    let mut res = Response::new(Full::new(Bytes::from(format!(
-        "request body larger than {max} bytes\n"
-    ))));
-    *res.status_mut() = StatusCode::PAYLOAD_TOO_LARGE;
-    if version < Version::HTTP_2 {
-        // The unread body is still on the wire; the connection cannot be reused.
-        res.headers_mut()
-            .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
-    }
-    res.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    res
+    answer(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!("request body larger than {max} bytes\n"),
+        version < Version::HTTP_2,
+    )
+}
+
+/// 408 for a body sent too slowly; on HTTP/1 the rest of it may still come.
+fn too_slow(version: Version) -> Response<Full<Bytes>> {
+    answer(
+        StatusCode::REQUEST_TIMEOUT,
+        "the request body came too slowly\n".to_owned(),
+        version < Version::HTTP_2,
+    )
 }
 
 pin_project_lite::pin_project! {
     pub(crate) struct ResponseFuture<S: tower_service::Service<Request<RequestBody>>> {
         #[pin]
         state: State<S>,
-        tripped: Option<(Arc<AtomicBool>, u64)>,
+        verdict: Option<Arc<Verdict>>,
+        max_body: u64,
         version: Version,
         in_flight: Option<InFlight>,
+        min_response_rate: Option<MinDataRate>,
     }
 }
 
 pin_project_lite::pin_project! {
     #[project = StateProj]
     enum State<S: tower_service::Service<Request<RequestBody>>> {
-        Waiting {
-            acquire: Pin<Box<dyn Future<Output = Result<OwnedSemaphorePermit, AcquireError>> + Send>>,
-            admission: Arc<Admission>,
-            service: Option<S>,
-            req: Option<Request<RequestBody>>,
-        },
         NotReady { service: S, req: Option<Request<RequestBody>> },
         Called { #[pin] fut: S::Future },
         Immediate { res: Option<Response<Full<Bytes>>> },
@@ -395,12 +520,19 @@ pin_project_lite::pin_project! {
 
 impl<S: tower_service::Service<Request<RequestBody>>> ResponseFuture<S> {
     /// A response made here, without the service.
-    fn immediate(res: Response<Full<Bytes>>, in_flight: InFlight) -> Self {
+    fn immediate<X>(
+        res: Response<Full<Bytes>>,
+        version: Version,
+        in_flight: InFlight,
+        conn: &ConnService<X>,
+    ) -> Self {
         Self {
             state: State::Immediate { res: Some(res) },
-            tripped: None,
-            version: Version::HTTP_11,
+            verdict: None,
+            max_body: 0,
+            version,
             in_flight: Some(in_flight),
+            min_response_rate: conn.min_response_rate,
         }
     }
 }
@@ -414,22 +546,29 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
         let res = loop {
-            match this.state.as_mut().project() {
-                StateProj::Waiting {
-                    acquire,
-                    admission,
-                    service,
-                    req,
-                } => {
-                    let permit = ready!(acquire.as_mut().poll(cx))
-                        .expect("the slots semaphore is never closed");
-                    admission.admit(permit);
-                    let next = State::NotReady {
-                        service: service.take().expect("polled after admission"),
-                        req: req.take(),
-                    };
-                    this.state.set(next);
+            // A body the server refused ends the request at once, whatever
+            // the handler does with the error.
+            if let Some(verdict) = this.verdict.as_deref() {
+                match verdict.get() {
+                    Verdict::FINE => {}
+                    refused => {
+                        if *this.version < Version::HTTP_2
+                            && let Some(in_flight) = this.in_flight.as_ref()
+                        {
+                            in_flight.connection().linger_on_close();
+                        }
+                        let res = if refused == Verdict::TOO_LARGE {
+                            too_large(*this.version, *this.max_body)
+                        } else {
+                            too_slow(*this.version)
+                        };
+                        // Drops the handler's future: it has no body to read.
+                        this.state.set(State::Immediate { res: None });
+                        break res.map(Either::Right);
+                    }
                 }
+            }
+            match this.state.as_mut().project() {
                 StateProj::NotReady { service, req } => {
                     ready!(service.poll_ready(cx))?;
                     let req = req.take().expect("polled after the request was sent");
@@ -438,12 +577,14 @@ where
                 }
                 StateProj::Called { fut } => {
                     let res = ready!(fut.poll(cx))?;
-                    match this.tripped {
-                        Some((tripped, max)) if tripped.load(Ordering::Relaxed) => {
-                            break too_large(*this.version, *max).map(Either::Right);
-                        }
-                        _ => break res.map(Either::Left),
+                    let refused = this
+                        .verdict
+                        .as_deref()
+                        .is_some_and(|v| v.get() != Verdict::FINE);
+                    if !refused {
+                        break res.map(Either::Left);
                     }
+                    // The loop answers for the refused body instead.
                 }
                 StateProj::Immediate { res } => {
                     break res
@@ -454,6 +595,19 @@ where
             }
         };
         let in_flight = this.in_flight.take().expect("polled after completion");
-        Poll::Ready(Ok(res.map(|inner| ResponseBody { inner, in_flight })))
+        let mut res = res;
+        if *this.version < Version::HTTP_2 && in_flight.draining() {
+            // The server is stopping: this connection takes no further
+            // request, and the client must not try one on it.
+            res.headers_mut()
+                .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        let rate = *this.min_response_rate;
+        Poll::Ready(Ok(res.map(|inner| ResponseBody {
+            inner,
+            in_flight,
+            rate,
+            waiting_for_client: false,
+        })))
     }
 }

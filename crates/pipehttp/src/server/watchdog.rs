@@ -1,8 +1,12 @@
 //! Per-connection timeouts in Kestrel's sense: `keep_alive_timeout` while a
 //! connection is idle, `request_headers_timeout` from the first byte of a
-//! request head. hyper's own header timer starts as soon as a connection is
-//! idle, which would cut idle keep-alive connections at the headers timeout,
-//! so both timers live here instead.
+//! request head, and `min_response_data_rate` while responses wait for the
+//! client to take them. hyper's own header timer starts as soon as a
+//! connection is idle, which would cut idle keep-alive connections at the
+//! headers timeout, so these timers live here instead.
+//!
+//! The request body rate is timed by the body itself (see `service.rs`):
+//! only the handler's reads know when it waits for the client.
 
 use std::io;
 use std::pin::Pin;
@@ -11,33 +15,52 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use crate::options::Limits;
+use crate::options::{Limits, MinDataRate};
 
-const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0";
+/// The start of HTTP/2's connection preface, enough to tell it from HTTP/1.
+const H2_PREFACE_START: &[u8] = b"PRI * HTTP/2.0";
+/// The whole preface, which precedes the first frame.
+const H2_PREFACE_LEN: usize = 24;
+
+/// How often the watchdog looks at a connection with requests in flight,
+/// for the response data rate: Kestrel's heartbeat.
+const HEARTBEAT: Duration = Duration::from_secs(1);
 
 /// What the connection's reader, its service and its watchdog share.
 ///
 /// Times are nanoseconds since `base`, kept in atomics, so a request costs
-/// two clock reads and a few relaxed stores, and never wakes the watchdog:
-/// the watchdog looks at the times when its own timer fires.
+/// a few relaxed stores and never wakes the watchdog: the watchdog looks
+/// at the times when its own timer fires.
 #[derive(Debug)]
 pub(crate) struct ConnState {
     base: Instant,
     in_flight: AtomicUsize,
-    /// When the first byte of the pending request head arrived, plus one;
-    /// zero while no head is pending.
+    /// When the first byte of the pending request head (on HTTP/2, the
+    /// first HEADERS frame of a request not yet begun) arrived, plus one;
+    /// zero while none is pending.
     head_since: AtomicU64,
     /// When the last request in flight finished (or the connection opened).
     idle_since: AtomicU64,
+    /// Response bodies that have handed hyper data and wait for it to ask
+    /// for more: hyper asks once the client has taken enough.
+    waiting_for_client: AtomicUsize,
+    /// When the data handed to hyper must have been taken by: Kestrel's
+    /// per-write deadline for `min_response_data_rate`.
+    write_deadline: AtomicU64,
     http2: AtomicBool,
-    /// Whether a request has begun on the connection, and the news of the
-    /// first one, for a stop that waits for it.
-    begun: AtomicBool,
-    first_request: Notify,
+    /// Set once the server stops: responses say `Connection: close`, and a
+    /// request that begins is news for the connection task, which is then
+    /// waiting to close the connection after it.
+    draining: AtomicBool,
+    began: Notify,
+    /// Set when a response was sent before its request body was read (413,
+    /// 408): the connection then reads and drops what the client still
+    /// sends before closing, so the client reads the answer.
+    linger: AtomicBool,
 }
 
 impl ConnState {
@@ -47,14 +70,21 @@ impl ConnState {
             in_flight: AtomicUsize::new(0),
             head_since: AtomicU64::new(0),
             idle_since: AtomicU64::new(0),
+            waiting_for_client: AtomicUsize::new(0),
+            write_deadline: AtomicU64::new(0),
             http2: AtomicBool::new(false),
-            begun: AtomicBool::new(false),
-            first_request: Notify::new(),
+            draining: AtomicBool::new(false),
+            began: Notify::new(),
+            linger: AtomicBool::new(false),
         }
     }
 
     fn now(&self) -> u64 {
-        u64::try_from(self.base.elapsed().as_nanos()).unwrap_or(u64::MAX)
+        self.nanos(Instant::now())
+    }
+
+    fn nanos(&self, at: Instant) -> u64 {
+        u64::try_from(at.saturating_duration_since(self.base).as_nanos()).unwrap_or(u64::MAX)
     }
 
     fn at(&self, nanos: u64) -> Instant {
@@ -66,35 +96,85 @@ impl ConnState {
     pub(crate) fn request_started(self: &Arc<Self>) -> InFlight {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
         self.head_since.store(0, Ordering::Relaxed);
-        if !self.begun.load(Ordering::Relaxed) {
-            self.begun.store(true, Ordering::Relaxed);
-            self.first_request.notify_one();
+        if self.draining.load(Ordering::Relaxed) {
+            self.began.notify_waiters();
         }
         InFlight(self.clone())
     }
 
-    /// Whether a request has begun on this connection.
-    pub(crate) fn begun(&self) -> bool {
-        self.begun.load(Ordering::Relaxed)
+    /// Whether a request is in flight.
+    pub(crate) fn busy(&self) -> bool {
+        self.in_flight.load(Ordering::Relaxed) > 0
     }
 
-    /// Whether part of a request head has arrived and its request has not
-    /// begun yet.
-    pub(crate) fn receiving_head(&self) -> bool {
-        self.head_since.load(Ordering::Relaxed) != 0
+    /// Whether the connection speaks HTTP/2.
+    pub(crate) fn is_http2(&self) -> bool {
+        self.http2.load(Ordering::Relaxed)
     }
 
-    /// Resolves once the connection's first request has begun.
-    pub(crate) async fn first_request(&self) {
-        if !self.begun() {
-            self.first_request.notified().await;
+    /// The server is stopping: from now on responses close the connection.
+    pub(crate) fn start_draining(&self) {
+        self.draining.store(true, Ordering::Relaxed);
+    }
+
+    /// Resolves once a request is in flight (at once if one is), after
+    /// [`start_draining`](Self::start_draining).
+    pub(crate) async fn request_in_flight(&self) {
+        let began = self.began.notified();
+        tokio::pin!(began);
+        // Registered before the check, so a request that begins in between
+        // is not missed.
+        began.as_mut().enable();
+        if self.busy() {
+            return;
         }
+        began.await;
+    }
+
+    /// A response was sent before its request body was read: see `linger`.
+    pub(crate) fn linger_on_close(&self) {
+        self.linger.store(true, Ordering::Relaxed);
+    }
+
+    /// A response body handed hyper `bytes` and now waits for the client to
+    /// take them: they must be taken by the grace period from now, or by
+    /// their size at the minimum rate past the data before them, whichever
+    /// is later (Kestrel's rule).
+    pub(crate) fn handed_to_client(&self, bytes: u64, rate: &MinDataRate) {
+        let now = Instant::now();
+        let at_rate = rate.time_for(bytes);
+        let single = self.nanos(after(now, rate.grace_period().max(at_rate)));
+        let accumulated = self
+            .write_deadline
+            .load(Ordering::Relaxed)
+            .saturating_add(u64::try_from(at_rate.as_nanos()).unwrap_or(u64::MAX));
+        self.write_deadline
+            .store(single.max(accumulated), Ordering::Relaxed);
+        self.waiting_for_client.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The client took what a response body handed hyper (hyper asks for
+    /// more, or the body ends).
+    pub(crate) fn taken_by_client(&self) {
+        self.waiting_for_client.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
 /// A request in flight on a connection.
 #[derive(Debug)]
 pub(crate) struct InFlight(Arc<ConnState>);
+
+impl InFlight {
+    /// Whether the server is stopping, so the response closes the connection.
+    pub(crate) fn draining(&self) -> bool {
+        self.0.draining.load(Ordering::Relaxed)
+    }
+
+    /// The connection the request came on.
+    pub(crate) fn connection(&self) -> &ConnState {
+        &self.0
+    }
+}
 
 impl Drop for InFlight {
     fn drop(&mut self) {
@@ -104,12 +184,14 @@ impl Drop for InFlight {
     }
 }
 
-/// Resolves when the connection has been idle for `keep_alive_timeout`, or
-/// has taken `request_headers_timeout` to send a request head.
+/// Resolves when the connection has been idle for `keep_alive_timeout`,
+/// has taken `request_headers_timeout` to send a request head, or has let
+/// a response wait past `min_response_data_rate`.
 ///
 /// It wakes at least every `min(request_headers_timeout,
-/// keep_alive_timeout)`: a head that starts between two looks has a
-/// deadline past the next look, so every cut still comes exactly on time.
+/// keep_alive_timeout)`, and every second while requests are in flight: a
+/// head that starts between two looks has a deadline past the next look,
+/// so every cut still comes on time.
 pub(crate) async fn watch(state: &ConnState, limits: &Limits) {
     let period = limits
         .request_headers_timeout
@@ -117,21 +199,23 @@ pub(crate) async fn watch(state: &ConnState, limits: &Limits) {
     loop {
         let now = Instant::now();
         let idle_since = || state.at(state.idle_since.load(Ordering::Relaxed));
-        let deadline = if state.in_flight.load(Ordering::Relaxed) > 0 {
-            None
+        let (deadline, next_look) = if state.busy() {
+            let writes = (limits.min_response_data_rate.is_some()
+                && state.waiting_for_client.load(Ordering::Relaxed) > 0)
+                .then(|| state.at(state.write_deadline.load(Ordering::Relaxed)));
+            (writes, after(now, HEARTBEAT))
         } else {
-            match state.head_since.load(Ordering::Relaxed) {
-                0 => Some(after(idle_since(), limits.keep_alive_timeout)),
-                _ if state.http2.load(Ordering::Relaxed) => {
-                    Some(after(idle_since(), limits.keep_alive_timeout))
-                }
-                since => Some(after(state.at(since - 1), limits.request_headers_timeout)),
-            }
+            let deadline = match state.head_since.load(Ordering::Relaxed) {
+                0 => after(idle_since(), limits.keep_alive_timeout),
+                since => after(state.at(since - 1), limits.request_headers_timeout),
+            };
+            (Some(deadline), after(now, period))
         };
-        let next_look = after(now, period);
         match deadline {
             Some(at) if at <= now => {
-                tracing::debug!("closing a connection: idle or too slow sending a request head");
+                tracing::debug!(
+                    "closing a connection: idle, too slow sending a request head, or too slow taking a response"
+                );
                 return;
             }
             Some(at) => tokio::time::sleep_until(at.min(next_look)).await,
@@ -147,61 +231,138 @@ fn after(at: Instant, timeout: Duration) -> Instant {
     at.checked_add(timeout).unwrap_or_else(|| at + NEVER)
 }
 
-pin_project_lite::pin_project! {
-    /// Reports the first byte of each request head to the watchdog.
-    pub(crate) struct Monitored<T> {
-        #[pin]
-        io: T,
-        state: Arc<ConnState>,
-        first_read: bool,
-    }
+/// The connection's I/O as hyper sees it: reports the first byte of each
+/// request head to the watchdog, and lingers on close when asked.
+pub(crate) struct Monitored<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> {
+    /// Taken by a lingering close when the connection is dropped.
+    io: Option<T>,
+    state: Arc<ConnState>,
+    first_read: bool,
+    /// Where HTTP/2's frames start, once the preface was seen.
+    frames: Option<FrameBounds>,
 }
 
-impl<T> Monitored<T> {
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Monitored<T> {
     pub(crate) fn new(io: T, state: Arc<ConnState>) -> Self {
         Self {
-            io,
+            io: Some(io),
             state,
             first_read: true,
+            frames: None,
+        }
+    }
+
+    fn io(&mut self) -> Pin<&mut T> {
+        Pin::new(self.io.as_mut().expect("taken only on drop"))
+    }
+
+    /// Bytes arrived: on HTTP/1 any byte while no request is in flight
+    /// starts a request head; on HTTP/2 a HEADERS frame does (PINGs,
+    /// SETTINGS and WINDOW_UPDATEs of an idle connection do not).
+    fn read(&mut self, read: &[u8]) {
+        if std::mem::take(&mut self.first_read) {
+            let n = read.len().min(H2_PREFACE_START.len());
+            if read[..n] == H2_PREFACE_START[..n] {
+                self.state.http2.store(true, Ordering::Relaxed);
+                self.frames = Some(FrameBounds::new());
+            }
+        }
+        let starts_head = match &mut self.frames {
+            None => true,
+            Some(frames) => frames.scan(read),
+        };
+        let state = &*self.state;
+        if starts_head
+            && state.in_flight.load(Ordering::Relaxed) == 0
+            && state.head_since.load(Ordering::Relaxed) == 0
+        {
+            state.head_since.store(state.now() + 1, Ordering::Relaxed);
         }
     }
 }
 
-impl<T: AsyncRead> AsyncRead for Monitored<T> {
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> AsyncRead for Monitored<T> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        let this = self.project();
+        let this = self.get_mut();
         let before = buf.filled().len();
-        let res = this.io.poll_read(cx, buf);
-        let read = &buf.filled()[before..];
-        if matches!(res, Poll::Ready(Ok(()))) && !read.is_empty() {
-            if std::mem::take(this.first_read) {
-                let n = read.len().min(H2_PREFACE.len());
-                if read[..n] == H2_PREFACE[..n] {
-                    this.state.http2.store(true, Ordering::Relaxed);
-                }
-            }
-            let state = &**this.state;
-            if state.in_flight.load(Ordering::Relaxed) == 0
-                && state.head_since.load(Ordering::Relaxed) == 0
-            {
-                state.head_since.store(state.now() + 1, Ordering::Relaxed);
-            }
+        let res = this.io().poll_read(cx, buf);
+        if matches!(res, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            this.read(&buf.filled()[before..]);
         }
         res
     }
 }
 
-impl<T: AsyncWrite> AsyncWrite for Monitored<T> {
+/// Follows HTTP/2's frame boundaries through the bytes a connection reads,
+/// to see HEADERS frames go by: the 9-byte frame header says the payload's
+/// length and the frame's type, and nothing else is looked at (hyper and h2
+/// parse the frames; this only counts bytes, so the watchdog can time a
+/// header block that never completes).
+#[derive(Debug)]
+struct FrameBounds {
+    /// Preface bytes still to skip.
+    preface: usize,
+    /// The frame header being gathered, and how much of it is in.
+    header: [u8; 9],
+    have: usize,
+    /// Payload bytes of the current frame still to skip.
+    payload: u64,
+}
+
+impl FrameBounds {
+    const HEADERS: u8 = 0x1;
+
+    fn new() -> Self {
+        Self {
+            preface: H2_PREFACE_LEN,
+            header: [0; 9],
+            have: 0,
+            payload: 0,
+        }
+    }
+
+    /// Whether a HEADERS frame began in `bytes`.
+    fn scan(&mut self, mut bytes: &[u8]) -> bool {
+        let mut headers = false;
+        while !bytes.is_empty() {
+            if self.preface > 0 {
+                let n = self.preface.min(bytes.len());
+                self.preface -= n;
+                bytes = &bytes[n..];
+            } else if self.payload > 0 {
+                let n = usize::try_from(self.payload)
+                    .unwrap_or(usize::MAX)
+                    .min(bytes.len());
+                self.payload -= n as u64;
+                bytes = &bytes[n..];
+            } else {
+                let n = (9 - self.have).min(bytes.len());
+                self.header[self.have..self.have + n].copy_from_slice(&bytes[..n]);
+                self.have += n;
+                bytes = &bytes[n..];
+                if self.have == 9 {
+                    self.have = 0;
+                    let [a, b, c, kind, ..] = self.header;
+                    self.payload = u64::from(u32::from_be_bytes([0, a, b, c]));
+                    headers |= kind == Self::HEADERS;
+                }
+            }
+        }
+        headers
+    }
+}
+
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> AsyncWrite for Monitored<T> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        self.project().io.poll_write(cx, buf)
+        self.get_mut().io().poll_write(cx, buf)
     }
 
     fn poll_write_vectored(
@@ -209,18 +370,49 @@ impl<T: AsyncWrite> AsyncWrite for Monitored<T> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        self.project().io.poll_write_vectored(cx, bufs)
+        self.get_mut().io().poll_write_vectored(cx, bufs)
     }
 
     fn is_write_vectored(&self) -> bool {
-        self.io.is_write_vectored()
+        self.io.as_ref().is_some_and(|io| io.is_write_vectored())
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.project().io.poll_flush(cx)
+        self.get_mut().io().poll_flush(cx)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.project().io.poll_shutdown(cx)
+        self.get_mut().io().poll_shutdown(cx)
     }
+}
+
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Drop for Monitored<T> {
+    fn drop(&mut self) {
+        if !self.state.linger.load(Ordering::Relaxed) {
+            return;
+        }
+        let (Some(io), Ok(runtime)) = (self.io.take(), tokio::runtime::Handle::try_current())
+        else {
+            return;
+        };
+        runtime.spawn(linger(io));
+    }
+}
+
+/// A lingering close, as nginx makes one: the answer is out, and the client
+/// may still be sending a body nobody will read. Closing now would make
+/// the kernel reset the connection, and most clients, still writing, would
+/// report the reset instead of the answer. So the write side is shut, and
+/// what the client sends is read and dropped, for a bounded time and
+/// number of bytes, before the close.
+async fn linger<T: AsyncRead + AsyncWrite + Unpin>(mut io: T) {
+    const PATIENCE: Duration = Duration::from_secs(5);
+    const BUDGET: u64 = 64 * 1024 * 1024;
+    let _ = io.shutdown().await;
+    let mut unread = (&mut io).take(BUDGET);
+    let _ = tokio::time::timeout(
+        PATIENCE,
+        tokio::io::copy(&mut unread, &mut tokio::io::sink()),
+    )
+    .await;
 }

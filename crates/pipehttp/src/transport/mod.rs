@@ -219,17 +219,29 @@ impl Listener {
         Ok(Self::bind_with(address, options, false).await?.0)
     }
 
+    /// Resolves once another server has taken this listener's name (a
+    /// takeover), with its pid where the OS tells; never for TCP, for
+    /// sockets a service manager passed, or while the name stays ours.
+    pub(crate) async fn name_lost(&self) -> Option<u32> {
+        match &self.inner {
+            Inner::Local(l) => l.name_lost().await,
+            Inner::Tcp(_) => std::future::pending().await,
+        }
+    }
+
     /// Binds `address` in place of a live server of the same user, if one
     /// holds it, without a moment where the name is unserved: on Unix the
     /// new socket file replaces the old one atomically; on Windows new pipe
-    /// instances join the old server's. Returns, beside the listener, a
-    /// connection to the old server, opened before the swap, on which to ask
-    /// it to stop accepting and drain. With no live server there it is an
-    /// ordinary bind and no connection is returned.
+    /// instances join the old server's name. The old server notices (a
+    /// pipehttp server watches its name; see [`Server`](crate::Server))
+    /// and drains. Returns, beside the listener, the process ids of the
+    /// servers it took the name from, where the OS tells (empty for a fresh
+    /// start). No request on the name can trigger a handover: only a
+    /// process that can bind the name can.
     pub async fn bind_takeover(
         address: &ListenAddress,
         options: &PipeOptions,
-    ) -> Result<(Self, Option<Connection>)> {
+    ) -> Result<(Self, Vec<u32>)> {
         Self::bind_with(address, options, true).await
     }
 
@@ -237,7 +249,7 @@ impl Listener {
         address: &ListenAddress,
         options: &PipeOptions,
         takeover: bool,
-    ) -> Result<(Self, Option<Connection>)> {
+    ) -> Result<(Self, Vec<u32>)> {
         options.validate().map_err(Error::options)?;
         let endpoint = address.endpoint();
         let transport = match endpoint {
@@ -262,22 +274,18 @@ impl Listener {
                     address: bound,
                     transport: Transport::Tcp,
                 };
-                return Ok((listener, None));
+                return Ok((listener, Vec::new()));
             }
             Endpoint::Pipe(_) => Transport::Pipe,
             Endpoint::Unix(_) => Transport::Unix,
         };
-        let (local, predecessor) = local::Listener::bind(endpoint, options, takeover).await?;
-        let predecessor = predecessor.map(|(stream, peer)| Connection {
-            io: Io::Local(stream),
-            peer,
-        });
+        let (local, predecessors) = local::Listener::bind(endpoint, options, takeover).await?;
         let listener = Self {
             inner: Inner::Local(local),
             address: address.clone(),
             transport,
         };
-        Ok((listener, predecessor))
+        Ok((listener, predecessors))
     }
 
     /// The listening sockets a service manager passed to this process by
@@ -457,11 +465,6 @@ pub(crate) async fn connect(
 /// The error for a peer of a user this side does not admit.
 pub(crate) fn refused_peer(endpoint: &Endpoint, detail: String) -> Error {
     Error::at(Kind::RefusedPeer, endpoint).with_source(PeerMismatch(detail))
-}
-
-/// Whether `peer` runs as the same user as this process.
-pub(crate) fn is_same_user(peer: &PeerInfo) -> bool {
-    local::is_same_user(peer)
 }
 
 /// How long to wait before the next attempt when a server is absent or

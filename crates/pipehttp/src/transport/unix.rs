@@ -77,67 +77,54 @@ pub(crate) struct Listener {
 }
 
 impl Listener {
-    /// Binds the endpoint. With `takeover`, a live server at the path is
-    /// not an error: the new socket replaces its file atomically and the
-    /// returned stream is a connection to the old server, made before the
-    /// swap, on which to ask it to hand over.
+    /// Binds the endpoint. With `takeover`, a live server of our user at
+    /// the path is not an error: the new socket replaces its file
+    /// atomically, and the old server, which watches its file, sees that
+    /// and drains. Returns the old server's pid, where there was one.
     pub(crate) async fn bind(
         endpoint: &Endpoint,
         options: &PipeOptions,
         takeover: bool,
-    ) -> Result<(Self, Option<(Stream, PeerInfo)>)> {
+    ) -> Result<(Self, Vec<u32>)> {
         let path = endpoint_path(endpoint);
-        let describe = Named(endpoint, Some(&path)).to_string();
         let bind_err = |source| Error::at(Kind::Bind, endpoint).with_source(source);
         check_path_len(&path).map_err(bind_err)?;
         let mode = options.socket_mode().map_err(Error::options)?;
-        let predecessor = if takeover {
-            predecessor(&path, endpoint).await?
-        } else {
-            clear_stale(&path, endpoint)?;
-            None
-        };
-
-        // The socket is created and chmod'ed in a private directory, then
-        // moved into place, so the file never exists at the public path
-        // with a looser mode than asked. A fresh start links it, which
-        // refuses to replace a socket another server bound meanwhile; a
-        // takeover renames it over the old server's socket in one step.
-        let private = PrivateDir::create(&path).map_err(bind_err)?;
-        let staged = private.path.join("s");
-        check_path_len(&staged).map_err(bind_err)?;
-        let socket = Socket::new(Domain::UNIX, Type::STREAM, None).map_err(bind_err)?;
-        socket
-            .bind(&SockAddr::unix(&staged).map_err(bind_err)?)
-            .map_err(bind_err)?;
-        fs::set_permissions(&staged, fs::Permissions::from_mode(mode)).map_err(bind_err)?;
-        socket.listen(BACKLOG).map_err(bind_err)?;
-        socket.set_nonblocking(true).map_err(bind_err)?;
-        let placed = if predecessor.is_some() {
-            fs::rename(&staged, &path)
-        } else {
-            fs::hard_link(&staged, &path)
-        };
-        match placed {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                return Err(Error::at(Kind::AddrInUse, endpoint));
-            }
-            Err(e) => return Err(bind_err(e)),
+        if takeover && let Some(old) = predecessor(&path, endpoint).await? {
+            let socket = replace(&path, mode).map_err(bind_err)?;
+            let listener = Self::listening(socket, path, endpoint, options)?;
+            return Ok((listener, old.into_iter().collect()));
         }
-        drop(private);
+        clear_stale(&path, endpoint).await?;
+        let socket = bind_in_place(&path, mode).map_err(|e| match e.kind() {
+            io::ErrorKind::AddrInUse => Error::at(Kind::AddrInUse, endpoint),
+            _ => bind_err(e),
+        })?;
+        Ok((
+            Self::listening(socket, path, endpoint, options)?,
+            Vec::new(),
+        ))
+    }
+
+    fn listening(
+        socket: Socket,
+        path: PathBuf,
+        endpoint: &Endpoint,
+        options: &PipeOptions,
+    ) -> Result<Self> {
+        let bind_err = |source| Error::at(Kind::Bind, endpoint).with_source(source);
+        socket.set_nonblocking(true).map_err(bind_err)?;
         let meta = fs::symlink_metadata(&path).map_err(bind_err)?;
         let listener = UnixListener::from_std(std::os::unix::net::UnixListener::from(socket))
             .map_err(bind_err)?;
-        let listener = Self {
+        Ok(Self {
             listener,
+            describe: Named(endpoint, Some(&path)).to_string(),
             path,
             identity: Some((meta.dev(), meta.ino())),
             current_user_only: options.current_user_only,
             uid: current_uid(),
-            describe,
-        };
-        Ok((listener, predecessor))
+        })
     }
 
     /// Stops new clients from reaching this listener by removing its socket
@@ -182,6 +169,44 @@ impl Listener {
     pub(crate) fn path(&self) -> &Path {
         &self.path
     }
+
+    /// Resolves once another server has put its socket at our path (a
+    /// takeover, or a server that judged ours stale), with that server's
+    /// pid where the OS tells. A listener whose file someone removed keeps
+    /// serving the connections it has and says so once; a socket handed
+    /// over by a service manager is never watched.
+    pub(crate) async fn name_lost(&self) -> Option<u32> {
+        /// How often the file is looked at: a stat is cheap, and a takeover
+        /// is noticed this quickly.
+        const LOOK_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
+        let Some(identity) = self.identity else {
+            return std::future::pending().await;
+        };
+        let mut said_removed = false;
+        loop {
+            tokio::time::sleep(LOOK_EVERY).await;
+            match fs::symlink_metadata(&self.path) {
+                Ok(meta) if (meta.dev(), meta.ino()) == identity => {}
+                Ok(_) => {
+                    let pid = UnixStream::connect(&self.path)
+                        .await
+                        .ok()
+                        .and_then(|s| s.peer_cred().ok())
+                        .and_then(|cred| cred.pid())
+                        .and_then(|pid| u32::try_from(pid).ok());
+                    return pid;
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound && !said_removed => {
+                    said_removed = true;
+                    tracing::warn!(
+                        "{}: the socket file was removed: new clients cannot reach this server; restart it to serve the name again",
+                        self.describe
+                    );
+                }
+                Err(_) => {}
+            }
+        }
+    }
 }
 
 impl Drop for Listener {
@@ -190,10 +215,11 @@ impl Drop for Listener {
     }
 }
 
-/// The live server a takeover replaces: a connection to it, once it is
-/// known to run as our user. Nothing at the path, or a stale socket, means
-/// there is nothing to take over and the bind is a fresh start.
-async fn predecessor(path: &Path, endpoint: &Endpoint) -> Result<Option<(Stream, PeerInfo)>> {
+/// The live server a takeover replaces, once it is known to run as our
+/// user: `Some` with its pid (where the OS tells). Nothing at the path, or
+/// a stale socket, means there is nothing to take over: `None`, and the
+/// bind is a fresh start.
+async fn predecessor(path: &Path, endpoint: &Endpoint) -> Result<Option<Option<u32>>> {
     match fs::symlink_metadata(path) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Ok(meta) if !meta.file_type().is_socket() => {
@@ -202,19 +228,65 @@ async fn predecessor(path: &Path, endpoint: &Endpoint) -> Result<Option<(Stream,
         _ => {}
     }
     match connect(endpoint).await {
+        // The connection only asks the OS who serves; the old server sees
+        // a client that leaves without a word.
         Ok((stream, peer)) => {
             check_same_user(&stream, &peer).map_err(|detail| refused_peer(endpoint, detail))?;
-            Ok(Some((stream, peer)))
+            Ok(Some(peer.pid))
         }
-        Err(ConnectFailure::Absent(_)) => {
-            clear_stale(path, endpoint)?;
-            Ok(None)
-        }
+        Err(ConnectFailure::Absent(_)) => Ok(None),
         Err(ConnectFailure::Busy(source)) => {
             Err(Error::at(Kind::Bind, endpoint).with_source(source))
         }
         Err(ConnectFailure::Fatal(e)) => Err(e),
     }
+}
+
+/// A listening socket bound at `path` itself, with `mode`. The mode is set
+/// before the socket listens, so nobody can connect while the file has the
+/// looser mode the umask gave it. Its own address is `path`, which is what
+/// `ss` and the peers' `getpeername` show.
+fn bind_in_place(path: &Path, mode: u32) -> io::Result<Socket> {
+    let socket = Socket::new(Domain::UNIX, Type::STREAM, None)?;
+    socket.bind(&SockAddr::unix(path)?)?;
+    let ours = fs::symlink_metadata(path)?;
+    let placed = fs::set_permissions(path, fs::Permissions::from_mode(mode))
+        .and_then(|()| socket.listen(BACKLOG));
+    // Another server may have judged our file stale in the instant before
+    // it listened, and put its own there: then the name is not ours.
+    let still_ours = fs::symlink_metadata(path)
+        .is_ok_and(|now| (now.dev(), now.ino()) == (ours.dev(), ours.ino()));
+    match placed {
+        Ok(()) if still_ours => Ok(socket),
+        Ok(()) => Err(io::ErrorKind::AddrInUse.into()),
+        Err(e) => {
+            if still_ours {
+                let _ = fs::remove_file(path);
+            }
+            Err(e)
+        }
+    }
+}
+
+/// A listening socket moved over whatever is at `path` in one step, for a
+/// takeover: the name is never unserved. It is created and given its mode
+/// in a private directory beside `path` first, so the file never exists at
+/// the public path with a looser mode than asked; its own address is the
+/// path it was made at there.
+fn replace(path: &Path, mode: u32) -> io::Result<Socket> {
+    let private = PrivateDir::create(path)?;
+    let name = path.file_name().unwrap_or_default();
+    let mut staged = private.path.join(name);
+    if check_path_len(&staged).is_err() {
+        staged = private.path.join("s");
+    }
+    check_path_len(&staged)?;
+    let socket = Socket::new(Domain::UNIX, Type::STREAM, None)?;
+    socket.bind(&SockAddr::unix(&staged)?)?;
+    fs::set_permissions(&staged, fs::Permissions::from_mode(mode))?;
+    socket.listen(BACKLOG)?;
+    fs::rename(&staged, path)?;
+    Ok(socket)
 }
 
 /// Closes a refused connection so that its client reads a clean end of
@@ -236,53 +308,68 @@ async fn turn_away(mut stream: UnixStream) {
 /// Makes way for a new socket at `path`: nothing there is fine; a socket
 /// that refuses connections is stale and removed; a live socket, or
 /// anything that is not a socket, stops the bind.
-fn clear_stale(path: &Path, endpoint: &Endpoint) -> Result<()> {
+///
+/// A socket made moments ago that refuses connections may belong to a
+/// server that is starting (bound, not yet listening): it is probed again
+/// until it listens (in use) or is a second old (stale).
+async fn clear_stale(path: &Path, endpoint: &Endpoint) -> Result<()> {
+    const STARTING: std::time::Duration = std::time::Duration::from_secs(1);
     let bind_err = |source: io::Error| Error::at(Kind::Bind, endpoint).with_source(source);
-    let meta = match fs::symlink_metadata(path) {
-        Ok(meta) => meta,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-        Err(source) => return Err(bind_err(source)),
-    };
-    if !meta.file_type().is_socket() {
-        return Err(Error::at(Kind::NotASocket(path.to_owned()), endpoint));
-    }
-    // Another user's socket can neither be probed (its mode admits only
-    // that user) nor removed (the temp directory is sticky): say whose it is.
-    let not_ours = |source: io::Error| {
-        if source.kind() == io::ErrorKind::PermissionDenied && meta.uid() != current_uid() {
-            let owner = meta.uid();
-            Error::at(
-                Kind::NotOurs {
-                    path: path.to_owned(),
-                    owner,
-                },
-                endpoint,
-            )
-            .with_source(source)
-        } else {
-            bind_err(source)
+    loop {
+        let meta = match fs::symlink_metadata(path) {
+            Ok(meta) => meta,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(source) => return Err(bind_err(source)),
+        };
+        if !meta.file_type().is_socket() {
+            return Err(Error::at(Kind::NotASocket(path.to_owned()), endpoint));
         }
-    };
-    match probe(path) {
-        Ok(()) => Err(Error::at(Kind::AddrInUse, endpoint)),
-        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => Err(not_ours(e)),
-        Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
-            tracing::info!(
-                "{}: removing the stale socket file a stopped server left",
-                Named(endpoint, Some(path))
-            );
-            match fs::remove_file(path) {
-                Ok(()) => Ok(()),
-                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-                Err(source) => Err(not_ours(source)),
+        // Another user's socket can neither be probed (its mode admits only
+        // that user) nor removed (the temp directory is sticky): say whose
+        // it is.
+        let not_ours = |source: io::Error| {
+            if source.kind() == io::ErrorKind::PermissionDenied && meta.uid() != current_uid() {
+                let owner = meta.uid();
+                Error::at(
+                    Kind::NotOurs {
+                        path: path.to_owned(),
+                        owner,
+                    },
+                    endpoint,
+                )
+                .with_source(source)
+            } else {
+                bind_err(source)
             }
+        };
+        match probe(path) {
+            Ok(()) => return Err(Error::at(Kind::AddrInUse, endpoint)),
+            Err(e) if e.kind() == io::ErrorKind::PermissionDenied => return Err(not_ours(e)),
+            Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
+                let age = std::time::SystemTime::now()
+                    .duration_since(meta.modified().map_err(bind_err)?)
+                    .unwrap_or_default();
+                if age < STARTING {
+                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                    continue;
+                }
+                tracing::info!(
+                    "{}: removing the stale socket file a stopped server left",
+                    Named(endpoint, Some(path))
+                );
+                return match fs::remove_file(path) {
+                    Ok(()) => Ok(()),
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+                    Err(source) => Err(not_ours(source)),
+                };
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            // A full backlog means a live, busy server.
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                return Err(Error::at(Kind::AddrInUse, endpoint));
+            }
+            Err(source) => return Err(bind_err(source)),
         }
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        // A full backlog means a live, busy server.
-        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-            Err(Error::at(Kind::AddrInUse, endpoint))
-        }
-        Err(source) => Err(bind_err(source)),
     }
 }
 
@@ -321,7 +408,13 @@ impl PrivateDir {
 
 impl Drop for PrivateDir {
     fn drop(&mut self) {
-        let _ = fs::remove_file(self.path.join("s"));
+        // Only what this process put there: a socket it staged and did not
+        // move into place.
+        if let Ok(entries) = fs::read_dir(&self.path) {
+            for entry in entries.flatten() {
+                let _ = fs::remove_file(entry.path());
+            }
+        }
         let _ = fs::remove_dir(&self.path);
     }
 }
@@ -350,10 +443,6 @@ pub(crate) async fn connect(endpoint: &Endpoint) -> Result<(Stream, PeerInfo), C
         peer.gid = Some(cred.gid());
     }
     Ok((stream, peer))
-}
-
-pub(crate) fn is_same_user(peer: &PeerInfo) -> bool {
-    peer.uid == Some(current_uid())
 }
 
 /// The client side of `current_user_only`: the server must run as our user.

@@ -23,10 +23,10 @@ use windows_sys::Win32::Security::{
     EqualSid, GetTokenInformation, PSECURITY_DESCRIPTOR, SECURITY_ATTRIBUTES, TOKEN_QUERY,
     TOKEN_USER, TokenUser,
 };
-use windows_sys::Win32::System::LibraryLoader::{GetModuleHandleW, GetProcAddress};
 use windows_sys::Win32::System::Pipes::{GetNamedPipeClientProcessId, GetNamedPipeServerProcessId};
 use windows_sys::Win32::System::Threading::{
-    GetCurrentProcess, OpenProcess, OpenProcessToken, PROCESS_QUERY_LIMITED_INFORMATION,
+    CreateEventW, EVENT_MODIFY_STATE, GetCurrentProcess, INFINITE, OpenEventW, OpenProcess,
+    OpenProcessToken, PROCESS_QUERY_LIMITED_INFORMATION, SetEvent, WaitForSingleObject,
 };
 
 use super::{Activated, ConnectFailure, PeerInfo, Transport, refused_peer};
@@ -105,6 +105,8 @@ pub(crate) struct Listener {
     /// Each task keeps one instance waiting for a client; aborted on
     /// release or drop, which closes the waiting instances.
     tasks: std::sync::Mutex<JoinSet<()>>,
+    /// Set by a server that takes the name over from this one.
+    takeover: std::sync::Arc<TakeoverEvent>,
 }
 
 /// Everything needed to create one more instance of the pipe.
@@ -140,15 +142,16 @@ impl InstanceFactory {
 }
 
 impl Listener {
-    /// Binds the pipe name. With `takeover`, a live server on the name is
-    /// not an error: a client connection to it is opened first (so it
-    /// cannot land on one of our own instances), then our instances join
-    /// the name without the first-instance flag.
+    /// Binds the pipe name. With `takeover`, a live server of our user on
+    /// the name is not an error: our instances join the name without the
+    /// first-instance flag, then the servers we take over from are told
+    /// through their takeover events (see [`TakeoverEvent`]). Returns their
+    /// pids.
     pub(crate) async fn bind(
         endpoint: &Endpoint,
         options: &PipeOptions,
         takeover: bool,
-    ) -> Result<(Self, Option<(Stream, PeerInfo)>)> {
+    ) -> Result<(Self, Vec<u32>)> {
         let Endpoint::Pipe(_) = endpoint else {
             return Err(Error::at(Kind::Bind, endpoint).with_source(io::Error::new(
                 io::ErrorKind::Unsupported,
@@ -158,6 +161,13 @@ impl Listener {
         let path = endpoint.path().expect("pipes have a path");
         let describe = Named(endpoint, Some(&path)).to_string();
         let bind_err = |source| Error::at(Kind::Bind, endpoint).with_source(source);
+        // Successors of one name take it over one at a time, each from the
+        // one before, so exactly one server is left however many start.
+        let owner = if takeover {
+            Some(OwnerRecord::lock(&path).await.map_err(bind_err)?)
+        } else {
+            None
+        };
         let predecessor = if takeover {
             predecessor(endpoint).await?
         } else {
@@ -172,6 +182,7 @@ impl Listener {
                 Err(_) => None,
             }
         };
+        let event = TakeoverEvent::create(std::process::id(), &path).map_err(bind_err)?;
         let mut server_options = ServerOptions::new();
         server_options
             .reject_remote_clients(true)
@@ -210,12 +221,37 @@ impl Listener {
                 describe.clone(),
             ));
         }
+        // Our instances serve the name now: tell the servers before us. The
+        // one that answered our probe, and the last successor on record
+        // (which may not have been the one to answer).
+        let mut predecessors = Vec::new();
+        if let Some(owner) = owner {
+            let me = std::process::id();
+            for pid in predecessor.flatten().into_iter().chain(owner.read()) {
+                if pid != me && !predecessors.contains(&pid) && TakeoverEvent::signal(pid, &path) {
+                    predecessors.push(pid);
+                }
+            }
+            owner.write(me).map_err(bind_err)?;
+        }
         let listener = Self {
             path,
             incoming: Mutex::new(rx),
             tasks: std::sync::Mutex::new(tasks),
+            takeover: std::sync::Arc::new(event),
         };
-        Ok((listener, predecessor))
+        Ok((listener, predecessors))
+    }
+
+    /// Resolves once a successor has taken the name over (and told us).
+    pub(crate) async fn name_lost(&self) -> Option<u32> {
+        let event = self.takeover.clone();
+        let signalled = tokio::task::spawn_blocking(move || event.wait()).await;
+        match signalled {
+            Ok(true) => None,
+            // The listener is going away: nothing was lost.
+            _ => std::future::pending().await,
+        }
     }
 
     /// Stops offering pipe instances: the waiting ones close, so new
@@ -247,19 +283,22 @@ impl Listener {
 impl Drop for Listener {
     fn drop(&mut self) {
         self.release();
+        // Ends the thread that waits for a successor's word.
+        self.takeover.close();
     }
 }
 
-/// The live server a takeover joins: a connection to it, once it is known
-/// to run as our user; `None` when nothing serves the name.
-async fn predecessor(endpoint: &Endpoint) -> Result<Option<(Stream, PeerInfo)>> {
+/// The live server a takeover joins, once it is known to run as our user:
+/// `Some` with its pid where Windows tells; `None` when nothing serves the
+/// name. The probe is a client connection that leaves without a word.
+async fn predecessor(endpoint: &Endpoint) -> Result<Option<Option<u32>>> {
     let mut attempt = 0;
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
     loop {
         match connect(endpoint).await {
             Ok((stream, peer)) => {
                 check_same_user(&stream, &peer).map_err(|detail| refused_peer(endpoint, detail))?;
-                return Ok(Some((stream, peer)));
+                return Ok(Some(peer.pid));
             }
             Err(ConnectFailure::Absent(_)) => return Ok(None),
             Err(ConnectFailure::Busy(source)) if tokio::time::Instant::now() >= deadline => {
@@ -343,13 +382,6 @@ pub(crate) async fn connect(endpoint: &Endpoint) -> Result<(Stream, PeerInfo), C
             Error::at(Kind::Connect, endpoint).with_source(e),
         )),
     }
-}
-
-pub(crate) fn is_same_user(peer: &PeerInfo) -> bool {
-    let (Some(pid), Ok(ours)) = (peer.pid, TokenUserSid::of_process(None)) else {
-        return false;
-    };
-    TokenUserSid::of_process(Some(pid)).is_ok_and(|theirs| ours.equals(&theirs))
 }
 
 /// The client side of `current_user_only`: the process serving the pipe
@@ -527,6 +559,158 @@ pub(crate) fn stop_signal() -> impl Future<Output = ()> + Send + 'static {
                 std::future::pending::<()>().await;
             }
         }
+    }
+}
+
+/// How a server learns that a successor took its name: a named event,
+/// `Local\pipehttp-takeover-PID-HASH` (HASH of the pipe name), that the
+/// server creates when it binds and waits on, and that a successor opens
+/// and sets once its own instances serve the name. Only processes of the
+/// same user (the event's default DACL) can open it, and a request on the
+/// pipe has no way to set it.
+struct TakeoverEvent {
+    handle: HANDLE,
+    closing: std::sync::atomic::AtomicBool,
+}
+
+// SAFETY: an event handle may be used from any thread.
+unsafe impl Send for TakeoverEvent {}
+// SAFETY: as above; the waits and sets are thread-safe Win32 calls.
+unsafe impl Sync for TakeoverEvent {}
+
+impl std::fmt::Debug for TakeoverEvent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TakeoverEvent")
+    }
+}
+
+impl TakeoverEvent {
+    fn name(pid: u32, path: &Path) -> Vec<u16> {
+        format!(r"Local\pipehttp-takeover-{pid}-{:016x}", name_hash(path))
+            .encode_utf16()
+            .chain(std::iter::once(0))
+            .collect()
+    }
+
+    fn create(pid: u32, path: &Path) -> io::Result<Self> {
+        let name = Self::name(pid, path);
+        // SAFETY: `name` is NUL-terminated; a manual-reset event, unset.
+        let handle = unsafe { CreateEventW(std::ptr::null(), 1, 0, name.as_ptr()) };
+        if handle.is_null() {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Self {
+            handle,
+            closing: std::sync::atomic::AtomicBool::new(false),
+        })
+    }
+
+    /// Sets the event of server `pid` on this pipe; false when it has none
+    /// (it is gone, or is not a pipehttp server of this name).
+    fn signal(pid: u32, path: &Path) -> bool {
+        let name = Self::name(pid, path);
+        // SAFETY: `name` is NUL-terminated; the handle is closed below.
+        unsafe {
+            let handle = OpenEventW(EVENT_MODIFY_STATE, 0, name.as_ptr());
+            if handle.is_null() {
+                return false;
+            }
+            let set = SetEvent(handle) != 0;
+            CloseHandle(handle);
+            set
+        }
+    }
+
+    /// Blocks until the event is set: true for a successor's word, false
+    /// when the listener closes it.
+    fn wait(&self) -> bool {
+        // SAFETY: the handle is open for as long as `self` lives.
+        unsafe { WaitForSingleObject(self.handle, INFINITE) };
+        !self.closing.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Releases a thread blocked in `wait`.
+    fn close(&self) {
+        self.closing
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        // SAFETY: the handle is open for as long as `self` lives.
+        unsafe { SetEvent(self.handle) };
+    }
+}
+
+impl Drop for TakeoverEvent {
+    fn drop(&mut self) {
+        // SAFETY: created by CreateEventW and closed only here.
+        unsafe { CloseHandle(self.handle) };
+    }
+}
+
+/// A stable hash of a pipe name (FNV-1a over its lowercase UTF-16, since
+/// pipe names are case-insensitive), for the names of the objects above.
+fn name_hash(path: &Path) -> u64 {
+    let lower = path.to_string_lossy().to_lowercase();
+    lower
+        .encode_utf16()
+        .fold(0xcbf2_9ce4_8422_2325, |hash, unit| {
+            (hash ^ u64::from(unit)).wrapping_mul(0x0000_0100_0000_01b3)
+        })
+}
+
+/// Which server took a pipe name over last: a file in the temp directory
+/// holding its pid, read and written under an exclusive lock that also
+/// makes successors of one name take it over one at a time.
+struct OwnerRecord {
+    file: std::fs::File,
+}
+
+impl OwnerRecord {
+    /// Waits (up to 10 s) for the name's lock.
+    async fn lock(path: &Path) -> io::Result<Self> {
+        let record =
+            std::env::temp_dir().join(format!("pipehttp-takeover-{:016x}.pid", name_hash(path)));
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&record)?;
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            match file.try_lock() {
+                Ok(()) => return Ok(Self { file }),
+                Err(std::fs::TryLockError::WouldBlock)
+                    if tokio::time::Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                }
+                Err(std::fs::TryLockError::WouldBlock) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        format!("another takeover of this name holds {}", record.display()),
+                    ));
+                }
+                Err(std::fs::TryLockError::Error(e)) => return Err(e),
+            }
+        }
+    }
+
+    fn read(&self) -> Option<u32> {
+        use std::io::{Read, Seek};
+        let mut text = String::new();
+        let mut file = &self.file;
+        file.seek(io::SeekFrom::Start(0)).ok()?;
+        file.read_to_string(&mut text).ok()?;
+        text.trim().parse().ok()
+    }
+
+    fn write(self, pid: u32) -> io::Result<()> {
+        use std::io::{Seek, Write};
+        let mut file = &self.file;
+        file.seek(io::SeekFrom::Start(0))?;
+        file.set_len(0)?;
+        write!(file, "{pid}")?;
+        // The lock goes with the handle.
+        Ok(())
     }
 }
 

@@ -259,7 +259,7 @@ fn unescape(text: &str) -> Result<Vec<u8>, String> {
 
 fn unhex(hex: &str) -> Result<Vec<u8>, String> {
     let digits: Vec<u8> = hex.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
-    if digits.len() % 2 != 0 {
+    if !digits.len().is_multiple_of(2) {
         return Err(format!("odd number of hex digits in {hex:?}"));
     }
     digits
