@@ -219,6 +219,7 @@ impl tower_service::Service<http::Uri> for Connector {
             Ok(Stream {
                 io: Io::Plain(TokioIo::new(conn)),
                 peer,
+                unread: false,
             })
         })
     }
@@ -257,6 +258,7 @@ impl Connector {
         Ok(Stream {
             io: Io::Tls(Box::new(TokioIo::new(stream))),
             peer,
+            unread: false,
         })
     }
 }
@@ -267,6 +269,9 @@ impl Connector {
 pub struct Stream {
     io: Io,
     peer: PeerInfo,
+    /// The server stopped reading (a write failed with a broken pipe or a
+    /// reset) and what we write goes nowhere; see `hyper::rt::Write`.
+    unread: bool,
 }
 
 #[derive(Debug)]
@@ -291,7 +296,7 @@ impl HyperConnection for Stream {
 
 macro_rules! delegate {
     ($self:ident, $io:ident => $e:expr) => {
-        match &mut $self.get_mut().io {
+        match &mut $self.io {
             Io::Plain($io) => $e,
             #[cfg(feature = "tls")]
             Io::Tls($io) => {
@@ -308,7 +313,32 @@ impl hyper::rt::Read for Stream {
         cx: &mut Context<'_>,
         buf: hyper::rt::ReadBufCursor<'_>,
     ) -> Poll<io::Result<()>> {
-        delegate!(self, io => Pin::new(io).poll_read(cx, buf))
+        let this = self.get_mut();
+        delegate!(this, io => Pin::new(io).poll_read(cx, buf))
+    }
+}
+
+impl Stream {
+    /// A write's result, unless the server stopped reading: a server that
+    /// refuses an upload (413) answers and stops reading, and the answer
+    /// is waiting to be read. So from then on what is written is dropped
+    /// and reported written, and hyper goes on to read the answer (or the
+    /// end of the connection, if there is none), instead of failing with
+    /// the broken pipe.
+    fn written(&mut self, res: Poll<io::Result<usize>>, len: usize) -> Poll<io::Result<usize>> {
+        match res {
+            Poll::Ready(Err(e))
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset
+                ) =>
+            {
+                tracing::debug!("the server stopped reading the request ({e}); reading its answer");
+                self.unread = true;
+                Poll::Ready(Ok(len))
+            }
+            res => res,
+        }
     }
 }
 
@@ -318,7 +348,12 @@ impl hyper::rt::Write for Stream {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        delegate!(self, io => Pin::new(io).poll_write(cx, buf))
+        let this = self.get_mut();
+        if this.unread {
+            return Poll::Ready(Ok(buf.len()));
+        }
+        let res = delegate!(this, io => Pin::new(io).poll_write(cx, buf));
+        this.written(res, buf.len())
     }
 
     fn poll_write_vectored(
@@ -326,7 +361,13 @@ impl hyper::rt::Write for Stream {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        delegate!(self, io => Pin::new(io).poll_write_vectored(cx, bufs))
+        let this = self.get_mut();
+        let len = bufs.iter().map(|b| b.len()).sum();
+        if this.unread {
+            return Poll::Ready(Ok(len));
+        }
+        let res = delegate!(this, io => Pin::new(io).poll_write_vectored(cx, bufs));
+        this.written(res, len)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -338,10 +379,15 @@ impl hyper::rt::Write for Stream {
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        delegate!(self, io => Pin::new(io).poll_flush(cx))
+        let this = self.get_mut();
+        if this.unread {
+            return Poll::Ready(Ok(()));
+        }
+        delegate!(this, io => Pin::new(io).poll_flush(cx))
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        delegate!(self, io => Pin::new(io).poll_shutdown(cx))
+        let this = self.get_mut();
+        delegate!(this, io => Pin::new(io).poll_shutdown(cx))
     }
 }

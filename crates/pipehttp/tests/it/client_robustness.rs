@@ -523,3 +523,30 @@ async fn the_client_still_works_after_every_kind_of_failure() {
         assert_eq!(res.text().await.unwrap(), "ok");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_sent_before_the_upload_ends_is_the_response() {
+    // A server that refuses an upload as soon as it sees the head (413),
+    // and closes without reading the body, as servers without a lingering
+    // close do. The client must report the 413 it can read, not the broken
+    // pipe its next write meets.
+    let server = Misbehaving::start("early413", |mut conn| async move {
+        read_head(&mut conn).await;
+        let _ = conn
+            .write_all(b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 4\r\nConnection: close\r\n\r\nbig!")
+            .await;
+    })
+    .await;
+    let client = client();
+    for _ in 0..20 {
+        let body = vec![b'x'; 8 * 1024 * 1024];
+        let res = client
+            .post(server.target("/echo"))
+            .body(body)
+            .send()
+            .await
+            .expect("the server's early answer, not a write error");
+        assert_eq!(res.status(), 413);
+        assert_eq!(res.text().await.unwrap(), "big!");
+    }
+}
