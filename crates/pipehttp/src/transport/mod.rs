@@ -404,8 +404,8 @@ impl Listener {
 }
 
 /// A listening socket a service manager handed over.
-// Windows has no socket activation, so there nothing makes one.
-#[cfg_attr(windows, allow(dead_code))]
+// Socket activation is systemd's: elsewhere nothing makes one.
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
 pub(crate) enum Activated {
     Local(local::Listener),
     Tcp(std::net::TcpListener),

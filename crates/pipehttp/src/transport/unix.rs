@@ -468,10 +468,17 @@ pub(crate) fn own_identity() -> PeerInfo {
     me
 }
 
+/// Socket activation is systemd's, so Linux's: elsewhere no sockets come.
+#[cfg(not(target_os = "linux"))]
+pub(crate) fn activated() -> Result<Vec<(Activated, String)>> {
+    Ok(Vec::new())
+}
+
 /// The listening sockets systemd passed to this process by socket
 /// activation (`LISTEN_PID`, `LISTEN_FDS`, `LISTEN_FDNAMES`), each with its
 /// name. Empty when the variables are absent or meant for another process.
 /// The sockets are taken once; later calls find none.
+#[cfg(target_os = "linux")]
 pub(crate) fn activated() -> Result<Vec<(Activated, String)>> {
     use std::os::fd::FromRawFd;
     static TAKEN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
