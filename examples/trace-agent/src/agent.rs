@@ -391,6 +391,7 @@ async fn traces(
     let line = journal::encode(&origin, version.as_str(), &spans);
     let entry = Entry {
         origin,
+        endpoint: Some(version.as_str().to_owned()),
         span_ids: spans.iter().map(|s| s.span_id).collect(),
     };
     let state = state.clone();

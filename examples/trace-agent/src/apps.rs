@@ -71,6 +71,8 @@ pub struct Runtime {
     pub lang: Lang,
     /// The interpreter: a Python with ddtrace, or node.
     pub program: PathBuf,
+    /// The tracer's version, as it reports it (`4.16.0`).
+    pub version: String,
 }
 
 impl Runtime {
@@ -137,7 +139,12 @@ impl Runtime {
                     .unwrap_or("no message"),
             ));
         }
-        Ok(Self { lang, program })
+        let version = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+        Ok(Self {
+            lang,
+            program,
+            version,
+        })
     }
 
     /// The command that runs the app: `spans` spans at `rate` a second (0:

@@ -61,9 +61,11 @@ pub struct DemoArgs {
         conflicts_with = "real"
     )]
     pub queue: usize,
-    /// Spans per second each tracer's (or app's) app makes.
-    #[arg(long, value_name = "N", default_value_t = 5000.0)]
-    pub rate: f64,
+    /// Spans per second each tracer's app (or each app) makes; 0: as fast
+    /// as it can [default: 5000; with --real 2000, so that the kills fall
+    /// in a stream of 5 s].
+    #[arg(long, value_name = "N")]
+    pub rate: Option<f64>,
     /// How long the "operator" takes to restart a killed agent.
     #[arg(long, value_name = "SECS", default_value = "0.3", value_parser = parse_secs)]
     pub restart_delay: Duration,
@@ -206,8 +208,9 @@ fn scenario(args: &DemoArgs, dir: &Path) -> Result<Outcome, BoxError> {
             &dir.join(format!("tracer-{i}.json")),
         )?);
     }
-    let kills =
-        stage.kill_and_restart(&mut agent, total, || tracers.iter_mut().all(Tracer::exited))?;
+    let kills = stage.kill_and_restart(&mut agent, KillPlan::Journaled { total }, || {
+        tracers.iter_mut().all(Tracer::exited)
+    })?;
 
     let mut summaries = Vec::with_capacity(tracers.len());
     for tracer in tracers {
@@ -324,9 +327,9 @@ fn real_scenario(args: &DemoArgs, dir: &Path) -> Result<RealOutcome, BoxError> {
         return Err("no apps to run: give --python-apps or --node-apps".into());
     }
 
+    let rate = args.rate.unwrap_or(REAL_RATE);
     let stage = Stage::new(args, dir)?;
     let socket = pipehttp::address::pipe_endpoint(&pipehttp::address::PipeName::new(&stage.pipe)?);
-    let total = apps_total as u64 * u64::from(args.spans);
     println!(
         "trace-demo: {} apps x {} spans on Datadog's tracers ({}), DD_TRACE_AGENT_URL=unix://{}; the agent is SIGKILLed {} times",
         apps_total,
@@ -346,28 +349,26 @@ fn real_scenario(args: &DemoArgs, dir: &Path) -> Result<RealOutcome, BoxError> {
     for (runtime, count) in &runtimes {
         for i in 0..*count {
             let ids = dir.join(format!("{}-{i}.ids", runtime.lang));
-            let cmd = runtime.app(&socket, args.spans, args.rate, &ids, args.node_linger);
+            let cmd = runtime.app(&socket, args.spans, rate, &ids, args.node_linger);
             apps.push(App::start(cmd, runtime.lang, ids)?);
         }
     }
-    let kills = stage.kill_and_restart(&mut agent, total, || apps.iter_mut().all(App::exited))?;
+    // How long the apps take to make their spans, at least a second.
+    let stream = Duration::from_secs_f64(if rate > 0.0 {
+        (f64::from(args.spans) / rate).max(1.0)
+    } else {
+        1.0
+    });
+    let kills = stage.kill_and_restart(&mut agent, KillPlan::Timed { stream }, || {
+        apps.iter_mut().all(App::exited)
+    })?;
 
     let wait = Duration::from_secs(60) + args.node_linger;
     let mut made = Vec::with_capacity(apps.len());
     for app in apps {
         made.push(app.finish(wait)?);
     }
-    let final_stats = stage.finish(agent, kills)?;
-    if let Some(tracers) = final_stats["tracers"].as_object() {
-        for (lang, versions) in tracers {
-            for (version, counts) in versions.as_object().into_iter().flatten() {
-                println!(
-                    "trace-demo: agent /stats: {lang} tracer {version}: {} spans in {} batches",
-                    counts["spans"], counts["batches"]
-                );
-            }
-        }
-    }
+    stage.finish(agent, kills)?;
 
     let (journaled, records) = stage.journaled()?;
     let mut all = Vec::new();
@@ -392,6 +393,28 @@ fn real_scenario(args: &DemoArgs, dir: &Path) -> Result<RealOutcome, BoxError> {
         received: journaled.len() as u64,
         duplicates: records - journaled.len() as u64,
     })
+}
+
+/// Spans per second an app of ours makes unless told.
+const OUR_RATE: f64 = 5000.0;
+
+/// Spans per second an app on Datadog's tracers makes unless told.
+const REAL_RATE: f64 = 2000.0;
+
+/// When the kills come.
+#[derive(Debug, Clone, Copy)]
+enum KillPlan {
+    /// When the journal holds 1/3 and 2/3 of `total` spans (for two
+    /// kills): right after a batch was journaled, often before it was
+    /// answered, which is the hardest moment for a tracer that must not
+    /// lose what was acknowledged.
+    Journaled { total: u64 },
+    /// At 1/3 and 2/3 of `stream` after the first batch arrived: at
+    /// moments that have nothing to do with the tracers' flushes and
+    /// retries, as a crash in production. A kill timed by the journal
+    /// would fall, again and again, on the payloads a tracer retries
+    /// after the previous kill, and dd-trace retries a payload once only.
+    Timed { stream: Duration },
 }
 
 /// What both scenarios share: the program, the pipe, the journal, and a
@@ -443,22 +466,42 @@ impl Stage {
             .map_err(|e: pipehttp::Error| format!("GET /stats {what}: {e}").into())
     }
 
-    /// Kills the agent while the spans stream in, at 1/3 and 2/3 of
-    /// `total` journaled for two kills, restarting it each time. Should
-    /// the senders be done sooner, a kill still tests a restart on the
-    /// journal, only no longer mid-stream.
+    /// Kills the agent `--kills` times while the spans stream in, as
+    /// `plan` says, restarting it each time on the same name.
     fn kill_and_restart(
         &self,
         agent: &mut Agent,
-        total: u64,
+        plan: KillPlan,
         mut all_exited: impl FnMut() -> bool,
     ) -> Result<usize, BoxError> {
         let unique = |v: &serde_json::Value| v["unique_ids"].as_u64().unwrap_or(0);
-        let mut kills = 0;
-        for k in 1..=self.kills {
-            let threshold = total * k as u64 / (self.kills as u64 + 1);
-            while unique(&self.stats("before a kill")?) < threshold && !all_exited() {
+        let steps = self.kills as u64 + 1;
+        // Should the senders be done sooner, a kill still tests a restart
+        // on the journal, only no longer mid-stream.
+        let mut wait_for = |journaled: u64| -> Result<(), BoxError> {
+            while unique(&self.stats("before a kill")?) < journaled && !all_exited() {
                 std::thread::sleep(Duration::from_millis(20));
+            }
+            Ok(())
+        };
+        let first_batch = match plan {
+            KillPlan::Journaled { .. } => None,
+            KillPlan::Timed { .. } => {
+                wait_for(1)?;
+                Some(Instant::now())
+            }
+        };
+        let mut kills = 0;
+        for k in 1..=self.kills as u64 {
+            match (plan, first_batch) {
+                (KillPlan::Journaled { total }, _) => wait_for(total * k / steps)?,
+                (KillPlan::Timed { stream }, Some(start)) => {
+                    let due = start + stream.mul_f64(k as f64 / steps as f64);
+                    std::thread::sleep(due.saturating_duration_since(Instant::now()));
+                }
+                (KillPlan::Timed { .. }, None) => {
+                    unreachable!("timed kills wait for a first batch")
+                }
             }
             let journaled = unique(&self.stats("before a kill")?);
             let old = agent.pid();
@@ -478,8 +521,8 @@ impl Stage {
         Ok(kills)
     }
 
-    /// Prints the agent's final `/stats` and stops it; returns the stats.
-    fn finish(&self, mut agent: Agent, kills: usize) -> Result<serde_json::Value, BoxError> {
+    /// Prints the agent's final `/stats` and stops it.
+    fn finish(&self, mut agent: Agent, kills: usize) -> Result<(), BoxError> {
         let stats = self.stats("at the end")?;
         agent.stop();
         println!(
@@ -489,7 +532,15 @@ impl Stage {
             stats["batches"],
             stats["clients"].as_object().map_or(0, |c| c.len()),
         );
-        Ok(stats)
+        for (lang, versions) in stats["tracers"].as_object().into_iter().flatten() {
+            for (version, counts) in versions.as_object().into_iter().flatten() {
+                println!(
+                    "trace-demo: agent /stats: {lang} tracer {version}: {} spans in {} batches",
+                    counts["spans"], counts["batches"]
+                );
+            }
+        }
+        Ok(())
     }
 
     /// The distinct span ids in the journal, and how many records it has.
@@ -638,7 +689,7 @@ impl Tracer {
             .arg("--queue")
             .arg(args.queue.to_string())
             .arg("--rate")
-            .arg(args.rate.to_string())
+            .arg(args.rate.unwrap_or(OUR_RATE).to_string())
             .arg("--report")
             .arg(report)
             .stdin(Stdio::null())

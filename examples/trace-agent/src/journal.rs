@@ -34,6 +34,9 @@ pub struct Origin {
 pub struct Entry {
     /// Who sent it.
     pub origin: Origin,
+    /// Where it came in: `v0.4` or `v0.5` (`None` in lines of the first
+    /// form).
+    pub endpoint: Option<String>,
     /// The `span_id` of every span of the batch.
     pub span_ids: Vec<u64>,
 }
@@ -61,6 +64,7 @@ struct LineOut<'a> {
 struct LineIn {
     #[serde(flatten)]
     origin: Origin,
+    endpoint: Option<String>,
     spans: Vec<IdOnly>,
 }
 
@@ -102,6 +106,7 @@ pub fn read(path: &Path) -> io::Result<Contents> {
         })?;
         contents.entries.push(Entry {
             origin: parsed.origin,
+            endpoint: parsed.endpoint,
             span_ids: parsed.spans.into_iter().map(|s| s.span_id).collect(),
         });
         start += end + 1;
@@ -202,6 +207,7 @@ mod tests {
         assert_eq!(contents.entries.len(), 2);
         assert_eq!(contents.entries[0].span_ids, [7]);
         assert_eq!(contents.entries[0].origin, origin);
+        assert_eq!(contents.entries[0].endpoint.as_deref(), Some("v0.5"));
         assert_eq!(contents.entries[1].span_ids, [8]);
         assert_eq!(contents.entries[1].origin.lang, None);
         assert!(contents.torn_bytes > 0);

@@ -1,8 +1,9 @@
 //! The trace-agent story as real processes: the scenario with smaller
 //! counts (the agent SIGKILLed twice while tracers send), and a tracer with
 //! no agent at all, which must drop what it cannot deliver and still exit.
-
-#![cfg(unix)]
+//!
+//! Both run on every OS: on Windows (and under Wine) the agent listens on a
+//! real named pipe, `\\.\pipe\NAME`, and is killed with TerminateProcess.
 
 use std::path::Path;
 use std::process::Command;
@@ -33,15 +34,32 @@ fn command(program: &str, tmp: &Path) -> Command {
 #[test]
 fn scenario_with_two_kills_loses_no_acknowledged_span() {
     let tmp = testkit::tempdir().unwrap();
+    let pipe = testkit::unique_name("trace-story");
     let mut cmd = command(DEMO, tmp.path());
     cmd.args(["--tracers", "2", "--spans", "2000", "--kills", "2"])
         // Slower apps, so the kills fall while spans are still coming.
         .args(["--rate", "2000", "--restart-delay", "0.2"])
-        .args(["--pipe", &testkit::unique_name("trace-story")]);
+        .args(["--pipe", &pipe]);
     let mut demo = Spawned::start(cmd);
     let status = demo.wait_exit();
     let output = demo.output();
     assert!(status.success(), "trace-demo failed: {status}\n{output}");
+    // Where the pipe name lives: a real named pipe on Windows, .NET's
+    // socket path elsewhere.
+    let endpoint = if cfg!(windows) {
+        format!("(\\\\.\\pipe\\{pipe})")
+    } else {
+        format!("CoreFxPipe_{pipe})")
+    };
+    assert!(
+        output.contains(&format!("Now listening on: http://pipe:/{pipe} "))
+            && output.contains(&endpoint),
+        "the agent listens on {endpoint}:\n{output}"
+    );
+    // Our tracer names itself in Datadog's headers, and the agent counts
+    // its spans by language and version.
+    let tracer = format!("rust tracer {}: ", env!("CARGO_PKG_VERSION"));
+    assert!(output.contains(&tracer), "{tracer}in /stats:\n{output}");
 
     let last = output.lines().last().unwrap_or_default();
     assert!(
