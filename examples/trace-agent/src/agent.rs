@@ -8,7 +8,7 @@
 //! | `PUT`/`POST /v0.4/traces`, `/v0.5/traces` | MessagePack traces ([`payload`](crate::payload)); `{"rate_by_service":{…}}` once the batch is in the journal and fsync'd |
 //! | `PUT`/`POST /v0.6/stats` | 200 for well-formed client stats, which it does not keep |
 //! | `POST /dogstatsd/v2/proxy` | 200; the metrics are counted, not kept (there is no DogStatsD to forward them to) |
-//! | `GET /stats` | JSON: spans received, unique ids, batches, clients by pid, tracers by language and version |
+//! | `GET /stats` | JSON: spans received, unique ids, batches, clients by pid, tracers by language and version, requests by path and answer |
 //! | anything else | 404 `404 page not found`, as Datadog's agent answers for a feature it has off (remote configuration, the telemetry proxy, profiling, …) |
 //!
 //! `/info` lists the trace endpoints and the DogStatsD proxy: a tracer then
@@ -234,10 +234,11 @@ pub struct Stats {
     /// DogStatsD payloads taken at `/dogstatsd/v2/proxy` since start (not
     /// kept).
     pub dogstatsd_payloads: u64,
-    /// Requests answered 404 or 405 since start, by method and path: what
-    /// tracers probed that this agent does not serve. At most
-    /// [`UNSERVED_KEYS`] paths; the rest are counted under `other`.
-    pub unserved: BTreeMap<String, u64>,
+    /// Requests since start (but those for `/stats`), by method, path and
+    /// answer, e.g. `"POST /v0.7/config 404"`: what the tracers asked for
+    /// and what they were told. At most [`REQUEST_KEYS`] keys; the rest
+    /// are counted under `other`.
+    pub requests: BTreeMap<String, u64>,
     #[serde(skip)]
     ids: HashSet<u64>,
 }
@@ -258,19 +259,19 @@ impl ClientStats {
     }
 }
 
-/// How many distinct paths `unserved` names, so that a client probing
+/// How many keys `requests` holds at most, so that a client probing
 /// random paths cannot grow it without bound.
-pub const UNSERVED_KEYS: usize = 64;
+pub const REQUEST_KEYS: usize = 64;
 
 impl Stats {
-    fn unserved(&mut self, method: &Method, path: &str) {
-        let key = format!("{method} {path}");
-        let key = if self.unserved.len() < UNSERVED_KEYS || self.unserved.contains_key(&key) {
+    fn request(&mut self, method: &Method, path: &str, status: StatusCode) {
+        let key = format!("{method} {path} {}", status.as_u16());
+        let key = if self.requests.len() < REQUEST_KEYS || self.requests.contains_key(&key) {
             key
         } else {
             "other".to_owned()
         };
-        *self.unserved.entry(key).or_default() += 1;
+        *self.requests.entry(key).or_default() += 1;
     }
 
     fn record(&mut self, entry: &Entry) {
@@ -297,18 +298,17 @@ impl Stats {
 async fn handle(state: &Arc<State>, req: Request<RequestBody>) -> Response<Full<Bytes>> {
     let path = req.uri().path().to_owned();
     let method = req.method().clone();
+    if method == Method::GET && path == "/stats" {
+        let inner = state.inner.lock().expect("lock");
+        let body = serde_json::to_vec(&inner.stats).expect("stats encode");
+        return respond(StatusCode::OK, "application/json", Bytes::from(body));
+    }
     let mut res = match (&method, path.as_str(), Version::from_path(&path)) {
         (&Method::PUT | &Method::POST, _, Some(version)) => traces(state, version, req).await,
         (&Method::PUT | &Method::POST, "/v0.6/stats", _) => client_stats(state, req).await,
         (&Method::POST, DOGSTATSD_PATH, _) => dogstatsd(state, req).await,
         (&Method::GET, "/info", _) => {
-            // Datadog's agent sends /info without its version headers.
-            return respond(StatusCode::OK, "application/json", state.info.body.clone());
-        }
-        (&Method::GET, "/stats", _) => {
-            let inner = state.inner.lock().expect("lock");
-            let body = serde_json::to_vec(&inner.stats).expect("stats encode");
-            return respond(StatusCode::OK, "application/json", Bytes::from(body));
+            respond(StatusCode::OK, "application/json", state.info.body.clone())
         }
         (_, _, Some(_)) | (_, "/v0.6/stats", _) => {
             text(StatusCode::METHOD_NOT_ALLOWED, "use PUT or POST")
@@ -318,12 +318,15 @@ async fn handle(state: &Arc<State>, req: Request<RequestBody>) -> Response<Full<
         // Go's answer for a path no handler serves, word for word.
         _ => text(StatusCode::NOT_FOUND, "404 page not found"),
     };
-    if matches!(
-        res.status(),
-        StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED
-    ) {
-        let mut inner = state.inner.lock().expect("lock");
-        inner.stats.unserved(&method, &path);
+    state
+        .inner
+        .lock()
+        .expect("lock")
+        .stats
+        .request(&method, &path, res.status());
+    if path == "/info" {
+        // Datadog's agent sends /info without its version headers.
+        return res;
     }
     let headers = res.headers_mut();
     headers.insert(

@@ -299,17 +299,14 @@ pub fn run_real(args: &DemoArgs) -> ExitCode {
     }
 }
 
-#[cfg(not(unix))]
-fn real_scenario(_args: &DemoArgs, _dir: &Path) -> Result<RealOutcome, BoxError> {
-    Err(
-        "--real runs on Unix: Datadog's tracers reach an agent there through its socket path \
-         (DD_TRACE_AGENT_URL=unix://…)"
-            .into(),
-    )
-}
-
-#[cfg(unix)]
 fn real_scenario(args: &DemoArgs, dir: &Path) -> Result<RealOutcome, BoxError> {
+    if !cfg!(unix) {
+        return Err(
+            "--real runs on Unix: Datadog's tracers reach an agent there through \
+                    its socket path (DD_TRACE_AGENT_URL=unix://…)"
+                .into(),
+        );
+    }
     let python = Runtime::find(Lang::Python, args.python.as_deref())?;
     let node = match Runtime::find(Lang::Node, args.node.as_deref()) {
         Ok(node) => Some(node),
