@@ -89,11 +89,19 @@ pub fn run_blocking(args: AgentArgs) -> ExitCode {
     }
 }
 
-/// Binds the pipe, says `Now listening on: …` on stdout, and serves.
+/// Binds the pipe, reads the journal back, says `Now listening on: …` on
+/// stdout, and serves.
 pub async fn run(args: AgentArgs) -> Result<(), Box<dyn std::error::Error>> {
     let path = args
         .journal
         .unwrap_or_else(|| std::env::temp_dir().join("trace-agent.journal"));
+    // The pipe first: from here on a tracer's connection waits in the
+    // listen queue until the journal is read back, instead of being
+    // refused and spending one of the few retries a tracer allows itself.
+    let server = Server::builder()
+        .listen(format!("http://pipe:/{}", args.pipe))
+        .bind()
+        .await?;
     let (writer, recovered) =
         Writer::open(&path).map_err(|e| format!("journal {}: {e}", path.display()))?;
     let mut stats = Stats::default();
@@ -102,10 +110,6 @@ pub async fn run(args: AgentArgs) -> Result<(), Box<dyn std::error::Error>> {
     }
     stats.recovered_batches = stats.batches;
     stats.recovered_spans = stats.spans_received;
-    let server = Server::builder()
-        .listen(format!("http://pipe:/{}", args.pipe))
-        .bind()
-        .await?;
     let socket = server
         .local_addresses()
         .into_iter()
@@ -368,14 +372,9 @@ async fn traces(
         lang: header_text(headers, "datadog-meta-lang"),
         tracer_version: header_text(headers, "datadog-meta-tracer-version"),
     };
-    let body = match req.into_body().collect().await {
-        Ok(body) => body.to_bytes(),
-        Err(e) => {
-            return text(
-                StatusCode::BAD_REQUEST,
-                &format!("cannot read the body: {e}"),
-            );
-        }
+    let body = match read_body(req).await {
+        Ok(body) => body,
+        Err(res) => return res,
     };
     let traces = match payload::decode(version, &body) {
         Ok(traces) => traces,
@@ -422,11 +421,8 @@ async fn traces(
 /// drops them (answering 404 instead would send the tracer to UDP, with an
 /// error in its log).
 async fn dogstatsd(state: &Arc<State>, req: Request<RequestBody>) -> Response<Full<Bytes>> {
-    if let Err(e) = req.into_body().collect().await {
-        return text(
-            StatusCode::BAD_REQUEST,
-            &format!("cannot read the body: {e}"),
-        );
+    if let Err(res) = read_body(req).await {
+        return res;
     }
     state.inner.lock().expect("lock").stats.dogstatsd_payloads += 1;
     respond(StatusCode::OK, "text/plain; charset=utf-8", Bytes::new())
@@ -435,14 +431,9 @@ async fn dogstatsd(state: &Arc<State>, req: Request<RequestBody>) -> Response<Fu
 /// Client-computed stats: checked, counted, not kept (this agent has no
 /// backend to forward them to, and does not ask for them in `/info`).
 async fn client_stats(state: &Arc<State>, req: Request<RequestBody>) -> Response<Full<Bytes>> {
-    let body = match req.into_body().collect().await {
-        Ok(body) => body.to_bytes(),
-        Err(e) => {
-            return text(
-                StatusCode::BAD_REQUEST,
-                &format!("cannot read the body: {e}"),
-            );
-        }
+    let body = match read_body(req).await {
+        Ok(body) => body,
+        Err(res) => return res,
     };
     if let Err(e) = payload::check(&body) {
         return text(
@@ -452,6 +443,17 @@ async fn client_stats(state: &Arc<State>, req: Request<RequestBody>) -> Response
     }
     state.inner.lock().expect("lock").stats.stats_payloads += 1;
     respond(StatusCode::OK, "text/plain; charset=utf-8", Bytes::new())
+}
+
+/// The whole body, or the 400 that says why it could not be read.
+async fn read_body(req: Request<RequestBody>) -> Result<Bytes, Response<Full<Bytes>>> {
+    match req.into_body().collect().await {
+        Ok(body) => Ok(body.to_bytes()),
+        Err(e) => Err(text(
+            StatusCode::BAD_REQUEST,
+            &format!("cannot read the body: {e}"),
+        )),
+    }
 }
 
 fn json(status: StatusCode, body: Bytes) -> Response<Full<Bytes>> {

@@ -167,17 +167,37 @@ impl std::fmt::Display for Outcome {
 
 /// Runs the scenario and prints its last line; fails unless `lost=0`.
 pub fn run(args: &DemoArgs) -> ExitCode {
-    let dir = std::env::temp_dir().join(format!("trace-demo-{}", std::process::id()));
-    let result = scenario(args, &dir);
+    let dir = scenario_dir();
+    conclude(&dir, scenario(args, &dir), |outcome| {
+        (outcome.lost == 0)
+            .then_some(())
+            .ok_or_else(|| format!("journal and reports kept in {}", dir.display()))
+    })
+}
+
+/// Where a scenario keeps its journal and reports.
+fn scenario_dir() -> PathBuf {
+    std::env::temp_dir().join(format!("trace-demo-{}", std::process::id()))
+}
+
+/// Prints the outcome as the last line, or the error; removes `dir` when
+/// `judge` passes the outcome and says why it is kept otherwise.
+fn conclude<T: std::fmt::Display>(
+    dir: &Path,
+    result: Result<T, BoxError>,
+    judge: impl FnOnce(&T) -> Result<(), String>,
+) -> ExitCode {
     match result {
         Ok(outcome) => {
-            if outcome.lost == 0 {
-                let _ = std::fs::remove_dir_all(&dir);
-            } else {
-                println!("trace-demo: journal and reports kept in {}", dir.display());
+            let verdict = judge(&outcome);
+            match &verdict {
+                Ok(()) => {
+                    let _ = std::fs::remove_dir_all(dir);
+                }
+                Err(kept) => println!("trace-demo: {kept}"),
             }
             println!("{outcome}");
-            if outcome.lost == 0 {
+            if verdict.is_ok() {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::FAILURE
@@ -272,31 +292,18 @@ impl std::fmt::Display for RealOutcome {
 /// Runs the scenario with Datadog's tracers and prints its last line;
 /// fails below `--min-arrival`.
 pub fn run_real(args: &DemoArgs) -> ExitCode {
-    let dir = std::env::temp_dir().join(format!("trace-demo-{}", std::process::id()));
-    match real_scenario(args, &dir) {
-        Ok(outcome) => {
-            let enough = outcome.arrival.percent() >= args.min_arrival;
-            if enough {
-                let _ = std::fs::remove_dir_all(&dir);
-            } else {
-                println!(
-                    "trace-demo: fewer than {}% arrived; journal and span ids kept in {}",
-                    args.min_arrival,
-                    dir.display()
-                );
-            }
-            println!("{outcome}");
-            if enough {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
-            }
+    let dir = scenario_dir();
+    conclude(&dir, real_scenario(args, &dir), |outcome| {
+        if outcome.arrival.percent() >= args.min_arrival {
+            Ok(())
+        } else {
+            Err(format!(
+                "fewer than {}% arrived; journal and span ids kept in {}",
+                args.min_arrival,
+                dir.display()
+            ))
         }
-        Err(e) => {
-            eprintln!("trace-demo: {e} (files in {})", dir.display());
-            ExitCode::FAILURE
-        }
-    }
+    })
 }
 
 fn real_scenario(args: &DemoArgs, dir: &Path) -> Result<RealOutcome, BoxError> {

@@ -117,6 +117,14 @@ pub fn encode_v04(traces: &[Vec<Span>]) -> Vec<u8> {
 
 fn decode_v04(value: &ValueRef<'_>) -> Result<Vec<Vec<Span>>, DecodeError> {
     let traces = array(value).map_err(|e| e.at("the payload"))?;
+    each_span(traces, span_v04)
+}
+
+/// The traces of a payload, each an array of spans read by `span`.
+fn each_span(
+    traces: &[ValueRef<'_>],
+    span: impl Fn(&ValueRef<'_>) -> Result<Span, DecodeError>,
+) -> Result<Vec<Vec<Span>>, DecodeError> {
     traces
         .iter()
         .enumerate()
@@ -125,8 +133,8 @@ fn decode_v04(value: &ValueRef<'_>) -> Result<Vec<Vec<Span>>, DecodeError> {
             spans
                 .iter()
                 .enumerate()
-                .map(|(s, span)| {
-                    span_v04(span).map_err(|e| e.at(format_args!("trace {t}, span {s}")))
+                .map(|(s, value)| {
+                    span(value).map_err(|e| e.at(format_args!("trace {t}, span {s}")))
                 })
                 .collect()
         })
@@ -192,20 +200,7 @@ fn decode_v05(value: &ValueRef<'_>) -> Result<Vec<Vec<Span>>, DecodeError> {
         .map(|(i, s)| string(s).map_err(|e| e.at(format_args!("string {i}"))))
         .collect::<Result<Vec<_>, _>>()?;
     let traces = array(traces).map_err(|e| e.at("the traces"))?;
-    traces
-        .iter()
-        .enumerate()
-        .map(|(t, trace)| {
-            let spans = array(trace).map_err(|e| e.at(format_args!("trace {t}")))?;
-            spans
-                .iter()
-                .enumerate()
-                .map(|(s, span)| {
-                    span_v05(span, &table).map_err(|e| e.at(format_args!("trace {t}, span {s}")))
-                })
-                .collect()
-        })
-        .collect()
+    each_span(traces, |span| span_v05(span, &table))
 }
 
 /// The fields of a v0.5 span, in their order.

@@ -9,17 +9,18 @@
 
 #![cfg(unix)]
 
+mod common;
+
 use std::collections::HashSet;
 use std::io::Write;
 use std::path::Path;
-use std::process::Command;
 
+use common::{command, field, number, run_demo};
 use pipehttp_trace_example::apps::{self, Lang, Runtime};
 use pipehttp_trace_example::journal;
 use testkit::Spawned;
 
 const AGENT: &str = env!("CARGO_BIN_EXE_trace-agent");
-const DEMO: &str = env!("CARGO_BIN_EXE_trace-demo");
 
 /// Says `message` on the terminal even while libtest captures the test's
 /// output (it captures the print macros only).
@@ -43,13 +44,6 @@ fn runtime(lang: Lang, test: &str) -> Option<Runtime> {
             None
         }
     }
-}
-
-/// The value of `key=` in a `key=value …` line.
-fn field<'a>(line: &'a str, key: &str) -> &'a str {
-    line.split_whitespace()
-        .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
-        .unwrap_or_else(|| panic!("no {key}= in {line:?}"))
 }
 
 /// Runs an app to its end and returns its output, which must hold its
@@ -86,10 +80,8 @@ fn datadog_tracers_are_journaled_whole_and_log_no_error() {
     let tmp = testkit::tempdir().unwrap();
     let pipe = testkit::unique_name("dd-tracers");
     let journal_path = tmp.path().join("journal.jsonl");
-    let mut cmd = Command::new(AGENT);
-    cmd.env("TMPDIR", tmp.path())
-        .args(["--pipe", &pipe, "--journal"])
-        .arg(&journal_path);
+    let mut cmd = command(AGENT, tmp.path());
+    cmd.args(["--pipe", &pipe, "--journal"]).arg(&journal_path);
     let mut agent = Spawned::start(cmd);
     let listening = agent.wait_for_line("Now listening on:");
     agent.wait_for_line("trace-agent pid");
@@ -110,7 +102,7 @@ fn datadog_tracers_are_journaled_whole_and_log_no_error() {
             .lines()
             .find(|l| l.starts_with("app pid="))
             .unwrap_or_else(|| panic!("no summary line:\n{output}"));
-        assert_eq!(field(line, "made"), spans.to_string(), "{output}");
+        assert_eq!(number::<u32>(line, "made"), spans, "{output}");
         let version = field(line, "tracer")
             .split_once('/')
             .map(|(_, v)| v.to_owned())
@@ -162,16 +154,27 @@ fn datadog_tracers_through_two_kills_deliver_99_percent() {
     let node = runtime(Lang::Node, test);
     let node_apps = if node.is_some() { "2" } else { "0" };
     let tmp = testkit::tempdir().unwrap();
-    let mut cmd = Command::new(DEMO);
-    cmd.env("TMPDIR", tmp.path())
-        .env_remove("RUST_LOG")
-        .args(["--real", "--python-apps", "2", "--node-apps", node_apps])
-        // Streams of 3 s, with a kill at 1 s and 2 s.
-        .args(["--spans", "3000", "--rate", "1000", "--kills", "2"])
-        .args(["--pipe", &testkit::unique_name("dd-kills")]);
-    let mut demo = Spawned::start(cmd);
-    let status = demo.wait_exit();
-    let output = demo.output();
+    let pipe = testkit::unique_name("dd-kills");
+    let (status, output) = run_demo(
+        tmp.path(),
+        &[
+            "--real",
+            "--python-apps",
+            "2",
+            "--node-apps",
+            node_apps,
+            // Streams of 3 s, with a kill at 1 s and 2 s.
+            "--spans",
+            "3000",
+            "--rate",
+            "1000",
+            "--kills",
+            "2",
+            "--pipe",
+            &pipe,
+        ],
+        2,
+    );
     let last = output.lines().last().unwrap_or_default();
     // The figure, in the test log for every run.
     loud(&format!("{test}: {last}"));
@@ -179,23 +182,9 @@ fn datadog_tracers_through_two_kills_deliver_99_percent() {
         status.success(),
         "fewer than 99 % arrived, or the demo failed: {status}\n{output}"
     );
-    assert_eq!(
-        output.matches("SIGKILL to the agent").count(),
-        2,
-        "two kills:\n{output}"
-    );
-    assert_eq!(
-        output.matches("agent restarted on the same name").count(),
-        2,
-        "two restarts:\n{output}"
-    );
     let apps = 2 + node_apps.parse::<u64>().unwrap();
-    assert_eq!(field(last, "made"), (apps * 3000).to_string(), "{output}");
-    let arrived: f64 = field(last, "arrived")
-        .trim_end_matches('%')
-        .parse()
-        .unwrap();
-    assert!(arrived >= 99.0, "{output}");
+    assert_eq!(number::<u64>(last, "made"), apps * 3000, "{output}");
+    assert!(number::<f64>(last, "arrived") >= 99.0, "{output}");
     // Every app made its spans, and each tracer's spans are in /stats.
     assert_eq!(output.matches("app pid=").count() as u64, apps, "{output}");
     for runtime in std::iter::once(&python).chain(node.as_ref()) {
