@@ -10,6 +10,50 @@
 # and rustc already on PATH.
 set -euo pipefail
 
+# --- trace-agent example: Datadog's own tracers ------------------------------
+# examples/trace-agent/tests/real_tracers.rs runs apps on ddtrace (PyPI) and
+# dd-trace (npm), pinned beside the apps: ddtrace goes into a virtual
+# environment, examples/trace-agent/python/.venv, and dd-trace into
+# examples/trace-agent/node/node_modules (npm ci, from package-lock.json).
+# Debian's Node.js and npm (dd-trace 5 needs Node 18 or later) and Python's
+# venv are installed only where they are missing. With --if-missing nothing is
+# touched while the pinned tracers load.
+trace_agent_apt() {
+    if [[ $(id -u) != 0 ]]; then
+        echo "install-test-deps: $* missing; run as root (apt-get install needs it): sudo $0" >&2
+        exit 1
+    fi
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+trace_agent_tracers() {
+    local example venv pinned installed
+    example=$(cd "$(dirname "${BASH_SOURCE[0]}")/../examples/trace-agent" && pwd)
+    venv=$example/python/.venv
+    if [[ ${1:-} != --if-missing ]] || ! "$venv/bin/python" -c 'import ddtrace' 2>/dev/null; then
+        if [[ ! -x $venv/bin/pip ]]; then
+            rm -rf "$venv"
+            if ! python3 -m venv "$venv" 2>/dev/null; then
+                # Debian's python3 keeps venv (and ensurepip) in a package of its own.
+                rm -rf "$venv"
+                trace_agent_apt python3 python3-venv
+                /usr/bin/python3 -m venv "$venv"
+            fi
+        fi
+        "$venv/bin/pip" install -q --disable-pip-version-check -r "$example/python/requirements.txt"
+    fi
+    if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+        trace_agent_apt nodejs npm
+    fi
+    pinned=$(node -p "require('$example/node/package.json').dependencies['dd-trace']")
+    installed=$(node -p "require('$example/node/node_modules/dd-trace/package.json').version" 2>/dev/null || true)
+    if [[ ${1:-} != --if-missing || $installed != "$pinned" ]]; then
+        npm ci --prefix "$example/node" --no-audit --no-fund --loglevel=error >/dev/null
+    fi
+}
+trace_agent_tracers "${1:-}"
+# --- end of the trace-agent block ---------------------------------------------
+
 # Peers and tools of the Linux suite, then the Windows cross-build and Wine
 # (see docs/windows-testing.md).
 PACKAGES=(

@@ -1,9 +1,10 @@
-//! The agent's journal: one JSON line per acknowledged batch,
-//! `{"pid":1234,"spans":[{...},...]}`, appended and fsync'd before the
-//! batch is acknowledged.
+//! The agent's journal: one JSON line per acknowledged batch, appended
+//! and fsync'd before the batch is acknowledged:
+//! `{"pid":1234,"lang":"python","tracer_version":"4.16.0","endpoint":"v0.5","spans":[{...},...]}`.
 //!
 //! A line without its newline is a write that a kill cut short; it was
 //! never acknowledged, so reading skips it and reopening cuts it off.
+//! Lines of the journal's first form (`pid` and `spans` only) still read.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -11,11 +12,31 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use crate::Span;
+
+/// Who sent a batch: the process, where the OS tells the agent, and the
+/// tracer, as its `Datadog-Meta-Lang` and `Datadog-Meta-Tracer-Version`
+/// headers name it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Origin {
+    /// The process that sent it.
+    pub pid: Option<u32>,
+    /// `python`, `nodejs`, `rust`, …
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lang: Option<String>,
+    /// The tracer's version, e.g. `4.16.0`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tracer_version: Option<String>,
+}
+
 /// One batch as the journal holds it, reduced to what the checks need.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
-    /// The process that sent it, where the OS told the agent.
-    pub pid: Option<u32>,
+    /// Who sent it.
+    pub origin: Origin,
+    /// Where it came in: `v0.4` or `v0.5` (`None` in lines of the first
+    /// form).
+    pub endpoint: Option<String>,
     /// The `span_id` of every span of the batch.
     pub span_ids: Vec<u64>,
 }
@@ -33,13 +54,17 @@ pub struct Contents {
 
 #[derive(Serialize)]
 struct LineOut<'a> {
-    pid: Option<u32>,
-    spans: &'a [serde_json::Value],
+    #[serde(flatten)]
+    origin: &'a Origin,
+    endpoint: &'a str,
+    spans: &'a [Span],
 }
 
 #[derive(Deserialize)]
 struct LineIn {
-    pid: Option<u32>,
+    #[serde(flatten)]
+    origin: Origin,
+    endpoint: Option<String>,
     spans: Vec<IdOnly>,
 }
 
@@ -48,9 +73,15 @@ struct IdOnly {
     span_id: u64,
 }
 
-/// The journal line for one batch, newline included.
-pub fn encode(pid: Option<u32>, spans: &[serde_json::Value]) -> Vec<u8> {
-    let mut line = serde_json::to_vec(&LineOut { pid, spans }).expect("JSON values encode");
+/// The journal line for one batch that came in at `endpoint` (`v0.4`,
+/// `v0.5`), newline included.
+pub fn encode(origin: &Origin, endpoint: &str, spans: &[Span]) -> Vec<u8> {
+    let mut line = serde_json::to_vec(&LineOut {
+        origin,
+        endpoint,
+        spans,
+    })
+    .expect("spans encode as JSON");
     line.push(b'\n');
     line
 }
@@ -74,7 +105,8 @@ pub fn read(path: &Path) -> io::Result<Contents> {
             )
         })?;
         contents.entries.push(Entry {
-            pid: parsed.pid,
+            origin: parsed.origin,
+            endpoint: parsed.endpoint,
             span_ids: parsed.spans.into_iter().map(|s| s.span_id).collect(),
         });
         start += end + 1;
@@ -147,27 +179,48 @@ fn sync_parent(_path: &Path) -> io::Result<()> {
 mod tests {
     use super::*;
 
+    fn span(span_id: u64) -> Span {
+        Span {
+            span_id,
+            name: "x".into(),
+            ..Span::default()
+        }
+    }
+
     #[test]
     fn a_torn_last_line_is_skipped_and_cut_off() {
         let dir = std::env::temp_dir().join(format!("journal-test-{}", std::process::id()));
         fs::create_dir_all(&dir).unwrap();
         let path = dir.join("j.jsonl");
-        let span = serde_json::json!({"span_id": 7, "name": "x"});
-        let mut data = encode(Some(1), std::slice::from_ref(&span));
+        let origin = Origin {
+            pid: Some(1),
+            lang: Some("python".into()),
+            tracer_version: Some("4.16.0".into()),
+        };
+        let mut data = encode(&origin, "v0.5", &[span(7)]);
+        // The journal's first form, then a line a kill cut short.
+        data.extend_from_slice(b"{\"pid\":2,\"spans\":[{\"span_id\":8}]}\n");
         data.extend_from_slice(b"{\"pid\":1,\"spans\":[{\"span_");
         fs::write(&path, &data).unwrap();
 
         let contents = read(&path).unwrap();
-        assert_eq!(contents.entries.len(), 1);
+        assert_eq!(contents.entries.len(), 2);
         assert_eq!(contents.entries[0].span_ids, [7]);
+        assert_eq!(contents.entries[0].origin, origin);
+        assert_eq!(contents.entries[0].endpoint.as_deref(), Some("v0.5"));
+        assert_eq!(contents.entries[1].span_ids, [8]);
+        assert_eq!(contents.entries[1].origin.lang, None);
         assert!(contents.torn_bytes > 0);
 
         let (mut writer, _) = Writer::open(&path).unwrap();
-        writer.append(&encode(None, &[span])).unwrap();
+        writer
+            .append(&encode(&Origin::default(), "v0.4", &[span(9)]))
+            .unwrap();
         // Windows refuses to remove a directory holding an open file.
         drop(writer);
         let contents = read(&path).unwrap();
-        assert_eq!(contents.entries.len(), 2);
+        assert_eq!(contents.entries.len(), 3);
+        assert_eq!(contents.entries[2].span_ids, [9]);
         assert_eq!(contents.torn_bytes, 0);
         fs::remove_dir_all(&dir).unwrap();
     }

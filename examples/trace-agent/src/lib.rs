@@ -5,49 +5,66 @@
 //! killed at any moment and restarted on the same name; the apps' tracers
 //! carry on without renegotiating anything.
 //!
-//! - [`agent`]: the agent. `PUT /v0.4/traces` takes a JSON array of spans
-//!   and answers 200 only once the batch is appended to its journal and
-//!   fsync'd; `GET /stats` tells what it holds.
-//! - [`tracer`]: what an app links in. Spans are batched and queued in a
-//!   bounded queue; a sender retries unacknowledged batches with backoff;
-//!   a full queue drops its oldest batch and counts it; the app never waits
-//!   on the agent beyond a bound.
-//! - [`demo`]: the scenario: tracer processes send while the agent is
+//! - [`agent`]: the agent. It speaks Datadog's intake: `GET /info`,
+//!   `PUT`/`POST /v0.4/traces` and `/v0.5/traces` (MessagePack, see
+//!   [`payload`]), answered with `{"rate_by_service":…}` only once the
+//!   batch is appended to its journal and fsync'd; `GET /stats` tells what
+//!   it holds.
+//! - [`tracer`]: what an app of ours links in. Spans are batched and queued
+//!   in a bounded queue; a sender delivers them as v0.4 payloads and
+//!   retries unacknowledged batches with backoff; a full queue drops its
+//!   oldest batch and counts it; the app never waits on the agent beyond a
+//!   bound.
+//! - [`demo`]: the scenario: tracer processes (ours, or Datadog's own
+//!   `ddtrace` and `dd-trace` apps, see [`apps`]) send while the agent is
 //!   SIGKILLed and restarted, then the journal is checked against what was
-//!   acknowledged.
+//!   made and acknowledged.
 
 pub mod agent;
+pub mod apps;
 pub mod demo;
 pub mod journal;
+pub mod payload;
 pub mod tracer;
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-/// One span, in the fields Datadog's v0.4 API uses. `span_id` is unique.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// One span, in the fields of Datadog's intake (v0.4 and v0.5 carry the
+/// same twelve). `span_id` is unique.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Span {
-    /// The trace the span belongs to.
-    pub trace_id: u64,
-    /// Unique among all spans.
-    pub span_id: u64,
-    /// The enclosing span; 0 for a trace's root.
-    pub parent_id: u64,
     /// The service that made the span.
     pub service: String,
     /// What was done, e.g. `http.request`.
     pub name: String,
     /// On what, e.g. `GET /users/:id`.
     pub resource: String,
+    /// The trace the span belongs to (its low 64 bits).
+    pub trace_id: u64,
+    /// Unique among all spans.
+    pub span_id: u64,
+    /// The enclosing span; 0 for a trace's root.
+    pub parent_id: u64,
     /// Start, in nanoseconds since the Unix epoch.
-    pub start: u64,
+    pub start: i64,
     /// Duration in nanoseconds.
-    pub duration: u64,
+    pub duration: i64,
+    /// 1 when the operation failed.
+    #[serde(default)]
+    pub error: i32,
+    /// String tags.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub meta: BTreeMap<String, String>,
+    /// Numeric tags (the sampling priority among them).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub metrics: BTreeMap<String, f64>,
+    /// `web`, `db`, `cache`, … (`type` on the wire).
+    #[serde(rename = "type", default, skip_serializing_if = "String::is_empty")]
+    pub kind: String,
 }
-
-/// The request path spans are sent to.
-pub const TRACES_PATH: &str = "/v0.4/traces";
 
 /// The pipe the agent listens on unless told otherwise.
 pub const DEFAULT_PIPE: &str = "trace-agent";

@@ -1,6 +1,9 @@
 //! The tracer an app links in: spans go into batches, batches into a
 //! bounded in-memory queue, and a sender on its own thread delivers them
-//! to the agent through [`pipehttp::Client`].
+//! to the agent through [`pipehttp::Client`], as Datadog's tracers do:
+//! `PUT /v0.4/traces` with a MessagePack payload of traces
+//! ([`payload::encode_v04`]), `X-Datadog-Trace-Count` and the
+//! `Datadog-Meta-*` headers naming the tracer.
 //!
 //! - A batch the agent did not acknowledge (no answer, an error, a 5xx) is
 //!   sent again, with backoff doubling from `backoff_min` to `backoff_max`.
@@ -27,7 +30,8 @@ use pipehttp::Client;
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
-use crate::{DEFAULT_PIPE, Span, TRACES_PATH, parse_secs};
+use crate::payload::{self, Version};
+use crate::{DEFAULT_PIPE, Span, parse_secs};
 
 /// How a tracer batches, queues and retries.
 #[derive(Debug, Clone)]
@@ -257,8 +261,29 @@ impl Tracer {
     }
 }
 
+/// What this tracer calls its language in `Datadog-Meta-Lang`.
+pub const LANG: &str = "rust";
+
+/// Its version, in `Datadog-Meta-Tracer-Version`.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// A batch as the intake wants it: the spans of each trace together, in
+/// the order the traces first appear.
+fn by_trace(batch: &[Span]) -> Vec<Vec<Span>> {
+    let mut traces: Vec<Vec<Span>> = Vec::new();
+    let mut index = std::collections::HashMap::new();
+    for span in batch {
+        let i = *index.entry(span.trace_id).or_insert_with(|| {
+            traces.push(Vec::new());
+            traces.len() - 1
+        });
+        traces[i].push(span.clone());
+    }
+    traces
+}
+
 async fn send_loop(shared: Arc<Shared>, client: Client, config: TracerConfig) {
-    let url = format!("http://pipe:/{}:{TRACES_PATH}", config.pipe);
+    let url = format!("http://pipe:/{}:{}", config.pipe, Version::V04.path());
     loop {
         let batch = loop {
             let woken = shared.wake.notified();
@@ -275,18 +300,23 @@ async fn send_loop(shared: Arc<Shared>, client: Client, config: TracerConfig) {
             }
             woken.await;
         };
-        let body = Bytes::from(serde_json::to_vec(&batch).expect("spans encode"));
+        let traces = by_trace(&batch);
+        let trace_count = traces.len().to_string();
+        let body = Bytes::from(payload::encode_v04(&traces));
         let mut pause = config.backoff_min;
         loop {
             let outcome = client
                 .put(url.as_str())
-                .header("content-type", "application/json")
+                .header("content-type", "application/msgpack")
+                .header("x-datadog-trace-count", trace_count.as_str())
+                .header("datadog-meta-lang", LANG)
+                .header("datadog-meta-tracer-version", VERSION)
                 .body(body.clone())
                 .send()
                 .await;
             let failure = match outcome {
                 Ok(res) if res.status() == StatusCode::OK => {
-                    // 200 means journaled; the body only says how many.
+                    // 200 means journaled; the body only has sampling rates.
                     let _ = res.bytes().await;
                     let mut state = shared.lock();
                     state.in_flight = 0;
@@ -420,19 +450,18 @@ fn make_span(pid: u64, i: u32) -> Span {
     let root = (pid << 32) | u64::from(i - i % 5);
     let start = SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
+        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX));
+    let is_root = span_id == root;
     Span {
+        service: "tracer-demo".to_owned(),
+        name: if is_root { "http.request" } else { "db.query" }.to_owned(),
+        resource: format!("GET /items/{}", i % 97),
         trace_id: root,
         span_id,
-        parent_id: if span_id == root { 0 } else { root },
-        service: "tracer-demo".to_owned(),
-        name: if span_id == root {
-            "http.request".to_owned()
-        } else {
-            "db.query".to_owned()
-        },
-        resource: format!("GET /items/{}", i % 97),
+        parent_id: if is_root { 0 } else { root },
         start,
-        duration: 1_000 + u64::from(i % 1000),
+        duration: 1_000 + i64::from(i % 1000),
+        kind: if is_root { "web" } else { "sql" }.to_owned(),
+        ..Span::default()
     }
 }
