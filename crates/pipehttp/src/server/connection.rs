@@ -4,8 +4,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use crate::options::Protocols;
 use crate::tls::Acceptor;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{OwnedSemaphorePermit, mpsc, watch};
 
@@ -21,6 +27,7 @@ struct Ctx<S> {
     phase: watch::Receiver<Phase>,
     open: mpsc::Sender<()>,
     tls: Option<Acceptor>,
+    protocols: Protocols,
 }
 
 impl<S: Clone> Clone for Ctx<S> {
@@ -31,12 +38,17 @@ impl<S: Clone> Clone for Ctx<S> {
             phase: self.phase.clone(),
             open: self.open.clone(),
             tls: self.tls.clone(),
+            protocols: self.protocols,
         }
     }
 }
 
 pub(crate) async fn accept_loop<S, B>(
-    Bound { listener, tls }: Bound,
+    Bound {
+        listener,
+        tls,
+        protocols,
+    }: Bound,
     shared: Arc<Shared>,
     service: S,
     mut phase: watch::Receiver<Phase>,
@@ -53,6 +65,7 @@ pub(crate) async fn accept_loop<S, B>(
         phase: phase.clone(),
         open,
         tls,
+        protocols,
     };
     loop {
         // Past max_concurrent_connections one more connection is taken into
@@ -126,6 +139,7 @@ where
         phase,
         open,
         tls,
+        protocols,
     } = ctx;
     let (slot, admission) = match admit {
         Admit::Free => (None, None),
@@ -138,8 +152,8 @@ where
         None => {
             tokio::spawn(async move {
                 let peer = conn.peer().clone();
-                serve_connection(conn, ConnCtx::new(peer, &shared, service, phase, admission))
-                    .await;
+                let ctx = ConnCtx::new(peer, &shared, service, phase, admission, protocols);
+                serve_connection(conn, ctx).await;
                 drop((slot, open));
             });
         }
@@ -152,7 +166,8 @@ where
                     tokio::time::timeout(shared.limits.request_headers_timeout, tls.accept(conn));
                 match handshake.await {
                     Ok(Ok(stream)) => {
-                        let ctx = ConnCtx::new(peer, &shared, service, phase, admission);
+                        let ctx =
+                            ConnCtx::new(peer, &shared, service, phase, admission, protocols);
                         serve_connection(stream, ctx).await;
                     }
                     Ok(Err(e)) => tracing::debug!("TLS handshake failed: {e}"),
@@ -180,6 +195,7 @@ struct ConnCtx<'a, S> {
     service: S,
     phase: watch::Receiver<Phase>,
     admission: Option<Arc<Admission>>,
+    protocols: Protocols,
 }
 
 impl<'a, S> ConnCtx<'a, S> {
@@ -189,6 +205,7 @@ impl<'a, S> ConnCtx<'a, S> {
         service: S,
         phase: watch::Receiver<Phase>,
         admission: Option<Arc<Admission>>,
+        protocols: Protocols,
     ) -> Self {
         Self {
             peer,
@@ -196,6 +213,64 @@ impl<'a, S> ConnCtx<'a, S> {
             service,
             phase,
             admission,
+            protocols,
+        }
+    }
+}
+
+type Io<I> = TokioIo<Monitored<I>>;
+type Both<'a, I, S> = auto::UpgradeableConnection<'a, Io<I>, ConnService<S>, TokioExecutor>;
+type Http1<I, S> = hyper::server::conn::http1::UpgradeableConnection<Io<I>, ConnService<S>>;
+type Http2<'a, I, S> = auto::Connection<'a, Io<I>, ConnService<S>, TokioExecutor>;
+
+/// A connection served with the HTTP versions its endpoint allows.
+enum Served<'a, I, S, B>
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: HttpService<B>,
+    B: HttpBody,
+{
+    /// Both, told apart by the first bytes; HTTP/1 may upgrade.
+    Both(Pin<Box<Both<'a, I, S>>>),
+    /// HTTP/1 alone, which may upgrade; an HTTP/2 preface is refused.
+    Http1(Pin<Box<Http1<I, S>>>),
+    /// HTTP/2 alone.
+    Http2(Pin<Box<Http2<'a, I, S>>>),
+    /// Never made: it only ties the response body type to the enum.
+    #[allow(dead_code)]
+    Never(std::convert::Infallible, std::marker::PhantomData<fn() -> B>),
+}
+
+impl<I, S, B> Served<'_, I, S, B>
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: HttpService<B>,
+    B: HttpBody,
+{
+    fn graceful_shutdown(&mut self) {
+        match self {
+            Served::Both(conn) => conn.as_mut().graceful_shutdown(),
+            Served::Http1(conn) => conn.as_mut().graceful_shutdown(),
+            Served::Http2(conn) => conn.as_mut().graceful_shutdown(),
+            Served::Never(never, _) => match *never {},
+        }
+    }
+}
+
+impl<I, S, B> Future for Served<'_, I, S, B>
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: HttpService<B>,
+    B: HttpBody,
+{
+    type Output = Result<(), Box<dyn std::error::Error + Send + Sync>>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.get_mut() {
+            Served::Both(conn) => conn.as_mut().poll(cx),
+            Served::Http1(conn) => conn.as_mut().poll(cx).map_err(Into::into),
+            Served::Http2(conn) => conn.as_mut().poll(cx),
+            Served::Never(never, _) => match *never {},
         }
     }
 }
@@ -226,6 +301,7 @@ where
         service,
         mut phase,
         admission,
+        protocols,
     } = ctx;
     let current = *phase.borrow_and_update();
     let state = Arc::new(ConnState::new());
@@ -234,8 +310,9 @@ where
     let service = ConnService {
         service,
         peer,
-        max_body: shared.limits.max_request_body_size,
-        max_head: shared.limits.max_request_headers_total_size,
+        limits: super::service::RequestLimits::new(&shared.limits),
+        server_header: shared.add_server_header,
+        upgrades: shared.upgrades.clone(),
         state: state.clone(),
         handover,
         admission,
@@ -243,7 +320,15 @@ where
     let io = TokioIo::new(Monitored::new(conn, state.clone()));
     // Boxed: hyper's connection is large, and the task future would
     // otherwise be moved around with it inside.
-    let mut conn = Box::pin(shared.http.serve_connection_with_upgrades(io, service));
+    let mut conn = match protocols {
+        Protocols::Http1AndHttp2 => {
+            Served::Both(Box::pin(shared.http.serve_connection_with_upgrades(io, service)))
+        }
+        Protocols::Http1 => {
+            Served::Http1(Box::pin(shared.http1.serve_connection(io, service).with_upgrades()))
+        }
+        Protocols::Http2 => Served::Http2(Box::pin(shared.http2_only.serve_connection(io, service))),
+    };
     let watchdog = watchdog::watch(&state, &shared.limits);
     tokio::pin!(watchdog);
     // A stop shuts a connection down at once if it has sent nothing, or
@@ -258,12 +343,12 @@ where
     let mut polled = false;
     loop {
         if stop_pending && polled && (state.begun() || !state.receiving_head()) {
-            conn.as_mut().graceful_shutdown();
+            conn.graceful_shutdown();
             stop_pending = false;
         }
         polled = true;
         tokio::select! {
-            res = conn.as_mut() => {
+            res = &mut conn => {
                 if let Err(e) = res {
                     tracing::debug!("connection ended: {e}");
                 }

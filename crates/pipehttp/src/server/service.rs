@@ -1,6 +1,8 @@
 //! The per-connection adapter between hyper and the user's tower service:
-//! puts the peer in every request, enforces `max_request_body_size` (413)
-//! and tells the connection's watchdog when requests start and finish.
+//! puts the peer in every request, enforces the request limits hyper does
+//! not (413, 414, 431), counts upgraded connections, adds the `Server`
+//! header, and tells the connection's watchdog when requests start and
+//! finish.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -168,14 +170,72 @@ where
     }
 }
 
+/// The limits a request is checked against here.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RequestLimits {
+    max_body: Option<u64>,
+    /// The request head limit. hyper's read buffer is larger (it also
+    /// carries bodies), so complete heads are measured here.
+    max_head: usize,
+    max_line: usize,
+    max_header_count: usize,
+    /// HTTP/2: the largest single header field.
+    max_field: usize,
+}
+
+impl RequestLimits {
+    pub(crate) fn new(limits: &crate::options::Limits) -> Self {
+        Self {
+            max_body: limits.max_request_body_size,
+            max_head: limits.max_request_headers_total_size,
+            max_line: limits.max_request_line_size,
+            max_header_count: limits.max_request_header_count,
+            max_field: limits.http2.max_request_header_field_size,
+        }
+    }
+
+    /// The answer to a request over a limit, if it is.
+    fn refuse<B>(&self, req: &Request<B>) -> Option<Response<Full<Bytes>>> {
+        if req.version() < Version::HTTP_2 && request_line_size(req) > self.max_line {
+            return Some(refusal(
+                StatusCode::URI_TOO_LONG,
+                format!("request line longer than {} bytes\n", self.max_line),
+            ));
+        }
+        if req.headers().len() > self.max_header_count {
+            return Some(refusal(
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                format!("more than {} request headers\n", self.max_header_count),
+            ));
+        }
+        if head_size(req) > self.max_head {
+            return Some(refusal(
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                format!("request headers larger than {} bytes\n", self.max_head),
+            ));
+        }
+        let field = |(name, value): (&http::HeaderName, &HeaderValue)| {
+            name.as_str().len() + value.len() > self.max_field
+        };
+        if req.version() >= Version::HTTP_2 && req.headers().iter().any(field) {
+            return Some(refusal(
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                format!("a request header field larger than {} bytes\n", self.max_field),
+            ));
+        }
+        None
+    }
+}
+
 /// What a connection hands hyper.
 pub(crate) struct ConnService<S> {
     pub(crate) service: S,
     pub(crate) peer: PeerInfo,
-    pub(crate) max_body: Option<u64>,
-    /// The request head limit. hyper's read buffer is larger (it also
-    /// carries bodies), so complete heads are measured here.
-    pub(crate) max_head: usize,
+    pub(crate) limits: RequestLimits,
+    /// Whether responses get `Server: pipehttp`.
+    pub(crate) server_header: bool,
+    /// Slots for upgraded connections, when they are limited.
+    pub(crate) upgrades: Option<Arc<Semaphore>>,
     pub(crate) state: Arc<ConnState>,
     /// Set on local connections: how a successor asks this server to
     /// hand over its names.
@@ -234,15 +294,32 @@ where
                 return ResponseFuture::immediate(
                     takeover::answer(&self.peer, handover),
                     in_flight,
+                    self.server_header,
                 );
             }
         }
+        let server_header = self.server_header;
         if let Some(problem) = host_problem(&req) {
-            return ResponseFuture::immediate(bad_request(problem), in_flight);
+            return ResponseFuture::immediate(bad_request(problem), in_flight, server_header);
         }
-        if head_size(&req) > self.max_head {
-            return ResponseFuture::immediate(headers_too_large(self.max_head), in_flight);
+        if let Some(refusal) = self.limits.refuse(&req) {
+            return ResponseFuture::immediate(refusal, in_flight, server_header);
         }
+        // An upgrade takes a slot for the upgraded connection's life, or
+        // is refused before the handler could switch protocols.
+        let upgrade = match &self.upgrades {
+            Some(slots) if wants_upgrade(&req) => match slots.clone().try_acquire_owned() {
+                Ok(slot) => Some(slot),
+                Err(_) => {
+                    let refusal = refusal(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "too many upgraded connections\n".into(),
+                    );
+                    return ResponseFuture::immediate(refusal, in_flight, server_header);
+                }
+            },
+            _ => None,
+        };
         let (mut parts, inner) = req.into_parts();
         parts.extensions.insert(self.peer.clone());
         // axum's ConnectInfo extractor, as axum::serve would provide it.
@@ -251,10 +328,14 @@ where
             .extensions
             .insert(axum::extract::ConnectInfo(self.peer.clone()));
         let declared = inner.size_hint().exact();
-        let (limit, tripped) = match (self.max_body, declared) {
+        let (limit, tripped) = match (self.limits.max_body, declared) {
             (None, _) => (None, None),
             (Some(max), Some(len)) if len > max => {
-                return ResponseFuture::immediate(too_large(parts.version, max), in_flight);
+                return ResponseFuture::immediate(
+                    too_large(parts.version, max),
+                    in_flight,
+                    server_header,
+                );
             }
             // hyper holds a body to its declared length, so only bodies of
             // unknown length need counting.
@@ -288,8 +369,24 @@ where
             tripped,
             version,
             in_flight: Some(in_flight),
+            server_header,
+            upgrade,
+            conn: self.state.clone(),
         }
     }
+}
+
+/// Whether an HTTP/1.1 request asks to switch protocols.
+fn wants_upgrade<B>(req: &Request<B>) -> bool {
+    req.version() == Version::HTTP_11
+        && req.headers().contains_key(http::header::UPGRADE)
+        && req
+            .headers()
+            .get_all(http::header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|token| token.trim().eq_ignore_ascii_case("upgrade"))
 }
 
 /// What is wrong with an HTTP/1 request's `Host`, if anything. HTTP/1.1
@@ -341,11 +438,22 @@ fn head_size<B>(req: &Request<B>) -> usize {
     request_line + headers + 2
 }
 
-fn headers_too_large(max: usize) -> Response<Full<Bytes>> {
-    let mut res = Response::new(Full::new(Bytes::from(format!(
-        "request headers larger than {max} bytes\n"
-    ))));
-    *res.status_mut() = StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE;
+/// The request line as sent: method, target and version.
+fn request_line_size<B>(req: &Request<B>) -> usize {
+    let target = match (req.uri().scheme(), req.uri().path_and_query()) {
+        // An absolute-form target is measured whole.
+        (Some(_), _) => req.uri().to_string().len(),
+        (None, Some(p)) => p.as_str().len(),
+        (None, None) => 1,
+    };
+    req.method().as_str().len() + 1 + target + " HTTP/1.1".len()
+}
+
+/// A refusal made here: the connection is closed after it (HTTP/1), as
+/// what follows on the wire may not be understood.
+fn refusal(status: StatusCode, text: String) -> Response<Full<Bytes>> {
+    let mut res = Response::new(Full::new(Bytes::from(text)));
+    *res.status_mut() = status;
     res.headers_mut()
         .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
     res
@@ -375,6 +483,10 @@ pin_project_lite::pin_project! {
         tripped: Option<(Arc<AtomicBool>, u64)>,
         version: Version,
         in_flight: Option<InFlight>,
+        server_header: bool,
+        // An upgraded-connection slot, kept with the connection on 101.
+        upgrade: Option<OwnedSemaphorePermit>,
+        conn: Arc<ConnState>,
     }
 }
 
@@ -395,12 +507,16 @@ pin_project_lite::pin_project! {
 
 impl<S: tower_service::Service<Request<RequestBody>>> ResponseFuture<S> {
     /// A response made here, without the service.
-    fn immediate(res: Response<Full<Bytes>>, in_flight: InFlight) -> Self {
+    fn immediate(res: Response<Full<Bytes>>, in_flight: InFlight, server_header: bool) -> Self {
+        let conn = in_flight.conn();
         Self {
             state: State::Immediate { res: Some(res) },
             tripped: None,
             version: Version::HTTP_11,
             in_flight: Some(in_flight),
+            server_header,
+            upgrade: None,
+            conn,
         }
     }
 }
@@ -454,6 +570,16 @@ where
             }
         };
         let in_flight = this.in_flight.take().expect("polled after completion");
+        let mut res = res;
+        if *this.server_header && !res.headers().contains_key(http::header::SERVER) {
+            res.headers_mut()
+                .insert(http::header::SERVER, HeaderValue::from_static("pipehttp"));
+        }
+        if let Some(slot) = this.upgrade.take() {
+            if res.status() == StatusCode::SWITCHING_PROTOCOLS {
+                this.conn.keep_upgrade_slot(slot);
+            }
+        }
         Poll::Ready(Ok(res.map(|inner| ResponseBody { inner, in_flight })))
     }
 }

@@ -38,6 +38,9 @@ pub(crate) struct ConnState {
     /// first one, for a stop that waits for it.
     begun: AtomicBool,
     first_request: Notify,
+    /// An upgraded-connection slot: the connection's I/O holds this state,
+    /// so the slot is given back when the upgraded connection is dropped.
+    upgrade_slot: std::sync::Mutex<Option<tokio::sync::OwnedSemaphorePermit>>,
 }
 
 impl ConnState {
@@ -50,7 +53,13 @@ impl ConnState {
             http2: AtomicBool::new(false),
             begun: AtomicBool::new(false),
             first_request: Notify::new(),
+            upgrade_slot: std::sync::Mutex::new(None),
         }
+    }
+
+    /// Keeps `slot` for as long as the connection's I/O lives.
+    pub(crate) fn keep_upgrade_slot(&self, slot: tokio::sync::OwnedSemaphorePermit) {
+        *self.upgrade_slot.lock().expect("slot lock poisoned") = Some(slot);
     }
 
     fn now(&self) -> u64 {
@@ -95,6 +104,13 @@ impl ConnState {
 /// A request in flight on a connection.
 #[derive(Debug)]
 pub(crate) struct InFlight(Arc<ConnState>);
+
+impl InFlight {
+    /// The connection's state.
+    pub(crate) fn conn(&self) -> Arc<ConnState> {
+        self.0.clone()
+    }
+}
 
 impl Drop for InFlight {
     fn drop(&mut self) {
