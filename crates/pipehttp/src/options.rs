@@ -285,9 +285,9 @@ options! {
         /// and a peer-credential check on every connection; Windows: a DACL
         /// that grants the current user alone, on every pipe instance.
         current_user_only => current_user_only: bool = true, "CurrentUserOnly", Kind::BOOL;
-        /// Unix: the socket file's mode when `current_user_only` is off
-        /// (default 0o666, anyone may connect, as on a default Windows
-        /// pipe). With `current_user_only` on, only 0o600 is allowed.
+        /// Unix: the socket file's mode when `current_user_only` is off.
+        /// The default, 0o666, lets anyone connect, as on a default Windows
+        /// pipe; with `current_user_only` on, only 0o600 is allowed.
         mode => mode: Option<u32> = None, "Mode", Kind::MODE,
             default_text "0666 when current_user_only is off";
     }

@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 use crate::options::{Kind, MinDataRate, OPTIONS, OptionInfo, Raw, Syntax, Value};
 
 /// Keys of Kestrel's configuration that are accepted but cannot apply
-/// here, relative to `Kestrel`, with why. `*` is any name; a trailing `*`
+/// here, relative to `Kestrel`, with why. `*` is any name; a trailing `**`
 /// any rest of the key.
 const NOT_APPLICABLE: &[(&str, &str)] = &[
     (
@@ -36,9 +36,9 @@ const NOT_APPLICABLE: &[(&str, &str)] = &[
         "Limits:Http2:HeaderTableSize",
         "hyper-util's server builder does not expose it; the HPACK table is 4096 bytes, Kestrel's default",
     ),
-    ("Limits:Http3:*", "HTTP/3 is not served here"),
+    ("Limits:Http3:**", "HTTP/3 is not served here"),
     (
-        "Endpoints:*:Sni:*",
+        "Endpoints:*:Sni:**",
         "per-host (SNI) settings are not supported; the endpoint's own settings apply",
     ),
     (
@@ -96,12 +96,12 @@ fn eq(a: &str, b: &str) -> bool {
     a.eq_ignore_ascii_case(b)
 }
 
-/// Whether `parts` fit `pattern` (`*`: one part; a trailing `*`: any rest).
+/// Whether `parts` fit `pattern` (`*`: one part; a trailing `**`: one or
+/// more parts).
 fn fits(pattern: &str, parts: &[&str]) -> bool {
     let pattern: Vec<&str> = pattern.split(':').collect();
-    if pattern.last() == Some(&"*") && pattern.len() > 1 && parts.len() >= pattern.len() - 1 {
-        let fixed = &pattern[..pattern.len() - 1];
-        return parts.len() >= fixed.len()
+    if let Some((&"**", fixed)) = pattern.split_last() {
+        return parts.len() > fixed.len()
             && fixed.iter().zip(parts).all(|(p, k)| *p == "*" || eq(p, k));
     }
     pattern.len() == parts.len() && pattern.iter().zip(parts).all(|(p, k)| *p == "*" || eq(p, k))

@@ -65,9 +65,15 @@ pub(crate) struct Store {
 }
 
 impl Store {
-    /// Adds an entry over any with the same key, whatever its case.
-    pub(crate) fn set(&mut self, entry: Entry) {
-        self.entries.insert(entry.key.to_ascii_lowercase(), entry);
+    /// Adds an entry over any with the same key, whatever its case. The
+    /// key keeps the spelling it had first, so a section is named as the
+    /// base file names it.
+    pub(crate) fn set(&mut self, mut entry: Entry) {
+        let folded = entry.key.to_ascii_lowercase();
+        if let Some(old) = self.entries.get(&folded) {
+            entry.key.clone_from(&old.key);
+        }
+        self.entries.insert(folded, entry);
     }
 
     pub(crate) fn entries(&self) -> impl Iterator<Item = &Entry> {
