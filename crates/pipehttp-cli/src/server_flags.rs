@@ -124,7 +124,9 @@ impl Args for ServerFlags {
                     .help("Password of a .pfx/.p12 --cert, or of an encrypted --key")
                     .help_heading(HEADING),
             );
-        OPTIONS.iter().fold(cmd, |cmd, info| cmd.arg(option_arg(info)))
+        OPTIONS
+            .iter()
+            .fold(cmd, |cmd, info| cmd.arg(option_arg(info)))
     }
 
     fn augment_args_for_update(cmd: Command) -> Command {

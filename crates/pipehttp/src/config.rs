@@ -258,8 +258,7 @@ impl Config {
     /// ```
     pub fn from_toml_str(text: &str, source_name: &str) -> Result<Config> {
         let source = Source::file(source_name, None);
-        let entries =
-            store::read_toml(text, &source).map_err(|m| Error::config(source_name, m))?;
+        let entries = store::read_toml(text, &source).map_err(|m| Error::config(source_name, m))?;
         let mut store = Store::default();
         store.layer(entries);
         bind::bind(&store)
@@ -280,8 +279,7 @@ impl Config {
     /// ```
     pub fn from_json_str(text: &str, source_name: &str) -> Result<Config> {
         let source = Source::file(source_name, None);
-        let entries =
-            store::read_json(text, &source).map_err(|m| Error::config(source_name, m))?;
+        let entries = store::read_json(text, &source).map_err(|m| Error::config(source_name, m))?;
         let mut store = Store::default();
         store.layer(entries);
         bind::bind(&store)
@@ -416,7 +414,10 @@ mod tests {
             })
         };
         assert_eq!(load(&[]).unwrap(), Vec::<String>::new());
-        assert_eq!(load(&[("PIPEHTTP_URLS", " ")]).unwrap(), Vec::<String>::new());
+        assert_eq!(
+            load(&[("PIPEHTTP_URLS", " ")]).unwrap(),
+            Vec::<String>::new()
+        );
         assert_eq!(
             load(&[
                 ("DOTNET_URLS", "http://pipe:/d"),
@@ -426,7 +427,11 @@ mod tests {
             ["env-1=http://pipe:/a", "env-2=http://127.0.0.1:0"]
         );
         assert_eq!(
-            load(&[("DOTNET_URLS", "http://pipe:/d"), ("PIPEHTTP_URLS", "http://pipe:/p")]).unwrap(),
+            load(&[
+                ("DOTNET_URLS", "http://pipe:/d"),
+                ("PIPEHTTP_URLS", "http://pipe:/p")
+            ])
+            .unwrap(),
             ["env-1=http://pipe:/p"]
         );
         let err = load(&[("ASPNETCORE_URLS", "http://pipe:/a:b")])

@@ -1029,9 +1029,7 @@ impl Kind {
             },
             Kind::Rate => match syntax {
                 Syntax::Flag => "BYTES_PER_SEC:GRACE_SECS such as 240:5".into(),
-                Syntax::Toml => {
-                    "a table { bytes_per_second = 240, grace_period = 5 }".into()
-                }
+                Syntax::Toml => "a table { bytes_per_second = 240, grace_period = 5 }".into(),
                 Syntax::Dotnet => {
                     "an object { \"BytesPerSecond\": 240, \"GracePeriod\": \"00:00:05\" }".into()
                 }
@@ -1084,7 +1082,9 @@ impl Kind {
             },
             Kind::Bool => boolean(raw, syntax).map(|b| Value::Bool(b).into()),
             Kind::Mode => mode(raw, syntax).map(|m| Value::Count(m.into()).into()),
-            Kind::Rate => text(raw, syntax).and_then(rate_text).map(|r| Value::Rate(r).into()),
+            Kind::Rate => text(raw, syntax)
+                .and_then(rate_text)
+                .map(|r| Value::Rate(r).into()),
             Kind::Protocols => text(raw, syntax).and_then(protocols),
             Kind::SslProtocols => text(raw, syntax).and_then(|t| ssl_protocols(t.split(','))),
             Kind::ClientCertificateMode => text(raw, syntax).and_then(client_certificate_mode),
@@ -1154,12 +1154,13 @@ fn boolean(raw: &Raw, syntax: Syntax) -> Option<bool> {
     match (raw, syntax) {
         (Raw::Bool(b), _) => Some(*b),
         // bool.Parse: "true" or "false" in any case.
-        (Raw::Text(t), Syntax::Dotnet | Syntax::Flag) => match t.trim().to_ascii_lowercase().as_str()
-        {
-            "true" => Some(true),
-            "false" => Some(false),
-            _ => None,
-        },
+        (Raw::Text(t), Syntax::Dotnet | Syntax::Flag) => {
+            match t.trim().to_ascii_lowercase().as_str() {
+                "true" => Some(true),
+                "false" => Some(false),
+                _ => None,
+            }
+        }
         _ => None,
     }
 }
@@ -1260,7 +1261,8 @@ pub(crate) fn ssl_protocols<'a>(names: impl IntoIterator<Item = &'a str>) -> Opt
     })
 }
 
-const DELAY_NOTE: &str = "DelayCertificate (renegotiation) is not possible here: read as AllowCertificate";
+const DELAY_NOTE: &str =
+    "DelayCertificate (renegotiation) is not possible here: read as AllowCertificate";
 
 fn client_certificate_mode(text: &str) -> Option<Parsed> {
     let (mode, note) = match normalise(text).as_str() {
@@ -1333,7 +1335,11 @@ mod tests {
         ServerOptions::default().validate().unwrap();
         for info in OPTIONS {
             assert!(!info.summary().is_empty(), "{}", info.name);
-            assert!(info.kind.allows(&info.get(&ServerOptions::default())), "{}", info.name);
+            assert!(
+                info.kind.allows(&info.get(&ServerOptions::default())),
+                "{}",
+                info.name
+            );
         }
     }
 
@@ -1347,8 +1353,16 @@ mod tests {
         assert_eq!(secs("00:00:00.0000001"), Some(1e-7));
         assert_eq!(secs("1.02:03:04"), Some(93_784.0));
         for bad in [
-            "30", "", ":", "00:00:60", "24:00:00", "-00:00:30", "00:00:30.", "0:0:1.12345678",
-            "a:b:c", "00:00:30:00",
+            "30",
+            "",
+            ":",
+            "00:00:60",
+            "24:00:00",
+            "-00:00:30",
+            "00:00:30.",
+            "0:0:1.12345678",
+            "a:b:c",
+            "00:00:30:00",
         ] {
             assert_eq!(parse_timespan(bad), None, "{bad}");
         }
@@ -1357,15 +1371,33 @@ mod tests {
     #[test]
     fn enums() {
         let p = |t: &str| protocols(t).map(|p| (p.value, p.note.is_some()));
-        assert_eq!(p("Http1"), Some((Value::Protocols(Protocols::Http1), false)));
-        assert_eq!(p("http1-and-http2"), Some((Value::Protocols(Protocols::Http1AndHttp2), false)));
-        assert_eq!(p("Http1, Http2"), Some((Value::Protocols(Protocols::Http1AndHttp2), false)));
-        assert_eq!(p("Http1AndHttp2AndHttp3"), Some((Value::Protocols(Protocols::Http1AndHttp2), true)));
+        assert_eq!(
+            p("Http1"),
+            Some((Value::Protocols(Protocols::Http1), false))
+        );
+        assert_eq!(
+            p("http1-and-http2"),
+            Some((Value::Protocols(Protocols::Http1AndHttp2), false))
+        );
+        assert_eq!(
+            p("Http1, Http2"),
+            Some((Value::Protocols(Protocols::Http1AndHttp2), false))
+        );
+        assert_eq!(
+            p("Http1AndHttp2AndHttp3"),
+            Some((Value::Protocols(Protocols::Http1AndHttp2), true))
+        );
         assert_eq!(p("Http3"), None);
         let s = |t: &str| ssl_protocols(t.split(',')).map(|p| (p.value, p.note.is_some()));
-        let only12 = SslProtocols { tls12: true, tls13: false };
+        let only12 = SslProtocols {
+            tls12: true,
+            tls13: false,
+        };
         assert_eq!(s("Tls12"), Some((Value::SslProtocols(only12), false)));
-        assert_eq!(s("None"), Some((Value::SslProtocols(SslProtocols::DEFAULT), false)));
+        assert_eq!(
+            s("None"),
+            Some((Value::SslProtocols(SslProtocols::DEFAULT), false))
+        );
         assert_eq!(s("Tls11,Tls12"), Some((Value::SslProtocols(only12), true)));
         assert_eq!(s("Tls11"), None);
         assert_eq!(s("Tls14"), None);

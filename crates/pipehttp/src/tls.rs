@@ -34,10 +34,10 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::server::WebPkiClientVerifier;
 
 use crate::address::{ListenAddress, Scheme};
-use crate::options::{ClientCertificateMode, Protocols, SslProtocols};
 #[cfg(feature = "config")]
 use crate::config::CertificateConfig;
 use crate::error::{Error, Remedy, Result};
+use crate::options::{ClientCertificateMode, Protocols, SslProtocols};
 
 /// What accepts TLS on an https endpoint.
 pub(crate) type Acceptor = tokio_rustls::TlsAcceptor;
@@ -70,8 +70,14 @@ pub struct Certificate {
 enum Source {
     /// A PEM chain and its key; without a key file, a PKCS#12 file or a
     /// PEM file holding both.
-    Files { cert: PathBuf, key: Option<PathBuf> },
-    Pem { cert: Vec<u8>, key: Vec<u8> },
+    Files {
+        cert: PathBuf,
+        key: Option<PathBuf>,
+    },
+    Pem {
+        cert: Vec<u8>,
+        key: Vec<u8>,
+    },
 }
 
 /// What an https endpoint negotiates besides its certificate.
@@ -131,7 +137,11 @@ impl Certificate {
 
     /// A rustls server configuration with `settings`, or an error naming
     /// `endpoint` and the file at fault.
-    pub(crate) fn server_config(&self, endpoint: &str, settings: &Settings) -> Result<Arc<ServerConfig>> {
+    pub(crate) fn server_config(
+        &self,
+        endpoint: &str,
+        settings: &Settings,
+    ) -> Result<Arc<ServerConfig>> {
         let fail = |what: String| Error::tls(format!("{endpoint}: {what}"));
         let (chain, key, names) = self.load(&fail)?;
         let mut versions: Vec<&'static rustls::SupportedProtocolVersion> = Vec::new();
@@ -166,8 +176,11 @@ impl Certificate {
             }
         };
         let mut config = builder.with_single_cert(chain, key).map_err(|e| {
-            fail(format!("the key in {} does not fit the certificate in {}", names.1, names.0))
-                .with_source(e)
+            fail(format!(
+                "the key in {} does not fit the certificate in {}",
+                names.1, names.0
+            ))
+            .with_source(e)
         })?;
         config.alpn_protocols = SERVER_ALPN
             .iter()
@@ -185,13 +198,20 @@ impl Certificate {
     fn load(
         &self,
         fail: &dyn Fn(String) -> Error,
-    ) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>, (String, String))> {
+    ) -> Result<(
+        Vec<CertificateDer<'static>>,
+        PrivateKeyDer<'static>,
+        (String, String),
+    )> {
         let read = |path: &Path| {
             std::fs::read(path)
                 .map_err(|e| fail(format!("cannot read {}", path.display())).with_source(e))
         };
         let (cert_pem, key_pem, cert_name, key_name) = match &self.source {
-            Source::Files { cert, key: Some(key) } => (
+            Source::Files {
+                cert,
+                key: Some(key),
+            } => (
                 read(cert)?,
                 read(key)?,
                 cert.display().to_string(),
@@ -241,13 +261,18 @@ impl Certificate {
                 )));
             };
             let section = &text[start..end + END.len()];
-            let (_, der) = pkcs8::der::pem::decode_vec(section.as_bytes())
-                .map_err(|e| fail(format!("{name}: the encrypted key is not PEM")).with_source(e))?;
-            let info = pkcs8::EncryptedPrivateKeyInfoRef::try_from(der.as_slice())
-                .map_err(|e| fail(format!("{name}: the encrypted key is not PKCS#8")).with_source(e))?;
+            let (_, der) = pkcs8::der::pem::decode_vec(section.as_bytes()).map_err(|e| {
+                fail(format!("{name}: the encrypted key is not PEM")).with_source(e)
+            })?;
+            let info =
+                pkcs8::EncryptedPrivateKeyInfoRef::try_from(der.as_slice()).map_err(|e| {
+                    fail(format!("{name}: the encrypted key is not PKCS#8")).with_source(e)
+                })?;
             let plain = info.decrypt(password).map_err(|e| {
-                fail(format!("{name}: the key cannot be decrypted: wrong password, or an unsupported cipher"))
-                    .with_source(e)
+                fail(format!(
+                    "{name}: the key cannot be decrypted: wrong password, or an unsupported cipher"
+                ))
+                .with_source(e)
             })?;
             return Ok(PrivateKeyDer::Pkcs8(plain.as_bytes().to_vec().into()));
         }
@@ -286,7 +311,9 @@ impl Certificate {
             .with_source(e)
         })?;
         let Some((_, chain)) = store.private_key_chain() else {
-            return Err(fail(format!("{name} holds no private key with its certificate")));
+            return Err(fail(format!(
+                "{name} holds no private key with its certificate"
+            )));
         };
         let certs: Vec<CertificateDer<'static>> = chain
             .certs()

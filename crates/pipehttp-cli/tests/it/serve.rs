@@ -345,7 +345,9 @@ fn each_urls_variable_in_order() {
     let file = write(
         &dir,
         "appsettings.json",
-        &format!(r#"{{ "Kestrel": {{ "Endpoints": {{ "E": {{ "Url": "http://pipe:/{f}" }} }} }} }}"#),
+        &format!(
+            r#"{{ "Kestrel": {{ "Endpoints": {{ "E": {{ "Url": "http://pipe:/{f}" }} }} }} }}"#
+        ),
     );
     let cases: [(&[(&str, &str)], &str); 4] = [
         (&[("DOTNET_URLS", &format!("http://pipe:/{d}"))], &d),
@@ -368,8 +370,15 @@ fn each_urls_variable_in_order() {
     ];
     for (vars, expected) in cases {
         let server = serve_config(&dir, &file, vars, 1);
-        assert_eq!(server.url(0), format!("http://pipe:/{expected}"), "{vars:?}");
-        assert_eq!(curl(server.path(0), &["http://localhost/test"]).stdout, b"Hello world!");
+        assert_eq!(
+            server.url(0),
+            format!("http://pipe:/{expected}"),
+            "{vars:?}"
+        );
+        assert_eq!(
+            curl(server.path(0), &["http://localhost/test"]).stdout,
+            b"Hello world!"
+        );
         server.stop();
     }
 }
@@ -397,7 +406,9 @@ fn appsettings_layered_with_the_environment_file_and_variables() {
     write(
         &dir,
         "appsettings.Development.json",
-        &format!(r#"{{ "Kestrel": {{ "Endpoints": {{ "Pipe": {{ "Url": "http://pipe:/{dev}" }} }} }} }}"#),
+        &format!(
+            r#"{{ "Kestrel": {{ "Endpoints": {{ "Pipe": {{ "Url": "http://pipe:/{dev}" }} }} }} }}"#
+        ),
     );
     let vars = [
         ("ASPNETCORE_ENVIRONMENT", "Development"),
@@ -410,13 +421,28 @@ fn appsettings_layered_with_the_environment_file_and_variables() {
     assert_eq!(post_echo(&socket, 10), "200");
     // The base file's other limit still holds: 50 headers pass, 60 do not.
     let headers = |n: usize| -> Vec<String> {
-        (0..n).flat_map(|i| ["-H".to_owned(), format!("X-H{i}: v")]).collect()
+        (0..n)
+            .flat_map(|i| ["-H".to_owned(), format!("X-H{i}: v")])
+            .collect()
     };
     for (n, status) in [(40, "200"), (60, "431")] {
         let mut args: Vec<String> = headers(n);
-        args.extend(["-o", "/dev/null", "-w", "%{http_code}", "http://localhost/test"].map(String::from));
+        args.extend(
+            [
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                "http://localhost/test",
+            ]
+            .map(String::from),
+        );
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        assert_eq!(String::from_utf8(curl(&socket, &args).stdout).unwrap(), status, "{n} headers");
+        assert_eq!(
+            String::from_utf8(curl(&socket, &args).stdout).unwrap(),
+            status,
+            "{n} headers"
+        );
     }
     server.stop();
 }
@@ -440,7 +466,16 @@ fn protocols_per_endpoint_as_kestrel_serves_them() {
     let server = serve_config(&dir, &file, &[], 3);
     let version = |i: usize, flag: &str| {
         let socket = server.path(i).to_str().unwrap();
-        curl_status(&[flag, "--unix-socket", socket, "-o", "/dev/null", "-w", "%{http_version}", "http://localhost/test"])
+        curl_status(&[
+            flag,
+            "--unix-socket",
+            socket,
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_version}",
+            "http://localhost/test",
+        ])
     };
     // A: HTTP/1 only (the endpoint default): HTTP/2 prior knowledge is refused.
     assert_eq!(version(0, "--http1.1"), (Some(0), "1.1".into()));
@@ -491,7 +526,10 @@ fn dev_cert(dir: &TempDir) -> (PathBuf, PathBuf) {
     cmd.args(["dev-cert", "--out"]).arg(dir.path());
     let (code, output) = exit_of(cmd);
     assert_eq!(code, Some(0), "{output}");
-    (dir.path().join("localhost.pem"), dir.path().join("localhost-key.pem"))
+    (
+        dir.path().join("localhost.pem"),
+        dir.path().join("localhost-key.pem"),
+    )
 }
 
 #[test]
@@ -501,8 +539,34 @@ fn pfx_and_encrypted_pem_certificates_with_passwords() {
     let (cert_s, key_s) = (cert.to_str().unwrap(), key.to_str().unwrap());
     // .pfx as OpenSSL 3 writes it (PBES2, AES-256), and a PKCS#8 key
     // encrypted the same way.
-    openssl(&dir, &["pkcs12", "-export", "-in", cert_s, "-inkey", key_s, "-out", "cert.pfx", "-passout", "pass:s3cret"]);
-    openssl(&dir, &["pkcs8", "-topk8", "-in", key_s, "-out", "encrypted.key", "-passout", "pass:k3y"]);
+    openssl(
+        &dir,
+        &[
+            "pkcs12",
+            "-export",
+            "-in",
+            cert_s,
+            "-inkey",
+            key_s,
+            "-out",
+            "cert.pfx",
+            "-passout",
+            "pass:s3cret",
+        ],
+    );
+    openssl(
+        &dir,
+        &[
+            "pkcs8",
+            "-topk8",
+            "-in",
+            key_s,
+            "-out",
+            "encrypted.key",
+            "-passout",
+            "pass:k3y",
+        ],
+    );
     let (pfx, pem) = (unique_name("pfx"), unique_name("pem"));
     let file = write(
         &dir,
@@ -518,13 +582,33 @@ fn pfx_and_encrypted_pem_certificates_with_passwords() {
     let server = serve_config(&dir, &file, &[], 2);
     for i in 0..2 {
         let socket = server.path(i).to_str().unwrap();
-        let (code, body) = curl_status(&["--cacert", cert_s, "--unix-socket", socket, "https://localhost/test"]);
-        assert_eq!((code, body.as_str()), (Some(0), "Hello world!"), "{}", server.url(i));
+        let (code, body) = curl_status(&[
+            "--cacert",
+            cert_s,
+            "--unix-socket",
+            socket,
+            "https://localhost/test",
+        ]);
+        assert_eq!(
+            (code, body.as_str()),
+            (Some(0), "Hello world!"),
+            "{}",
+            server.url(i)
+        );
     }
     // The PEM endpoint (first: endpoints are sorted by name) takes TLS 1.3 only.
     assert_eq!(server.url(0), format!("https://pipe:/{pem}"));
     let pem_socket = server.path(0).to_str().unwrap();
-    let (code, _) = curl_status(&["--cacert", cert_s, "--tlsv1.2", "--tls-max", "1.2", "--unix-socket", pem_socket, "https://localhost/test"]);
+    let (code, _) = curl_status(&[
+        "--cacert",
+        cert_s,
+        "--tlsv1.2",
+        "--tls-max",
+        "1.2",
+        "--unix-socket",
+        pem_socket,
+        "https://localhost/test",
+    ]);
     assert_eq!(code, Some(35), "TLS 1.2 refused");
     server.stop();
 
@@ -532,14 +616,19 @@ fn pfx_and_encrypted_pem_certificates_with_passwords() {
     let bad = write(
         &dir,
         "bad.json",
-        &format!(r#"{{ "Kestrel": {{ "Endpoints": {{ "Pfx": {{ "Url": "https://pipe:/{pfx}", "Certificate": {{ "Path": "cert.pfx", "Password": "nope" }} }} }} }} }}"#),
+        &format!(
+            r#"{{ "Kestrel": {{ "Endpoints": {{ "Pfx": {{ "Url": "https://pipe:/{pfx}", "Certificate": {{ "Path": "cert.pfx", "Password": "nope" }} }} }} }} }}"#
+        ),
     );
     let mut cmd = serve(&dir);
     cmd.arg("--config").arg(&bad);
     let (code, output) = exit_of(cmd);
     assert_eq!(code, Some(1), "{output}");
     assert!(
-        output.lines().any(|l| l.starts_with(&format!("pipehttp: https://pipe:/{pfx}: ")) && l.contains("cert.pfx cannot be read as PKCS#12")),
+        output.lines().any(
+            |l| l.starts_with(&format!("pipehttp: https://pipe:/{pfx}: "))
+                && l.contains("cert.pfx cannot be read as PKCS#12")
+        ),
         "{output}"
     );
 }
@@ -549,13 +638,21 @@ fn server_header_and_request_line_limit() {
     let dir = tempdir().unwrap();
     let name = unique_name("hdr");
     let mut cmd = serve(&dir);
-    cmd.args(["--urls", &format!("http://pipe:/{name}"), "--max-request-line-size", "100"]);
+    cmd.args([
+        "--urls",
+        &format!("http://pipe:/{name}"),
+        "--max-request-line-size",
+        "100",
+    ]);
     let server = Serve::start(cmd, 1);
     let out = curl(server.path(0), &["-i", "http://localhost/test"]);
     let head = String::from_utf8_lossy(&out.stdout).to_ascii_lowercase();
     assert!(head.contains("\r\nserver: pipehttp\r\n"), "{head}");
     let long = format!("http://localhost/test?{}", "x".repeat(200));
-    let out = curl(server.path(0), &["-o", "/dev/null", "-w", "%{http_code}", &long]);
+    let out = curl(
+        server.path(0),
+        &["-o", "/dev/null", "-w", "%{http_code}", &long],
+    );
     assert_eq!(out.stdout, b"414");
     server.stop();
 
@@ -593,7 +690,11 @@ fn help_shows_every_option_with_its_default_from_the_schema() {
     assert_eq!(code, Some(0), "{help}");
     let help = help.split_whitespace().collect::<Vec<_>>().join(" ");
     for info in pipehttp::options::OPTIONS {
-        assert!(help.contains(&format!("--{} <", info.flag())), "--{} missing", info.flag());
+        assert!(
+            help.contains(&format!("--{} <", info.flag())),
+            "--{} missing",
+            info.flag()
+        );
         assert!(
             help.contains(&format!("[default: {}]", info.default_text())),
             "{}: default {} missing",

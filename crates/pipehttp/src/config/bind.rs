@@ -90,7 +90,14 @@ const ENDPOINT_KEYS: &[&str] = &[
 const CERTIFICATE_KEYS: &[&str] = &["Path", "KeyPath", "Password"];
 
 /// Sections that may be empty (a null value in the store).
-const SECTIONS: &[&str] = &["Endpoints", "Certificates", "Endpoints:*", "Endpoints:*:Certificate", "Certificates:*", "Endpoints:*:Sni"];
+const SECTIONS: &[&str] = &[
+    "Endpoints",
+    "Certificates",
+    "Endpoints:*",
+    "Endpoints:*:Certificate",
+    "Certificates:*",
+    "Endpoints:*:Sni",
+];
 
 fn eq(a: &str, b: &str) -> bool {
     a.eq_ignore_ascii_case(b)
@@ -104,7 +111,11 @@ fn fits(pattern: &str, parts: &[&str]) -> bool {
         return parts.len() > fixed.len()
             && fixed.iter().zip(parts).all(|(p, k)| *p == "*" || eq(p, k));
     }
-    pattern.len() == parts.len() && pattern.iter().zip(parts).all(|(p, k)| *p == "*" || eq(p, k))
+    pattern.len() == parts.len()
+        && pattern
+            .iter()
+            .zip(parts)
+            .all(|(p, k)| *p == "*" || eq(p, k))
 }
 
 /// An option's key relative to `Kestrel`, split.
@@ -178,7 +189,10 @@ pub(crate) fn bind(store: &Store) -> Result<Config> {
         };
         if parts.is_empty() || is_section(&parts) {
             if entry.value != Raw::Null {
-                return Err(bad_value(entry, &format!("{}: expected an object", entry.value.show())));
+                return Err(bad_value(
+                    entry,
+                    &format!("{}: expected an object", entry.value.show()),
+                ));
             }
             continue;
         }
@@ -196,7 +210,9 @@ pub(crate) fn bind(store: &Store) -> Result<Config> {
             match rest {
                 [k] if eq(k, "Url") => draft.url = Some(entry),
                 [k] if eq(k, "Protocols") => draft.protocols = Some(entry),
-                [k] if eq(k, "ClientCertificateMode") => draft.client_certificate_mode = Some(entry),
+                [k] if eq(k, "ClientCertificateMode") => {
+                    draft.client_certificate_mode = Some(entry)
+                }
                 [k] | [k, _] if eq(k, "SslProtocols") && is_list_item(rest) => {
                     draft.ssl_protocols.push(entry);
                 }
@@ -275,7 +291,9 @@ pub(crate) fn bind(store: &Store) -> Result<Config> {
         info.set(&mut config.options, rate(&draft, current)?);
     }
     for draft in endpoints.into_values() {
-        config.endpoints.push(endpoint(draft, &mut config.not_applied)?);
+        config
+            .endpoints
+            .push(endpoint(draft, &mut config.not_applied)?);
     }
     config.default_certificate = certificate(&default_certificate, "Default")?;
     config.options.validate().map_err(|message| {
@@ -376,7 +394,10 @@ fn unknown(entry: &Entry, parts: &[&str], extra: &[String]) -> Error {
             entry,
             format!("unknown key `{shown}`: not one of Kestrel's; did you mean `{near}`?"),
         ),
-        None => fail(entry, format!("unknown key `{shown}`: not one of Kestrel's")),
+        None => fail(
+            entry,
+            format!("unknown key `{shown}`: not one of Kestrel's"),
+        ),
     }
 }
 
@@ -394,7 +415,12 @@ fn list(kind: Kind, entries: &[&Entry]) -> Result<crate::options::Parsed> {
     for (_, entry) in &items {
         match &entry.value {
             Raw::Text(t) => names.push(t.as_str()),
-            other => return Err(bad_value(entry, &format!("{}: expected {}", other.show(), kind.expected(entry.syntax)))),
+            other => {
+                return Err(bad_value(
+                    entry,
+                    &format!("{}: expected {}", other.show(), kind.expected(entry.syntax)),
+                ));
+            }
         }
     }
     let joined = names.join(",");
@@ -422,7 +448,11 @@ fn rate(draft: &RateDraft<'_>, current: MinDataRate) -> Result<Value> {
             bytes: true,
             unlimited: false,
         };
-        match kind.parse(&entry.value, entry.syntax).map_err(|e| bad_value(entry, &e))?.value {
+        match kind
+            .parse(&entry.value, entry.syntax)
+            .map_err(|e| bad_value(entry, &e))?
+            .value
+        {
             Value::Count(n) => rate.bytes_per_second = n,
             _ => unreachable!("a count"),
         }
@@ -432,7 +462,11 @@ fn rate(draft: &RateDraft<'_>, current: MinDataRate) -> Result<Value> {
             min: std::time::Duration::from_secs(1),
             unlimited: false,
         };
-        match kind.parse(&entry.value, entry.syntax).map_err(|e| bad_value(entry, &e))?.value {
+        match kind
+            .parse(&entry.value, entry.syntax)
+            .map_err(|e| bad_value(entry, &e))?
+            .value
+        {
             Value::Duration(d) => rate.grace_period = d,
             _ => unreachable!("a duration"),
         }
@@ -444,8 +478,18 @@ fn rate(draft: &RateDraft<'_>, current: MinDataRate) -> Result<Value> {
 /// its first `depth` parts after `Kestrel` (the TOML root is `Kestrel`).
 fn section_name(entry: &Entry, depth: usize) -> String {
     match entry.style {
-        Style::Dotnet => entry.key.split(':').take(depth + 1).collect::<Vec<_>>().join(":"),
-        Style::Toml => entry.shown.split('.').take(depth).collect::<Vec<_>>().join("."),
+        Style::Dotnet => entry
+            .key
+            .split(':')
+            .take(depth + 1)
+            .collect::<Vec<_>>()
+            .join(":"),
+        Style::Toml => entry
+            .shown
+            .split('.')
+            .take(depth)
+            .collect::<Vec<_>>()
+            .join("."),
     }
 }
 
@@ -454,13 +498,19 @@ fn missing(entry: &Entry, depth: usize, dotnet: &str, toml: &str) -> Error {
         Style::Dotnet => dotnet,
         Style::Toml => toml,
     };
-    fail(entry, format!("`{}` has no `{key}`: add it", section_name(entry, depth)))
+    fail(
+        entry,
+        format!("`{}` has no `{key}`: add it", section_name(entry, depth)),
+    )
 }
 
 fn text(entry: &Entry) -> Result<&str> {
     match &entry.value {
         Raw::Text(t) if !t.trim().is_empty() => Ok(t.trim()),
-        other => Err(bad_value(entry, &format!("{}: expected a non-empty string", other.show()))),
+        other => Err(bad_value(
+            entry,
+            &format!("{}: expected a non-empty string", other.show()),
+        )),
     }
 }
 
@@ -469,7 +519,11 @@ fn certificate(draft: &CertDraft<'_>, _name: &str) -> Result<Option<CertificateC
         return Ok(None);
     };
     // Kestrel:Endpoints:NAME:Certificate, or Kestrel:Certificates:Default.
-    let depth = if eq(any.key.split(':').nth(1).unwrap_or_default(), "Endpoints") { 3 } else { 2 };
+    let depth = if eq(any.key.split(':').nth(1).unwrap_or_default(), "Endpoints") {
+        3
+    } else {
+        2
+    };
     let Some(path) = draft.path else {
         return Err(missing(any, depth, "Path", "path"));
     };
@@ -481,7 +535,12 @@ fn certificate(draft: &CertDraft<'_>, _name: &str) -> Result<Option<CertificateC
         cert.password = match &password.value {
             Raw::Text(t) => Some(t.clone()),
             Raw::Null => None,
-            other => return Err(bad_value(password, &format!("{}: expected a string", other.show()))),
+            other => {
+                return Err(bad_value(
+                    password,
+                    &format!("{}: expected a string", other.show()),
+                ));
+            }
         };
     }
     Ok(Some(cert))

@@ -260,8 +260,14 @@ const TOML_TABLES: &[(&str, &str)] = &[
     ("endpoints.*.certificate", "Endpoints:*:Certificate"),
     ("certificates", "Certificates"),
     ("certificates.*", "Certificates:*"),
-    ("limits.min_request_body_data_rate", "Limits:MinRequestBodyDataRate"),
-    ("limits.min_response_data_rate", "Limits:MinResponseDataRate"),
+    (
+        "limits.min_request_body_data_rate",
+        "Limits:MinRequestBodyDataRate",
+    ),
+    (
+        "limits.min_response_data_rate",
+        "Limits:MinResponseDataRate",
+    ),
 ];
 
 /// Keys that are not options of the schema: endpoint and certificate keys,
@@ -270,7 +276,10 @@ const TOML_KEYS: &[(&str, &str)] = &[
     ("endpoints.*.url", "Url"),
     ("endpoints.*.protocols", "Protocols"),
     ("endpoints.*.ssl_protocols", "SslProtocols"),
-    ("endpoints.*.client_certificate_mode", "ClientCertificateMode"),
+    (
+        "endpoints.*.client_certificate_mode",
+        "ClientCertificateMode",
+    ),
     ("endpoints.*.certificate.path", "Path"),
     ("endpoints.*.certificate.key_path", "KeyPath"),
     ("endpoints.*.certificate.password", "Password"),
@@ -281,8 +290,14 @@ const TOML_KEYS: &[(&str, &str)] = &[
         "limits.min_request_body_data_rate.bytes_per_second",
         "BytesPerSecond",
     ),
-    ("limits.min_request_body_data_rate.grace_period", "GracePeriod"),
-    ("limits.min_response_data_rate.bytes_per_second", "BytesPerSecond"),
+    (
+        "limits.min_request_body_data_rate.grace_period",
+        "GracePeriod",
+    ),
+    (
+        "limits.min_response_data_rate.bytes_per_second",
+        "BytesPerSecond",
+    ),
     ("limits.min_response_data_rate.grace_period", "GracePeriod"),
 ];
 
@@ -294,7 +309,10 @@ fn toml_tables() -> Vec<(String, String)> {
         .collect();
     for info in OPTIONS {
         if !info.toml_section.is_empty() {
-            let section = (info.toml_section.to_owned(), info.kestrel_section.to_owned());
+            let section = (
+                info.toml_section.to_owned(),
+                info.kestrel_section.to_owned(),
+            );
             if !tables.contains(&section) {
                 tables.push(section);
             }
@@ -372,7 +390,10 @@ fn toml_table(
         match value {
             toml::Value::Table(inner) if is_table => toml_table(inner, &path, source, out)?,
             value if is_table && !(is_rate(&path) && value.is_str()) => {
-                return Err(format!("`{shown}` is {}: expected a table", show_toml(&value)));
+                return Err(format!(
+                    "`{shown}` is {}: expected a table",
+                    show_toml(&value)
+                ));
             }
             value => {
                 let Some((pattern, kestrel)) = keys.iter().find(|(k, _)| fits(k, &path)) else {
@@ -423,7 +444,12 @@ fn push_toml(
             }
             return Ok(());
         }
-        other => return Err(format!("`{shown}` is {}: not a value this key takes", show_toml(&other))),
+        other => {
+            return Err(format!(
+                "`{shown}` is {}: not a value this key takes",
+                show_toml(&other)
+            ));
+        }
     };
     out.push(source.entry(key, shown, raw, Syntax::Toml, Style::Toml));
     Ok(())
@@ -445,21 +471,21 @@ fn unknown_toml_key(
 ) -> String {
     // The known keys at this place, with the real names for `*`.
     let parent = &path[..path.len() - 1];
-    let siblings: Vec<String> = keys
-        .iter()
-        .map(|(k, _)| k.as_str())
-        .chain(tables.iter().map(|(t, _)| t.as_str()))
-        .filter_map(|pattern| {
-            let parts: Vec<&str> = pattern.split('.').collect();
-            (parts.len() == path.len() && fits(&parts[..parts.len() - 1].join("."), parent))
-                .then(|| {
-                    let mut real: Vec<&str> = parent.to_vec();
-                    real.push(parts[parts.len() - 1]);
-                    real.join(".")
-                })
-        })
-        .filter(|k| !k.ends_with('*'))
-        .collect();
+    let siblings: Vec<String> =
+        keys.iter()
+            .map(|(k, _)| k.as_str())
+            .chain(tables.iter().map(|(t, _)| t.as_str()))
+            .filter_map(|pattern| {
+                let parts: Vec<&str> = pattern.split('.').collect();
+                (parts.len() == path.len() && fits(&parts[..parts.len() - 1].join("."), parent))
+                    .then(|| {
+                        let mut real: Vec<&str> = parent.to_vec();
+                        real.push(parts[parts.len() - 1]);
+                        real.join(".")
+                    })
+            })
+            .filter(|k| !k.ends_with('*'))
+            .collect();
     match closest(shown, siblings.iter().map(String::as_str), 0.6) {
         Some(near) => format!("unknown key `{shown}`: did you mean `{near}`?"),
         None if siblings.is_empty() => format!("unknown key `{shown}`"),

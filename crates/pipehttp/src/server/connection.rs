@@ -166,8 +166,7 @@ where
                     tokio::time::timeout(shared.limits.request_headers_timeout, tls.accept(conn));
                 match handshake.await {
                     Ok(Ok(stream)) => {
-                        let ctx =
-                            ConnCtx::new(peer, &shared, service, phase, admission, protocols);
+                        let ctx = ConnCtx::new(peer, &shared, service, phase, admission, protocols);
                         serve_connection(stream, ctx).await;
                     }
                     Ok(Err(e)) => tracing::debug!("TLS handshake failed: {e}"),
@@ -238,7 +237,10 @@ where
     Http2(Pin<Box<Http2<'a, I, S>>>),
     /// Never made: it only ties the response body type to the enum.
     #[allow(dead_code)]
-    Never(std::convert::Infallible, std::marker::PhantomData<fn() -> B>),
+    Never(
+        std::convert::Infallible,
+        std::marker::PhantomData<fn() -> B>,
+    ),
 }
 
 impl<I, S, B> Served<'_, I, S, B>
@@ -321,13 +323,15 @@ where
     // Boxed: hyper's connection is large, and the task future would
     // otherwise be moved around with it inside.
     let mut conn = match protocols {
-        Protocols::Http1AndHttp2 => {
-            Served::Both(Box::pin(shared.http.serve_connection_with_upgrades(io, service)))
+        Protocols::Http1AndHttp2 => Served::Both(Box::pin(
+            shared.http.serve_connection_with_upgrades(io, service),
+        )),
+        Protocols::Http1 => Served::Http1(Box::pin(
+            shared.http1.serve_connection(io, service).with_upgrades(),
+        )),
+        Protocols::Http2 => {
+            Served::Http2(Box::pin(shared.http2_only.serve_connection(io, service)))
         }
-        Protocols::Http1 => {
-            Served::Http1(Box::pin(shared.http1.serve_connection(io, service).with_upgrades()))
-        }
-        Protocols::Http2 => Served::Http2(Box::pin(shared.http2_only.serve_connection(io, service))),
     };
     let watchdog = watchdog::watch(&state, &shared.limits);
     tokio::pin!(watchdog);

@@ -220,7 +220,10 @@ impl RequestLimits {
         if req.version() >= Version::HTTP_2 && req.headers().iter().any(field) {
             return Some(refusal(
                 StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-                format!("a request header field larger than {} bytes\n", self.max_field),
+                format!(
+                    "a request header field larger than {} bytes\n",
+                    self.max_field
+                ),
             ));
         }
         None

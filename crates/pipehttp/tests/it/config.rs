@@ -47,14 +47,22 @@ fn a_production_file_binds_every_honoured_key() {
     let dir = data("");
 
     let names: Vec<_> = config.endpoints.iter().map(|e| e.name.as_str()).collect();
-    assert_eq!(names, ["Grpc", "Https", "Pipe", "Store"], "sorted without case");
+    assert_eq!(
+        names,
+        ["Grpc", "Https", "Pipe", "Store"],
+        "sorted without case"
+    );
     let [grpc, https, pipe, store] = &config.endpoints[..] else {
         unreachable!()
     };
     assert_eq!(pipe.url.to_string(), "http://pipe:/orders");
     assert_eq!(pipe.protocols, Some(Protocols::Http1));
     assert_eq!(grpc.protocols, Some(Protocols::Http2));
-    assert_eq!(https.protocols, Some(Protocols::Http1AndHttp2), "HTTP/3 dropped");
+    assert_eq!(
+        https.protocols,
+        Some(Protocols::Http1AndHttp2),
+        "HTTP/3 dropped"
+    );
     assert_eq!(
         https.ssl_protocols,
         Some(SslProtocols {
@@ -81,7 +89,10 @@ fn a_production_file_binds_every_honoured_key() {
     let d = &o.endpoint_defaults;
     assert_eq!(d.protocols, Protocols::Http1AndHttp2);
     assert_eq!(d.ssl_protocols, SslProtocols::DEFAULT);
-    assert_eq!(d.client_certificate_mode, ClientCertificateMode::NoCertificate);
+    assert_eq!(
+        d.client_certificate_mode,
+        ClientCertificateMode::NoCertificate
+    );
     let l = &o.limits;
     assert_eq!(l.max_concurrent_connections, Some(100));
     assert_eq!(l.max_concurrent_upgraded_connections, Some(10));
@@ -134,7 +145,9 @@ fn keys_are_matched_without_case() {
     assert_eq!(config.endpoints[0].protocols, Some(Protocols::Http2));
     // One key written twice in two cases is .NET's duplicate-key error.
     assert_eq!(
-        json_err(r#"{ "Kestrel": { "Limits": { "KeepAliveTimeout": 1, "keepalivetimeout": 2 } } }"#),
+        json_err(
+            r#"{ "Kestrel": { "Limits": { "KeepAliveTimeout": 1, "keepalivetimeout": 2 } } }"#
+        ),
         "appsettings.json: `Kestrel:Limits:keepalivetimeout` is written twice (keys are compared without case)"
     );
 }
@@ -228,16 +241,16 @@ fn the_environment_file_and_variables_layer_key_by_key() {
         &file,
         &[
             ("DOTNET_URLS", "http://pipe:/dotnet"),
-            ("ASPNETCORE_URLS", "http://pipe:/aspnetcore;http://pipe:/second"),
+            (
+                "ASPNETCORE_URLS",
+                "http://pipe:/aspnetcore;http://pipe:/second",
+            ),
         ],
     )
     .unwrap();
     assert_eq!(
         summary(&urls).0,
-        [
-            "env-1=http://pipe:/aspnetcore",
-            "env-2=http://pipe:/second"
-        ]
+        ["env-1=http://pipe:/aspnetcore", "env-2=http://pipe:/second"]
     );
 }
 
@@ -245,10 +258,17 @@ fn the_environment_file_and_variables_layer_key_by_key() {
 fn variables_apply_to_a_toml_file_too() {
     let dir = testkit::tempdir().unwrap();
     let file = dir.path().join("pipehttp.toml");
-    std::fs::write(&file, "[limits]\nmax_request_body_size = 5\nkeep_alive_timeout = 9\n").unwrap();
+    std::fs::write(
+        &file,
+        "[limits]\nmax_request_body_size = 5\nkeep_alive_timeout = 9\n",
+    )
+    .unwrap();
     let config = load(&file, &[("Kestrel__Limits__KeepAliveTimeout", "00:00:03")]).unwrap();
     assert_eq!(config.options.limits.max_request_body_size, Some(5));
-    assert_eq!(config.options.limits.keep_alive_timeout, Duration::from_secs(3));
+    assert_eq!(
+        config.options.limits.keep_alive_timeout,
+        Duration::from_secs(3)
+    );
 }
 
 #[test]
@@ -302,7 +322,10 @@ mode = 0o660
     )
     .unwrap();
     assert_eq!(toml, json);
-    assert_eq!(toml.options.limits.request_headers_timeout, Duration::from_millis(2500));
+    assert_eq!(
+        toml.options.limits.request_headers_timeout,
+        Duration::from_millis(2500)
+    );
     assert_eq!(toml.options.pipes.mode, Some(0o660));
 }
 
@@ -351,7 +374,9 @@ fn a_key_that_is_not_kestrels_names_the_closest_real_one() {
          did you mean `Kestrel:Limits:MaxRequestBodySize`?"
     );
     assert_eq!(
-        json_err(r#"{ "Kestrel": { "Endpoints": { "Web": { "Url": "http://pipe:/a", "Protocol": "Http1" } } } }"#),
+        json_err(
+            r#"{ "Kestrel": { "Endpoints": { "Web": { "Url": "http://pipe:/a", "Protocol": "Http1" } } } }"#
+        ),
         "appsettings.json: unknown key `Kestrel:Endpoints:Web:Protocol`: not one of Kestrel's; \
          did you mean `Kestrel:Endpoints:Web:Protocols`?"
     );
@@ -370,7 +395,13 @@ fn a_key_that_is_not_kestrels_names_the_closest_real_one() {
          not one of Kestrel's; did you mean `Kestrel:Limits:MaxRequestBodySize`?"
     );
     // Outside Kestrel nothing is ours, so nothing is unknown.
-    assert!(Config::from_json_str(r#"{ "Kestrl": { "Limits": 3 }, "MyApp": [1, 2] }"#, "a.json").is_ok());
+    assert!(
+        Config::from_json_str(
+            r#"{ "Kestrl": { "Limits": 3 }, "MyApp": [1, 2] }"#,
+            "a.json"
+        )
+        .is_ok()
+    );
 }
 
 #[test]
@@ -386,7 +417,10 @@ fn toml_keys_are_matched_exactly() {
     );
     for (text, key) in [
         ("surprise = 1", "`surprise`"),
-        ("[endpoints.a]\nurl = \"http://pipe:/a\"\nport = 1", "`endpoints.a.port`"),
+        (
+            "[endpoints.a]\nurl = \"http://pipe:/a\"\nport = 1",
+            "`endpoints.a.port`",
+        ),
         (
             "[certificates.default]\npath = \"c\"\nsubject = \"x\"",
             "`certificates.default.subject`",
@@ -430,7 +464,10 @@ fn bad_values_name_the_key_and_what_to_write() {
         json_err(r#"{ "Kestrel": { "NamedPipes": { "CurrentUserOnly": false, "Mode": 660 } } }"#),
         "appsettings.json: `Kestrel:NamedPipes:Mode` is 660: expected an octal permission mode in a string, such as \"0660\""
     );
-    assert_eq!(toml_err("limits = 3"), "app.toml: `limits` is 3: expected a table");
+    assert_eq!(
+        toml_err("limits = 3"),
+        "app.toml: `limits` is 3: expected a table"
+    );
     assert_eq!(
         json_err(r#"{ "Kestrel": { "Limits": 3 } }"#),
         "appsettings.json: `Kestrel:Limits` is 3: expected an object"
@@ -456,9 +493,7 @@ fn options_that_contradict_each_other_are_refused_naming_the_source() {
         err.starts_with("app.toml: `pipes.mode`: mode 0660 needs current_user_only = false"),
         "{err}"
     );
-    let err = json_err(
-        r#"{ "Kestrel": { "Limits": { "MaxRequestBufferSize": 100 } } }"#,
-    );
+    let err = json_err(r#"{ "Kestrel": { "Limits": { "MaxRequestBufferSize": 100 } } }"#);
     assert_eq!(
         err,
         "appsettings.json: `Kestrel:Limits:MaxRequestBufferSize`: max_request_buffer_size (100) \
@@ -486,11 +521,17 @@ fn syntax_errors_name_the_line() {
     assert!(err.starts_with("app.toml: line 2, column "), "{err}");
     assert!(!err.contains('\n'), "one line: {err}");
     let err = json_err("{\n  \"Kestrel\": {,\n}");
-    assert!(err.starts_with("appsettings.json: line 2, column "), "{err}");
+    assert!(
+        err.starts_with("appsettings.json: line 2, column "),
+        "{err}"
+    );
     assert!(!err.contains('\n'), "one line: {err}");
     // Beyond comments and trailing commas, JSON stays JSON, as in .NET.
     let err = json_err("{ 'Kestrel': {} }");
-    assert!(err.starts_with("appsettings.json: line 1, column "), "{err}");
+    assert!(
+        err.starts_with("appsettings.json: line 1, column "),
+        "{err}"
+    );
     assert_eq!(
         json_err("[]"),
         "appsettings.json: the file holds no JSON object: write { \"Kestrel\": { ... } }"
@@ -520,7 +561,10 @@ fn file_extension_picks_the_shape() {
         .unwrap_err()
         .to_string();
     assert!(
-        err.starts_with(&format!("{}: cannot read the config file: ", missing.display())),
+        err.starts_with(&format!(
+            "{}: cannot read the config file: ",
+            missing.display()
+        )),
         "{err}"
     );
 }
@@ -544,9 +588,7 @@ fn relative_certificate_paths_resolve_against_their_file() {
     let config = load(&file, &[("Kestrel__Certificates__Default__Path", "d.pfx")]).unwrap();
     assert_eq!(
         config.endpoints[0].certificate,
-        Some(
-            CertificateConfig::new(dir.path().join("certs/a.pem")).key_path(absolute)
-        )
+        Some(CertificateConfig::new(dir.path().join("certs/a.pem")).key_path(absolute))
     );
     assert_eq!(
         config.default_certificate,
