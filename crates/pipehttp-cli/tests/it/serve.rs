@@ -716,3 +716,147 @@ fn flag_values_are_checked_against_the_schema() {
         "{output}"
     );
 }
+
+#[test]
+fn client_certificate_modes_check_the_chain_against_the_platform_roots() {
+    let dir = tempdir().unwrap();
+    let (cert, key) = dev_cert(&dir);
+    // A CA and a client certificate it signed. The server trusts the CA
+    // as a platform root through SSL_CERT_FILE, as an operator would.
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    let ca = [
+        &ec[..],
+        &[
+            "-x509",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=pipehttp test CA",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign",
+        ],
+    ]
+    .concat();
+    openssl(&dir, &[&["req"][..], &ca].concat());
+    openssl(
+        &dir,
+        &[
+            &["req"][..],
+            &ec,
+            &[
+                "-keyout",
+                "client.key",
+                "-out",
+                "client.csr",
+                "-subj",
+                "/CN=client",
+            ],
+        ]
+        .concat(),
+    );
+    write(
+        &dir,
+        "client.ext",
+        "basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n",
+    );
+    openssl(
+        &dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "client.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "client.pem",
+            "-days",
+            "1",
+            "-extfile",
+            "client.ext",
+        ],
+    );
+    let (require, allow) = (unique_name("require"), unique_name("allow"));
+    let file = write(
+        &dir,
+        "appsettings.json",
+        &format!(
+            r#"{{ "Kestrel": {{
+  "Endpoints": {{
+    "Allow": {{ "Url": "https://pipe:/{allow}", "ClientCertificateMode": "AllowCertificate" }},
+    "Require": {{ "Url": "https://pipe:/{require}", "ClientCertificateMode": "RequireCertificate" }} }},
+  "Certificates": {{ "Default": {{ "Path": "{}", "KeyPath": "{}" }} }} }} }}"#,
+            cert.display(),
+            key.display()
+        ),
+    );
+    let ca = dir.path().join("ca.pem");
+    let server = serve_config(&dir, &file, &[("SSL_CERT_FILE", ca.to_str().unwrap())], 2);
+    let get = |i: usize, client: bool| {
+        let mut args = vec![
+            "--cacert",
+            cert.to_str().unwrap(),
+            "--unix-socket",
+            server.path(i).to_str().unwrap(),
+        ];
+        if client {
+            args.extend(["--cert", "client.pem", "--key", "client.key"]);
+        }
+        args.push("https://localhost/test");
+        let out = Command::new("curl")
+            .current_dir(dir.path())
+            .args(["-sS", "--max-time", "20"])
+            .args(&args)
+            .output()
+            .expect("curl");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let ok = (Some(0), "Hello world!".to_owned());
+    assert_eq!(get(0, false), ok, "AllowCertificate without one");
+    assert_eq!(get(0, true), ok, "AllowCertificate with one");
+    assert_eq!(get(1, true), ok, "RequireCertificate with a trusted one");
+    let (code, _) = get(1, false);
+    assert_ne!(code, Some(0), "RequireCertificate without one is refused");
+    // A certificate the roots do not lead to is refused: the server's own
+    // self-signed one, used as a client certificate.
+    let out = Command::new("curl")
+        .args([
+            "-sS",
+            "--max-time",
+            "20",
+            "--cacert",
+            cert.to_str().unwrap(),
+            "--cert",
+            cert.to_str().unwrap(),
+            "--key",
+            key.to_str().unwrap(),
+            "--unix-socket",
+            server.path(1).to_str().unwrap(),
+            "https://localhost/test",
+        ])
+        .output()
+        .expect("curl");
+    assert!(
+        !out.status.success(),
+        "an untrusted client certificate is refused"
+    );
+    server.stop();
+}

@@ -595,3 +595,99 @@ fn relative_certificate_paths_resolve_against_their_file() {
         Some(CertificateConfig::new("d.pfx"))
     );
 }
+
+/// `Limits:MaxConcurrentUpgradedConnections` from a file, honoured by the
+/// server: with 1, a second upgrade (Python's raw socket as the client)
+/// gets 503 while the first lives, and the slot comes back when it closes.
+#[cfg(unix)]
+#[test]
+fn max_concurrent_upgraded_connections_from_the_file_is_honoured() {
+    use bytes::Bytes;
+    use http::{Request, Response, StatusCode, header};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let name = testkit::unique_name("upgrades");
+    let config = Config::from_json_str(
+        &format!(
+            r#"{{ "Kestrel": {{ "Endpoints": {{ "Pipe": {{ "Url": "http://pipe:/{name}" }} }},
+                  "Limits": {{ "MaxConcurrentUpgradedConnections": 1 }} }} }}"#
+        ),
+        "appsettings.json",
+    )
+    .unwrap();
+    // Answers every request with 101 and echoes on the upgraded stream.
+    let app = tower::service_fn(|mut req: Request<pipehttp::RequestBody>| async move {
+        let upgrade = hyper::upgrade::on(&mut req);
+        tokio::spawn(async move {
+            if let Ok(upgraded) = upgrade.await {
+                let mut io = hyper_util::rt::TokioIo::new(upgraded);
+                let mut buf = [0u8; 64];
+                while let Ok(n) = io.read(&mut buf).await {
+                    if n == 0 || io.write_all(&buf[..n]).await.is_err() {
+                        break;
+                    }
+                }
+            }
+        });
+        let mut res = Response::new(http_body_util::Empty::<Bytes>::new());
+        *res.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+        res.headers_mut()
+            .insert(header::CONNECTION, "upgrade".parse().unwrap());
+        res.headers_mut()
+            .insert(header::UPGRADE, "echo".parse().unwrap());
+        Ok::<_, std::convert::Infallible>(res)
+    });
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let server = runtime
+        .block_on(pipehttp::Server::builder().config(&config).bind())
+        .unwrap();
+    let path = server.local_addresses()[0].path.clone().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = runtime.spawn(server.serve_with_shutdown(app, async {
+        let _ = stopped.await;
+    }));
+
+    const CLIENT: &str = r#"
+import socket, sys, time
+path = sys.argv[1]
+def upgrade():
+    s = socket.socket(socket.AF_UNIX)
+    s.settimeout(20)
+    s.connect(path)
+    s.sendall(b"GET /ws HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = s.recv(4096)
+        if not chunk:
+            break
+        data += chunk
+    return s, (data.split(b" ")[1].decode() if data else "closed")
+first, a = upgrade()
+first.sendall(b"ping")
+echo = first.recv(4).decode()
+second, b = upgrade()
+second.close()
+first.close()
+# The slot comes back once the server drops the first upgraded connection.
+for _ in range(400):
+    third, c = upgrade()
+    third.close()
+    if c == "101":
+        break
+    time.sleep(0.05)
+print(a, echo, b, c)
+"#;
+    let out = std::process::Command::new("python3")
+        .args(["-c", CLIENT])
+        .arg(&path)
+        .output()
+        .expect("this test needs python3 on PATH (CI installs it)");
+    let _ = stop.send(());
+    runtime.block_on(task).unwrap().unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "101 ping 503 101",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
