@@ -128,7 +128,7 @@ options! {
         add_server_header => add_server_header: bool = true, "AddServerHeader", Kind::BOOL;
         /// How long requests in flight may take to finish once a stop is
         /// asked; connections still open then are closed.
-        shutdown_timeout => shutdown_timeout: Duration = Duration::from_secs(30), "", Kind::seconds();
+        shutdown_timeout => shutdown_timeout: Duration = crate::server::DEFAULT_SHUTDOWN_TIMEOUT, "", Kind::seconds();
     }
     sections {
         limits: Limits, "HTTP limits.";

@@ -7,6 +7,8 @@ use std::process::{Command, Output};
 
 use testkit::{Serve, Spawned, TempDir, tempdir, unique_name};
 
+use crate::tls::dev_cert;
+
 /// `pipehttp serve` with its own TMPDIR, so pipe names map to socket files
 /// in `dir`, and without the caller's PIPEHTTP_URLS or RUST_LOG.
 fn serve(dir: &TempDir) -> Command {
@@ -518,18 +520,6 @@ fn openssl(dir: &TempDir, args: &[&str]) {
         "openssl {args:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-}
-
-/// A localhost certificate (`pipehttp dev-cert`), as cert.pem and key.pem.
-fn dev_cert(dir: &TempDir) -> (PathBuf, PathBuf) {
-    let mut cmd = testkit::command(env!("CARGO_BIN_EXE_pipehttp"), Some(dir.path()));
-    cmd.args(["dev-cert", "--out"]).arg(dir.path());
-    let (code, output) = exit_of(cmd);
-    assert_eq!(code, Some(0), "{output}");
-    (
-        dir.path().join("localhost.pem"),
-        dir.path().join("localhost-key.pem"),
-    )
 }
 
 #[test]

@@ -440,6 +440,11 @@ fn rate(draft: &RateDraft<'_>, current: MinDataRate) -> Result<Value> {
             .map(|p| p.value)
             .map_err(|e| bad_value(entry, &e));
     }
+    let part = |entry: &Entry, kind: Kind| {
+        kind.parse(&entry.value, entry.syntax)
+            .map(|p| p.value)
+            .map_err(|e| bad_value(entry, &e))
+    };
     let mut rate = current;
     if let Some(entry) = draft.bytes_per_second {
         let kind = Kind::Count {
@@ -448,13 +453,8 @@ fn rate(draft: &RateDraft<'_>, current: MinDataRate) -> Result<Value> {
             bytes: true,
             unlimited: false,
         };
-        match kind
-            .parse(&entry.value, entry.syntax)
-            .map_err(|e| bad_value(entry, &e))?
-            .value
-        {
-            Value::Count(n) => rate.bytes_per_second = n,
-            _ => unreachable!("a count"),
+        if let Value::Count(n) = part(entry, kind)? {
+            rate.bytes_per_second = n;
         }
     }
     if let Some(entry) = draft.grace_period {
@@ -462,13 +462,8 @@ fn rate(draft: &RateDraft<'_>, current: MinDataRate) -> Result<Value> {
             min: std::time::Duration::from_secs(1),
             unlimited: false,
         };
-        match kind
-            .parse(&entry.value, entry.syntax)
-            .map_err(|e| bad_value(entry, &e))?
-            .value
-        {
-            Value::Duration(d) => rate.grace_period = d,
-            _ => unreachable!("a duration"),
+        if let Value::Duration(d) = part(entry, kind)? {
+            rate.grace_period = d;
         }
     }
     Ok(Value::Rate(rate))
