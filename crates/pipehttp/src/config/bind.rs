@@ -329,8 +329,12 @@ fn is_list_item(rest: &[&str]) -> bool {
 }
 
 fn note(config: &mut Config, entry: &Entry, note: Option<&'static str>) {
+    note_into(&mut config.not_applied, entry, note);
+}
+
+fn note_into(notes: &mut Vec<String>, entry: &Entry, note: Option<&'static str>) {
     if let Some(note) = note {
-        config.not_applied.push(format!("{} ({note})", entry.shown));
+        notes.push(format!("{} ({note})", entry.shown));
     }
 }
 
@@ -550,36 +554,30 @@ fn endpoint(draft: EndpointDraft<'_>, notes: &mut Vec<String>) -> Result<Endpoin
         .parse::<ListenAddress>()
         .map_err(|e| fail(url, format!("`{}`: {e}", url.shown)))?;
     let mut endpoint = EndpointConfig::new(draft.name, address);
-    let defaults = |name: &str| crate::options::find(name).expect("an endpoint default");
-    if let Some(entry) = draft.protocols {
-        let parsed = defaults("protocols")
+    // An endpoint's own value, read as its EndpointDefaults option's.
+    let mut own = |name: &str, entry: &Entry| -> Result<Value> {
+        let info = crate::options::find(name).expect("an endpoint default");
+        let parsed = info
             .parse(&entry.value, entry.syntax)
             .map_err(|e| bad_value(entry, &e))?;
-        if let Some(note) = parsed.note {
-            notes.push(format!("{} ({note})", entry.shown));
-        }
-        if let Value::Protocols(p) = parsed.value {
+        note_into(notes, entry, parsed.note);
+        Ok(parsed.value)
+    };
+    if let Some(entry) = draft.protocols {
+        if let Value::Protocols(p) = own("protocols", entry)? {
             endpoint.protocols = Some(p);
+        }
+    }
+    if let Some(entry) = draft.client_certificate_mode {
+        if let Value::ClientCertificateMode(m) = own("client_certificate_mode", entry)? {
+            endpoint.client_certificate_mode = Some(m);
         }
     }
     if !draft.ssl_protocols.is_empty() {
         let parsed = list(Kind::SslProtocols, &draft.ssl_protocols)?;
-        if let Some(note) = parsed.note {
-            notes.push(format!("{} ({note})", draft.ssl_protocols[0].shown));
-        }
+        note_into(notes, draft.ssl_protocols[0], parsed.note);
         if let Value::SslProtocols(p) = parsed.value {
             endpoint.ssl_protocols = Some(p);
-        }
-    }
-    if let Some(entry) = draft.client_certificate_mode {
-        let parsed = defaults("client_certificate_mode")
-            .parse(&entry.value, entry.syntax)
-            .map_err(|e| bad_value(entry, &e))?;
-        if let Some(note) = parsed.note {
-            notes.push(format!("{} ({note})", entry.shown));
-        }
-        if let Value::ClientCertificateMode(m) = parsed.value {
-            endpoint.client_certificate_mode = Some(m);
         }
     }
     endpoint.certificate = certificate(&draft.certificate, &endpoint.name)?;
