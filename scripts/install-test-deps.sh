@@ -60,12 +60,17 @@ PACKAGES=(
     curl nginx nghttp2-client util-linux protobuf-compiler python3
     rustc-web cargo-web rust-web-src rust-web-clippy gcc-mingw-w64-x86-64 wine wine64
 )
+# Configuration tests: `openssl` writes the .pfx files and encrypted PEM
+# keys that appsettings certificates point at.
+PACKAGES+=(openssl)
 # One file or command per package above, to tell whether it is there.
 PROBES=(
     /usr/bin/curl /usr/sbin/nginx /usr/bin/h2load /usr/bin/setpriv /usr/bin/protoc python3
     /usr/bin/rustc /usr/bin/cargo /usr/lib/rustlib/src/rust/library /usr/bin/clippy-driver
     /usr/bin/x86_64-w64-mingw32-gcc /usr/bin/wine /usr/lib/wine/wine64
 )
+# Configuration tests (see PACKAGES above).
+PROBES+=(/usr/bin/openssl)
 
 present() {
     local probe=$1

@@ -140,20 +140,30 @@ fn check_config(text: &str, result: pipehttp::Result<Config>) {
             return;
         }
     };
-    let names: Vec<&str> = config.endpoints.iter().map(|e| e.name.as_str()).collect();
+    // Sorted by name without case, as .NET lists sections.
+    let names: Vec<String> = config
+        .endpoints
+        .iter()
+        .map(|e| e.name.to_ascii_lowercase())
+        .collect();
     assert!(
-        names.windows(2).all(|w| w[0] <= w[1]),
-        "endpoints not sorted by name: {names:?}"
+        names.windows(2).all(|w| w[0] < w[1]),
+        "endpoints not sorted by name, or one twice: {names:?}"
     );
     for url in config.urls() {
         check_listen_round_trip(text, &url);
     }
-    let limits = &config.limits;
+    // Every option is within the bounds the schema declares, and the
+    // options agree with each other.
+    if let Err(e) = config.options.validate() {
+        panic!("{text:?} loaded options that do not validate: {e}");
+    }
+    let limits = &config.options.limits;
     assert!(!limits.request_headers_timeout.is_zero());
     assert!(!limits.keep_alive_timeout.is_zero());
     assert!(limits.max_request_headers_total_size >= 1);
     assert!(limits.max_concurrent_connections != Some(0));
-    let pipes = &config.pipes;
+    let pipes = &config.options.pipes;
     assert!(pipes.max_read_buffer_size >= 1 && pipes.max_write_buffer_size >= 1);
     assert!(pipes.listener_queue_count >= 1);
     if pipes.current_user_only {

@@ -7,6 +7,7 @@ mod errors;
 mod logging;
 mod request;
 mod serve;
+mod server_flags;
 
 use std::process::ExitCode;
 

@@ -1,12 +1,49 @@
-//! Server configuration: a TOML file, or a JSON file in the shape of ASP.NET
-//! Core's `appsettings.json`, with the `PIPEHTTP_URLS` variable on top.
+//! Server configuration as ASP.NET Core reads Kestrel's: `appsettings.json`
+//! files, `appsettings.{Environment}.json` beside them, `Kestrel__*`
+//! environment variables and the `*_URLS` variables, layered in that
+//! order; or a TOML file in this crate's own names.
 //!
-//! The TOML shape:
+//! The model is .NET's: every source is flattened to `:`-separated keys
+//! compared without case (`Kestrel:Limits:MaxRequestBodySize`), a later
+//! source replaces an earlier one key by key, and the result is bound to
+//! the options schema ([`crate::options`]). JSON is read as .NET reads it:
+//! `//` and `/* */` comments and trailing commas are allowed. Only the
+//! `Kestrel` section is pipehttp's: `Logging`, `ConnectionStrings` and any
+//! application section are left alone. Every key of Kestrel's documented
+//! configuration is accepted; those that cannot apply here are listed in
+//! [`Config::not_applied`], and the server logs them once as it starts. A
+//! key under `Kestrel` that is not Kestrel's is an error naming the file or
+//! variable, the key as .NET writes it, and the closest real key.
+//!
+//! ```json
+//! { // comments and trailing commas, as .NET allows them
+//!   "Kestrel": {
+//!     "Endpoints": {
+//!       "NamedPipeEndpoint": { "Url": "http://pipe:/my-pipe-name", "Protocols": "Http1" },
+//!       "Secure": { "Url": "https://pipe:/secure",
+//!                   "Certificate": { "Path": "cert.pfx", "Password": "secret" } },
+//!     },
+//!     "Limits": { "MaxRequestBodySize": null, "RequestHeadersTimeout": "00:00:30" },
+//!     "NamedPipes": { "CurrentUserOnly": true },
+//!   },
+//!   "Logging": { "LogLevel": { "Default": "Information" } },
+//!   "AllowedHosts": "*",
+//! }
+//! ```
+//!
+//! The TOML shape names the same tree in snake_case, with `[pipes]` for
+//! `NamedPipes`; durations are numbers of seconds and `"unlimited"` means
+//! no limit:
 //!
 //! ```toml
+//! add_server_header = true
 //! [endpoints.pipe]                 # any number of named endpoints
 //! url = "http://pipe:/my-pipe-name"
-//! certificate = { path = "cert.pem", key_path = "key.pem" }   # optional
+//! protocols = "Http1AndHttp2"
+//! certificate = { path = "cert.pem", key_path = "key.pem" }   # or path + password for .pfx
+//!
+//! [endpoint_defaults]
+//! ssl_protocols = ["Tls12", "Tls13"]
 //!
 //! [certificates.default]           # for https endpoints without their own
 //! path = "cert.pem"
@@ -14,59 +51,37 @@
 //!
 //! [limits]
 //! max_request_body_size = 30000000     # bytes, or "unlimited"
-//! max_request_headers_total_size = 32768
 //! request_headers_timeout = 30         # seconds, integer or float
-//! keep_alive_timeout = 130
-//! max_concurrent_connections = "unlimited"
+//! min_request_body_data_rate = { bytes_per_second = 240, grace_period = 5 }
+//! [limits.http2]
+//! max_streams_per_connection = 100
 //!
 //! [pipes]
-//! max_read_buffer_size = 1048576
-//! max_write_buffer_size = 65536
-//! listener_queue_count = 4
 //! current_user_only = false
 //! mode = "0660"                        # or 0o660
 //! ```
 //!
-//! The JSON shape is the same tree with .NET's names, under `Kestrel`:
-//! PascalCase keys (`MaxRequestBodySize`, `KeyPath`), `NamedPipes` for
-//! `pipes`, `null` for no limit, and durations as a number of seconds or
-//! a .NET `TimeSpan` string (`"00:00:30"`, `"00:00:30.500"`,
-//! `"1.00:00:00"`). Key paths in messages are joined with `:`, as .NET
-//! writes them (`Kestrel:Limits:MaxRequestBodySize`). The `Logging` and
-//! `AllowedHosts` sections that every appsettings file carries are
-//! accepted and ignored.
-//!
-//! ```json
-//! { "Kestrel": {
-//!     "Endpoints": { "NamedPipeEndpoint": { "Url": "http://pipe:/my-pipe-name" } },
-//!     "Limits": { "MaxRequestBodySize": null, "RequestHeadersTimeout": "00:00:30" },
-//!     "NamedPipes": { "CurrentUserOnly": true } },
-//!   "Logging": { "LogLevel": { "Default": "Information" } },
-//!   "AllowedHosts": "*" }
-//! ```
-//!
-//! Two differences from .NET, both to catch mistakes rather than hide them:
-//! keys are matched exactly (.NET ignores case; here a key in the wrong
-//! case is an error that names the expected spelling), and any key this
-//! crate does not know is an error naming it, where .NET ignores it.
-//!
-//! Endpoints are listed sorted by name, whatever their order in the file:
-//! .NET's configuration lists sections sorted by key too, and neither the
-//! `toml` nor the `serde_json` crate keeps a table's order without its
-//! `preserve_order` feature.
+//! Endpoints are listed sorted by name, without case, as .NET's
+//! configuration lists sections.
+
+mod bind;
+mod store;
 
 use std::ffi::OsString;
-use std::fmt;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
+use self::store::{Source, Store};
 use crate::address::ListenAddress;
 use crate::error::{Error, Result};
-use crate::options::{Limits, PipeOptions};
+use crate::options::{ClientCertificateMode, Protocols, ServerOptions, SslProtocols};
 
-/// The environment variable that replaces the configured endpoints: a `;`
-/// list of listen addresses, as `ASPNETCORE_URLS` holds it.
-pub const URLS_VAR: &str = "PIPEHTTP_URLS";
+/// The variables that replace the configured endpoints, highest first: a
+/// `;` list of listen addresses each. The first one set and not empty wins.
+pub const URLS_VARS: [&str; 3] = ["PIPEHTTP_URLS", "ASPNETCORE_URLS", "DOTNET_URLS"];
+
+/// The variables that name the environment, first one set wins; the
+/// default is `Production`.
+pub const ENVIRONMENT_VARS: [&str; 2] = ["ASPNETCORE_ENVIRONMENT", "DOTNET_ENVIRONMENT"];
 
 /// A server's configuration: where it listens and with which options.
 ///
@@ -76,7 +91,7 @@ pub const URLS_VAR: &str = "PIPEHTTP_URLS";
 ///     "example.toml",
 /// )?;
 /// assert_eq!(config.urls()[0].to_string(), "http://pipe:/my-pipe-name");
-/// assert_eq!(config.limits.max_request_body_size, Some(1000));
+/// assert_eq!(config.options.limits.max_request_body_size, Some(1000));
 /// # Ok::<(), pipehttp::Error>(())
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -85,15 +100,17 @@ pub struct Config {
     /// Where to listen, sorted by name. Empty when nothing was configured:
     /// the caller picks its own default.
     pub endpoints: Vec<EndpointConfig>,
-    /// HTTP limits.
-    pub limits: Limits,
-    /// Transport options.
-    pub pipes: PipeOptions,
-    /// The certificate for https endpoints that name none.
+    /// Every option of the schema.
+    pub options: ServerOptions,
+    /// The certificate for https endpoints that name none
+    /// (`Kestrel:Certificates:Default`).
     pub default_certificate: Option<CertificateConfig>,
+    /// Keys accepted but not applicable here, each with why, as the server
+    /// logs them when it starts.
+    pub not_applied: Vec<String>,
 }
 
-/// One named endpoint.
+/// One named endpoint, `Kestrel:Endpoints:NAME`.
 ///
 /// ```
 /// let endpoint = pipehttp::config::EndpointConfig::new("pipe", "http://pipe:/agent".parse()?);
@@ -104,63 +121,120 @@ pub struct Config {
 #[non_exhaustive]
 pub struct EndpointConfig {
     /// The endpoint's name in the file (`pipe` in `[endpoints.pipe]`), or
-    /// `env-1`, `env-2`, … for addresses from `PIPEHTTP_URLS`.
+    /// `env-1`, `env-2`, … for addresses from a `*_URLS` variable.
     pub name: String,
     /// Where it listens.
     pub url: ListenAddress,
     /// Its own certificate, for https.
     pub certificate: Option<CertificateConfig>,
+    /// Its HTTP versions, over `EndpointDefaults`.
+    pub protocols: Option<Protocols>,
+    /// Its TLS versions, over `EndpointDefaults`.
+    pub ssl_protocols: Option<SslProtocols>,
+    /// Whether it asks for client certificates, over `EndpointDefaults`.
+    pub client_certificate_mode: Option<ClientCertificateMode>,
 }
 
 impl EndpointConfig {
-    /// An endpoint without a certificate of its own.
+    /// An endpoint with the defaults for everything but its address.
     #[must_use]
     pub fn new(name: impl Into<String>, url: ListenAddress) -> Self {
         Self {
             name: name.into(),
             url,
             certificate: None,
+            protocols: None,
+            ssl_protocols: None,
+            client_certificate_mode: None,
         }
     }
 }
 
-/// A PEM certificate chain and its private key. Relative paths in a file
-/// are resolved against the file's directory.
+/// A certificate as Kestrel's configuration gives one: `Path` to a PEM
+/// certificate chain with `KeyPath` to its key (encrypted if `Password` is
+/// given), or `Path` to a `.pfx`/`.p12` file with its `Password`. Relative
+/// paths in a file are resolved against the file's directory.
 ///
 /// ```
-/// let cert = pipehttp::config::CertificateConfig::new("cert.pem", "key.pem");
-/// assert_eq!(cert.key_path, std::path::Path::new("key.pem"));
+/// let cert = pipehttp::config::CertificateConfig::new("cert.pem").key_path("key.pem");
+/// assert_eq!(cert.key_path.as_deref(), Some(std::path::Path::new("key.pem")));
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct CertificateConfig {
-    /// The certificate chain, PEM.
+    /// The certificate chain (PEM), or a PKCS#12 file.
     pub path: PathBuf,
-    /// The private key, PEM.
-    pub key_path: PathBuf,
+    /// The private key (PEM) of a PEM chain.
+    pub key_path: Option<PathBuf>,
+    /// The PKCS#12 file's password, or the encrypted PEM key's.
+    pub password: Option<String>,
 }
 
 impl CertificateConfig {
-    /// A certificate from its two files.
+    /// A certificate file, with no key file or password yet.
     #[must_use]
-    pub fn new(path: impl Into<PathBuf>, key_path: impl Into<PathBuf>) -> Self {
+    pub fn new(path: impl Into<PathBuf>) -> Self {
         Self {
             path: path.into(),
-            key_path: key_path.into(),
+            key_path: None,
+            password: None,
         }
     }
 
-    fn resolve_against(&mut self, dir: &Path) {
-        for path in [&mut self.path, &mut self.key_path] {
-            if path.is_relative() {
-                *path = dir.join(&*path);
-            }
-        }
+    /// With the key of a PEM chain.
+    #[must_use]
+    pub fn key_path(mut self, key_path: impl Into<PathBuf>) -> Self {
+        self.key_path = Some(key_path.into());
+        self
+    }
+
+    /// With a password.
+    #[must_use]
+    pub fn password(mut self, password: impl Into<String>) -> Self {
+        self.password = Some(password.into());
+        self
     }
 }
 
+/// What a file is, by its extension.
+enum Format {
+    Toml,
+    Json,
+}
+
+fn format_of(path: &Path) -> Result<Format> {
+    let extension = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase);
+    match extension.as_deref() {
+        Some("toml") => Ok(Format::Toml),
+        Some("json") => Ok(Format::Json),
+        _ => Err(Error::config(
+            path.display().to_string(),
+            "unknown config file type: name it *.toml, or *.json for the appsettings shape",
+        )),
+    }
+}
+
+fn read_file(path: &Path, store: &mut Store) -> Result<()> {
+    let name = path.display().to_string();
+    let format = format_of(path)?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Error::config(&name, format!("cannot read the config file: {e}")))?;
+    let source = Source::file(&name, Some(path));
+    let entries = match format {
+        Format::Toml => store::read_toml(&text, &source),
+        Format::Json => store::read_json(&text, &source),
+    }
+    .map_err(|message| Error::config(&name, message))?;
+    store.layer(entries);
+    Ok(())
+}
+
 impl Config {
-    /// Reads a `.toml` file, or a `.json` file in the appsettings shape.
+    /// Reads one `.toml` file, or one `.json` file in the appsettings
+    /// shape, and nothing else: no environment file, no variables.
     /// Relative certificate paths are resolved against the file's directory.
     ///
     /// ```no_run
@@ -168,138 +242,131 @@ impl Config {
     /// # Ok::<(), pipehttp::Error>(())
     /// ```
     pub fn from_file(path: &Path) -> Result<Config> {
-        let source_name = path.display().to_string();
-        let err = |message: String| Error::config(&source_name, message);
-        let extension = path
-            .extension()
-            .and_then(|e| e.to_str())
-            .map(str::to_ascii_lowercase);
-        let parse = match extension.as_deref() {
-            Some("toml") => Self::from_toml_str,
-            Some("json") => Self::from_json_str,
-            _ => {
-                return Err(err(
-                    "unknown config file type: name it *.toml, or *.json for the appsettings shape"
-                        .into(),
-                ));
-            }
-        };
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| err(format!("cannot read the config file: {e}")))?;
-        let mut config = parse(&text, &source_name)?;
-        let dir = path.parent().unwrap_or(Path::new(""));
-        for endpoint in &mut config.endpoints {
-            if let Some(cert) = &mut endpoint.certificate {
-                cert.resolve_against(dir);
-            }
-        }
-        if let Some(cert) = &mut config.default_certificate {
-            cert.resolve_against(dir);
-        }
-        Ok(config)
+        let mut store = Store::default();
+        read_file(path, &mut store)?;
+        bind::bind(&store)
     }
 
     /// Parses the TOML shape. `source_name` names the text in messages.
     ///
     /// ```
-    /// let err = pipehttp::Config::from_toml_str("[limits]\nmax_body = 1\n", "app.toml").unwrap_err();
+    /// let err = pipehttp::Config::from_toml_str("[limits]\nmax_request_body_sise = 1\n", "app.toml").unwrap_err();
     /// assert_eq!(
     ///     err.to_string(),
-    ///     "app.toml: unknown key `limits.max_body`: expected one of `max_request_body_size`, \
-    ///      `max_request_headers_total_size`, `request_headers_timeout`, `keep_alive_timeout`, \
-    ///      `max_concurrent_connections`",
+    ///     "app.toml: unknown key `limits.max_request_body_sise`: did you mean `limits.max_request_body_size`?",
     /// );
     /// ```
     pub fn from_toml_str(text: &str, source_name: &str) -> Result<Config> {
-        let err = |message: String| Error::config(source_name, message);
-        let root: toml::Table = toml::from_str(text).map_err(|e| {
-            let at = e.span().map_or(0, |span| span.start);
-            err(syntax_error(text, at, e.message()))
-        })?;
-        read_config(Table::new(String::new(), root.into_iter().collect())).map_err(err)
+        let source = Source::file(source_name, None);
+        let entries = store::read_toml(text, &source).map_err(|m| Error::config(source_name, m))?;
+        let mut store = Store::default();
+        store.layer(entries);
+        bind::bind(&store)
     }
 
     /// Parses the JSON shape: an ASP.NET Core appsettings file whose
     /// `Kestrel` section configures the server.
     ///
     /// ```
-    /// let json = r#"{ "Kestrel": { "Limits": { "KeepAliveTimeout": "00:02:10" } }, "AllowedHosts": "*" }"#;
+    /// let json = r#"{
+    ///   // .NET allows comments and trailing commas
+    ///   "Kestrel": { "limits": { "KeepAliveTimeout": "00:02:10", } },
+    ///   "ConnectionStrings": { "Default": "Server=db" },
+    /// }"#;
     /// let config = pipehttp::Config::from_json_str(json, "appsettings.json")?;
-    /// assert_eq!(config.limits.keep_alive_timeout, std::time::Duration::from_secs(130));
+    /// assert_eq!(config.options.limits.keep_alive_timeout, std::time::Duration::from_secs(130));
     /// # Ok::<(), pipehttp::Error>(())
     /// ```
     pub fn from_json_str(text: &str, source_name: &str) -> Result<Config> {
-        let err = |message: String| Error::config(source_name, message);
-        let root: serde_json::Value = serde_json::from_str(text).map_err(|e| {
-            let full = e.to_string();
-            let suffix = format!(" at line {} column {}", e.line(), e.column());
-            let message = full.strip_suffix(&suffix).unwrap_or(&full);
-            err(format!(
-                "line {}, column {}: {message}",
-                e.line(),
-                e.column()
-            ))
-        })?;
-        let serde_json::Value::Object(root) = root else {
-            return Err(err(
-                "the file holds no JSON object: write { \"Kestrel\": { ... } }".into(),
-            ));
-        };
-        let mut root = Table::new(String::new(), root.into_iter().collect());
-        let kestrel = root.table("Kestrel").map_err(&err)?;
-        // Every appsettings file has these; they configure ASP.NET Core, not Kestrel.
-        root.take("Logging");
-        root.take("AllowedHosts");
-        root.finish().map_err(&err)?;
-        match kestrel {
-            Some(kestrel) => read_config(kestrel).map_err(err),
-            None => Ok(Config::default()),
-        }
+        let source = Source::file(source_name, None);
+        let entries = store::read_json(text, &source).map_err(|m| Error::config(source_name, m))?;
+        let mut store = Store::default();
+        store.layer(entries);
+        bind::bind(&store)
     }
 
-    /// Replaces the endpoints with the addresses in `PIPEHTTP_URLS`, named
-    /// `env-1`, `env-2`, …, when the variable is set and not empty.
+    /// Everything, layered as `WebApplication.CreateBuilder` does, with the
+    /// process's environment: see [`load_with_env`](Self::load_with_env).
     ///
     /// ```no_run
-    /// let mut config = pipehttp::Config::default();
-    /// config.apply_env()?;
-    /// # Ok::<(), pipehttp::Error>(())
-    /// ```
-    pub fn apply_env(&mut self) -> Result<()> {
-        self.apply_urls_var(std::env::var_os(URLS_VAR))
-    }
-
-    fn apply_urls_var(&mut self, value: Option<OsString>) -> Result<()> {
-        let err = |message: String| Error::config(URLS_VAR, message);
-        let Some(value) = value else { return Ok(()) };
-        let text = value
-            .to_str()
-            .ok_or_else(|| err("the value is not valid UTF-8".into()))?;
-        if text.trim().is_empty() {
-            return Ok(());
-        }
-        let urls = ListenAddress::parse_list(text).map_err(|e| err(e.to_string()))?;
-        self.endpoints = urls
-            .into_iter()
-            .enumerate()
-            .map(|(i, url)| EndpointConfig::new(format!("env-{}", i + 1), url))
-            .collect();
-        Ok(())
-    }
-
-    /// The file if one is given (defaults otherwise), then `PIPEHTTP_URLS`
-    /// on top.
-    ///
-    /// ```no_run
-    /// let config = pipehttp::Config::load(Some("pipehttp.toml".as_ref()))?;
+    /// let config = pipehttp::Config::load(Some("appsettings.json".as_ref()))?;
     /// # Ok::<(), pipehttp::Error>(())
     /// ```
     pub fn load(file: Option<&Path>) -> Result<Config> {
-        let mut config = match file {
-            Some(path) => Self::from_file(path)?,
-            None => Self::default(),
+        Self::load_with_env(file, std::env::vars_os())
+    }
+
+    /// Everything, layered as `WebApplication.CreateBuilder` does, lowest
+    /// first:
+    /// 1. `file`, if given (`.json` or `.toml`);
+    /// 2. for a `.json` file, `NAME.{Environment}.json` beside it
+    ///    (`appsettings.Development.json`) if it exists, the environment
+    ///    named by `ASPNETCORE_ENVIRONMENT`, else `DOTNET_ENVIRONMENT`,
+    ///    else `Production`;
+    /// 3. the variables `Kestrel__SECTION__KEY` (`__` for `:`);
+    /// 4. the endpoints of the first of `PIPEHTTP_URLS`, `ASPNETCORE_URLS`
+    ///    and `DOTNET_URLS` that is set, over the file's endpoints.
+    ///
+    /// ```
+    /// let vars = [("Kestrel__Limits__MaxRequestBodySize", ""), ("ASPNETCORE_URLS", "http://pipe:/app")];
+    /// let config = pipehttp::Config::load_with_env(None, vars)?;
+    /// assert_eq!(config.options.limits.max_request_body_size, None);
+    /// assert_eq!(config.urls()[0].to_string(), "http://pipe:/app");
+    /// # Ok::<(), pipehttp::Error>(())
+    /// ```
+    pub fn load_with_env<I, K, V>(file: Option<&Path>, vars: I) -> Result<Config>
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: Into<OsString>,
+        V: Into<OsString>,
+    {
+        // Variables whose name or value is not UTF-8 cannot be .NET keys;
+        // one of ours that is not is reported when it is looked up.
+        let mut vars_utf8 = Vec::new();
+        let mut broken = Vec::new();
+        for (name, value) in vars {
+            match (name.into().into_string(), value.into().into_string()) {
+                (Ok(name), Ok(value)) => vars_utf8.push((name, value)),
+                (Ok(name), Err(_)) => broken.push(name),
+                _ => {}
+            }
+        }
+        let var = |name: &str| -> Result<Option<&str>> {
+            if broken.iter().any(|b| b == name) {
+                return Err(Error::config(name, "the value is not valid UTF-8"));
+            }
+            Ok(vars_utf8
+                .iter()
+                .rev()
+                .find(|(n, _)| n == name)
+                .map(|(_, v)| v.as_str()))
         };
-        config.apply_env()?;
+
+        let mut store = Store::default();
+        if let Some(file) = file {
+            read_file(file, &mut store)?;
+            if let Format::Json = format_of(file)? {
+                let mut environment = "Production";
+                for name in ENVIRONMENT_VARS {
+                    if let Some(value) = var(name)?.filter(|v| !v.trim().is_empty()) {
+                        environment = value.trim();
+                        break;
+                    }
+                }
+                let beside = environment_file(file, environment);
+                if beside.is_file() {
+                    read_file(&beside, &mut store)?;
+                }
+            }
+        }
+        store.layer(store::read_env(&vars_utf8));
+        let mut config = bind::bind(&store)?;
+        for name in URLS_VARS {
+            if let Some(list) = var(name)?.filter(|v| !v.trim().is_empty()) {
+                config.endpoints = parse_urls(name, list)?;
+                break;
+            }
+        }
         Ok(config)
     }
 
@@ -314,453 +381,22 @@ impl Config {
     }
 }
 
-/// "line 3, column 5: what", from a byte offset into `text`.
-fn syntax_error(text: &str, at: usize, message: &str) -> String {
-    // Spans fall on character boundaries; the fallback only avoids a panic.
-    let before = text.get(..at).unwrap_or(text);
-    let line = before.matches('\n').count() + 1;
-    let column = before.rsplit('\n').next().unwrap_or("").chars().count() + 1;
-    // toml's messages may span lines; the error must stay on one.
-    let message: Vec<&str> = message
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .collect();
-    format!("line {line}, column {column}: {}", message.join("; "))
+/// `dir/appsettings.json` → `dir/appsettings.{environment}.json`.
+fn environment_file(file: &Path, environment: &str) -> PathBuf {
+    let stem = file
+        .file_stem()
+        .map_or_else(String::new, |s| s.to_string_lossy().into_owned());
+    file.with_file_name(format!("{stem}.{environment}.json"))
 }
 
-/// Reads the server tree, the TOML root or the JSON `Kestrel` section.
-fn read_config<V: Node>(mut root: Table<V>) -> Result<Config, String> {
-    let mut config = Config::default();
-    if let Some(mut endpoints) = root.table("endpoints")? {
-        let mut entries = std::mem::take(&mut endpoints.entries);
-        entries.sort_by(|a, b| a.0.cmp(&b.0));
-        for (name, value) in entries {
-            let table = Table::open(endpoints.path(&name), value)?;
-            config.endpoints.push(read_endpoint(name, table)?);
-        }
-    }
-    if let Some(mut certificates) = root.table("certificates")? {
-        config.default_certificate = certificates.certificate("default")?;
-        certificates.finish()?;
-    }
-    if let Some(mut t) = root.table("limits")? {
-        let l = &mut config.limits;
-        set(
-            &mut l.max_request_body_size,
-            t.count_or_unlimited("max_request_body_size", 0)?,
-        );
-        set(
-            &mut l.max_request_headers_total_size,
-            t.count("max_request_headers_total_size", 1)?,
-        );
-        set(
-            &mut l.request_headers_timeout,
-            t.duration("request_headers_timeout")?,
-        );
-        set(&mut l.keep_alive_timeout, t.duration("keep_alive_timeout")?);
-        set(
-            &mut l.max_concurrent_connections,
-            t.count_or_unlimited("max_concurrent_connections", 1)?,
-        );
-        t.finish()?;
-    }
-    if let Some(mut t) = root.table("pipes")? {
-        let p = &mut config.pipes;
-        set(
-            &mut p.max_read_buffer_size,
-            t.count("max_read_buffer_size", 1)?,
-        );
-        set(
-            &mut p.max_write_buffer_size,
-            t.count("max_write_buffer_size", 1)?,
-        );
-        set(
-            &mut p.listener_queue_count,
-            t.count("listener_queue_count", 1)?,
-        );
-        set(
-            &mut p.current_user_only,
-            t.value("current_user_only", V::as_bool, "true or false")?,
-        );
-        set(
-            &mut p.mode,
-            t.value("mode", V::as_mode, V::MODE_FORMS)?.map(Some),
-        );
-        // A misspelt key is the likelier cause of a conflict: name it first.
-        let path = t.path.clone();
-        t.finish()?;
-        p.validate().map_err(|e| format!("`{path}`: {e}"))?;
-    }
-    root.finish()?;
-    Ok(config)
-}
-
-fn read_endpoint<V: Node>(name: String, mut table: Table<V>) -> Result<EndpointConfig, String> {
-    let (key, text) = table.required_string("url")?;
-    let url = text
-        .parse::<ListenAddress>()
-        .map_err(|e| format!("`{key}`: {e}"))?;
-    let certificate = table.certificate("certificate")?;
-    table.finish()?;
-    Ok(EndpointConfig {
-        name,
-        url,
-        certificate,
-    })
-}
-
-fn set<T>(slot: &mut T, value: Option<T>) {
-    if let Some(value) = value {
-        *slot = value;
-    }
-}
-
-/// A value of either file shape. The tree is the same; only the key names
-/// and the spelling of some values differ.
-trait Node: Sized {
-    /// Joins key paths in messages.
-    const SEP: char;
-    /// How a value says "no limit".
-    const UNLIMITED: &'static str;
-    const DURATION_FORMS: &'static str;
-    const MODE_FORMS: &'static str;
-    const TABLE: &'static str;
-
-    /// This shape's name for a key, given its TOML name.
-    fn key(snake: &str) -> String;
-    fn into_entries(self) -> Option<Vec<(String, Self)>>;
-    /// The value as quoted in messages: short and on one line.
-    fn show(&self) -> String;
-    fn as_str(&self) -> Option<&str>;
-    fn as_bool(&self) -> Option<bool>;
-    fn as_u64(&self) -> Option<u64>;
-    fn is_unlimited(&self) -> bool;
-    fn as_duration(&self) -> Option<Duration>;
-    fn as_mode(&self) -> Option<u32>;
-}
-
-impl Node for toml::Value {
-    const SEP: char = '.';
-    const UNLIMITED: &'static str = "\"unlimited\"";
-    const DURATION_FORMS: &'static str = "a number of seconds greater than 0";
-    const MODE_FORMS: &'static str = "an octal permission mode such as \"0660\" or 0o660";
-    const TABLE: &'static str = "a table";
-
-    fn key(snake: &str) -> String {
-        snake.to_owned()
-    }
-
-    fn into_entries(self) -> Option<Vec<(String, Self)>> {
-        match self {
-            toml::Value::Table(table) => Some(table.into_iter().collect()),
-            _ => None,
-        }
-    }
-
-    fn show(&self) -> String {
-        match self {
-            toml::Value::Table(_) => "a table".into(),
-            toml::Value::Array(_) => "an array".into(),
-            scalar => scalar.to_string(),
-        }
-    }
-
-    fn as_str(&self) -> Option<&str> {
-        self.as_str()
-    }
-
-    fn as_bool(&self) -> Option<bool> {
-        self.as_bool()
-    }
-
-    fn as_u64(&self) -> Option<u64> {
-        self.as_integer().and_then(|i| u64::try_from(i).ok())
-    }
-
-    fn is_unlimited(&self) -> bool {
-        self.as_str() == Some("unlimited")
-    }
-
-    fn as_duration(&self) -> Option<Duration> {
-        match self {
-            toml::Value::Integer(secs) => u64::try_from(*secs).ok().map(Duration::from_secs),
-            toml::Value::Float(secs) => Duration::try_from_secs_f64(*secs).ok(),
-            _ => None,
-        }
-    }
-
-    fn as_mode(&self) -> Option<u32> {
-        match self {
-            toml::Value::Integer(mode) => u32::try_from(*mode).ok().filter(|m| *m <= 0o777),
-            toml::Value::String(mode) => parse_octal(mode),
-            _ => None,
-        }
-    }
-}
-
-impl Node for serde_json::Value {
-    const SEP: char = ':';
-    const UNLIMITED: &'static str = "null";
-    const DURATION_FORMS: &'static str =
-        "a number of seconds or a TimeSpan such as \"00:00:30\", greater than 0";
-    // JSON has no octal numbers, and a decimal 660 would be read wrongly.
-    const MODE_FORMS: &'static str = "an octal permission mode in a string, such as \"0660\"";
-    const TABLE: &'static str = "an object";
-
-    fn key(snake: &str) -> String {
-        if snake == "pipes" {
-            return "NamedPipes".into();
-        }
-        snake
-            .split('_')
-            .map(|word| {
-                let mut chars = word.chars();
-                chars.next().map_or_else(String::new, |first| {
-                    first.to_ascii_uppercase().to_string() + chars.as_str()
-                })
-            })
-            .collect()
-    }
-
-    fn into_entries(self) -> Option<Vec<(String, Self)>> {
-        match self {
-            serde_json::Value::Object(map) => Some(map.into_iter().collect()),
-            _ => None,
-        }
-    }
-
-    fn show(&self) -> String {
-        match self {
-            serde_json::Value::Object(_) => "an object".into(),
-            serde_json::Value::Array(_) => "an array".into(),
-            scalar => scalar.to_string(),
-        }
-    }
-
-    fn as_str(&self) -> Option<&str> {
-        self.as_str()
-    }
-
-    fn as_bool(&self) -> Option<bool> {
-        self.as_bool()
-    }
-
-    fn as_u64(&self) -> Option<u64> {
-        self.as_u64()
-    }
-
-    fn is_unlimited(&self) -> bool {
-        self.is_null()
-    }
-
-    fn as_duration(&self) -> Option<Duration> {
-        match self {
-            serde_json::Value::Number(secs) => Duration::try_from_secs_f64(secs.as_f64()?).ok(),
-            serde_json::Value::String(text) => parse_timespan(text),
-            _ => None,
-        }
-    }
-
-    fn as_mode(&self) -> Option<u32> {
-        self.as_str().and_then(parse_octal)
-    }
-}
-
-fn parse_octal(text: &str) -> Option<u32> {
-    let digits = text.strip_prefix("0o").unwrap_or(text);
-    if digits.is_empty() || !digits.bytes().all(|b| matches!(b, b'0'..=b'7')) {
-        return None;
-    }
-    u32::from_str_radix(digits, 8).ok().filter(|m| *m <= 0o777)
-}
-
-/// .NET's `TimeSpan` text: `[d.]hh:mm[:ss[.fffffff]]`. A bare number,
-/// which .NET reads as days, is refused: it is too easily meant as seconds.
-fn parse_timespan(text: &str) -> Option<Duration> {
-    fn number(digits: &str, max: u64) -> Option<u64> {
-        if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
-            return None;
-        }
-        digits.parse().ok().filter(|n| *n <= max)
-    }
-    let (head, rest) = text.split_once(':')?;
-    let (days, hours) = head.split_once('.').unwrap_or(("0", head));
-    let (minutes, seconds) = rest.split_once(':').unwrap_or((rest, "0"));
-    let (seconds, nanos) = match seconds.split_once('.') {
-        Some((seconds, fraction)) if (1..=7).contains(&fraction.len()) => {
-            // Padded on the right to nanoseconds: ".5" is 500_000_000.
-            let nanos = number(&format!("{fraction:0<9}"), 999_999_999)?;
-            (seconds, u32::try_from(nanos).ok()?)
-        }
-        Some(_) => return None,
-        None => (seconds, 0),
-    };
-    // TimeSpan.MaxValue is about 10.7 million days.
-    let secs = number(days, 10_675_199)? * 86_400
-        + number(hours, 23)? * 3_600
-        + number(minutes, 59)? * 60
-        + number(seconds, 59)?;
-    Some(Duration::new(secs, nanos))
-}
-
-/// One table of a file being read. Values are taken out by key; whatever is
-/// left at the end is a key this crate does not know.
-struct Table<V> {
-    /// Where the table sits, for messages: `limits`, `Kestrel:Limits`.
-    path: String,
-    entries: Vec<(String, V)>,
-    known: Vec<String>,
-}
-
-impl<V: Node> Table<V> {
-    fn new(path: String, entries: Vec<(String, V)>) -> Self {
-        Self {
-            path,
-            entries,
-            known: Vec::new(),
-        }
-    }
-
-    fn open(path: String, value: V) -> Result<Self, String> {
-        let shown = value.show();
-        match value.into_entries() {
-            Some(entries) => Ok(Self::new(path, entries)),
-            None => Err(format!("`{path}` is {shown}: expected {}", V::TABLE)),
-        }
-    }
-
-    /// The full path of a key in this table.
-    fn path(&self, key: &str) -> String {
-        if self.path.is_empty() {
-            key.to_owned()
-        } else {
-            format!("{}{}{key}", self.path, V::SEP)
-        }
-    }
-
-    /// Removes a key given by its TOML name; returns its full path and value.
-    fn take(&mut self, snake: &str) -> Option<(String, V)> {
-        let key = V::key(snake);
-        let found = self.entries.iter().position(|(k, _)| *k == key);
-        let path = self.path(&key);
-        self.known.push(key);
-        found.map(|i| (path, self.entries.remove(i).1))
-    }
-
-    fn table(&mut self, snake: &str) -> Result<Option<Table<V>>, String> {
-        self.take(snake)
-            .map(|(path, value)| Table::open(path, value))
-            .transpose()
-    }
-
-    fn value<T>(
-        &mut self,
-        snake: &str,
-        parse: impl FnOnce(&V) -> Option<T>,
-        expected: &str,
-    ) -> Result<Option<T>, String> {
-        let Some((path, value)) = self.take(snake) else {
-            return Ok(None);
-        };
-        match parse(&value) {
-            Some(parsed) => Ok(Some(parsed)),
-            None => Err(format!("`{path}` is {}: expected {expected}", value.show())),
-        }
-    }
-
-    fn count<T: TryFrom<u64>>(&mut self, snake: &str, min: u64) -> Result<Option<T>, String> {
-        let parse = |v: &V| count_at_least(v, min);
-        self.value(snake, parse, &format!("a whole number of at least {min}"))
-    }
-
-    fn count_or_unlimited<T: TryFrom<u64>>(
-        &mut self,
-        snake: &str,
-        min: u64,
-    ) -> Result<Option<Option<T>>, String> {
-        let parse = |v: &V| {
-            if v.is_unlimited() {
-                Some(None)
-            } else {
-                count_at_least(v, min).map(Some)
-            }
-        };
-        let expected = format!("a whole number of at least {min}, or {}", V::UNLIMITED);
-        self.value(snake, parse, &expected)
-    }
-
-    fn duration(&mut self, snake: &str) -> Result<Option<Duration>, String> {
-        let parse = |v: &V| v.as_duration().filter(|d| !d.is_zero());
-        self.value(snake, parse, V::DURATION_FORMS)
-    }
-
-    fn required_string(&mut self, snake: &str) -> Result<(String, String), String> {
-        let parse = |v: &V| v.as_str().filter(|s| !s.is_empty()).map(str::to_owned);
-        match self.value(snake, parse, "a non-empty string")? {
-            Some(text) => Ok((self.path(&V::key(snake)), text)),
-            None => Err(format!(
-                "`{}` has no `{}`: add it",
-                self.path,
-                V::key(snake)
-            )),
-        }
-    }
-
-    fn certificate(&mut self, snake: &str) -> Result<Option<CertificateConfig>, String> {
-        let Some(mut table) = self.table(snake)? else {
-            return Ok(None);
-        };
-        let (_, path) = table.required_string("path")?;
-        let (_, key_path) = table.required_string("key_path")?;
-        table.finish()?;
-        Ok(Some(CertificateConfig::new(path, key_path)))
-    }
-
-    /// Fails on the first key nobody took, naming the keys that would do.
-    fn finish(self) -> Result<(), String> {
-        let Some((key, _)) = self.entries.first() else {
-            return Ok(());
-        };
-        let path = self.path(key);
-        let loose = |k: &str| -> String {
-            k.chars()
-                .filter(char::is_ascii_alphanumeric)
-                .map(|c| c.to_ascii_lowercase())
-                .collect()
-        };
-        if let Some(near) = self.known.iter().find(|k| loose(k) == loose(key)) {
-            return Err(format!(
-                "unknown key `{path}`: did you mean `{near}`? keys are matched exactly"
-            ));
-        }
-        Err(format!(
-            "unknown key `{path}`: expected one of {}",
-            ListOf(&self.known)
-        ))
-    }
-}
-
-fn count_at_least<V: Node, T: TryFrom<u64>>(value: &V, min: u64) -> Option<T> {
-    value
-        .as_u64()
-        .filter(|n| *n >= min)
-        .and_then(|n| T::try_from(n).ok())
-}
-
-/// "`a`, `b`, `c`".
-struct ListOf<'a>(&'a [String]);
-
-impl fmt::Display for ListOf<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, key) in self.0.iter().enumerate() {
-            if i > 0 {
-                f.write_str(", ")?;
-            }
-            write!(f, "`{key}`")?;
-        }
-        Ok(())
-    }
+/// A `;` list from variable `name`, as endpoints `env-1`, `env-2`, ….
+fn parse_urls(name: &str, list: &str) -> Result<Vec<EndpointConfig>> {
+    let urls = ListenAddress::parse_list(list).map_err(|e| Error::config(name, e.to_string()))?;
+    Ok(urls
+        .into_iter()
+        .enumerate()
+        .map(|(i, url)| EndpointConfig::new(format!("env-{}", i + 1), url))
+        .collect())
 }
 
 #[cfg(test)]
@@ -768,58 +404,50 @@ mod tests {
     use super::*;
 
     #[test]
-    fn timespans() {
-        let secs = |s| parse_timespan(s).map(|d| d.as_secs_f64());
-        assert_eq!(secs("00:00:30"), Some(30.0));
-        assert_eq!(secs("00:02:10"), Some(130.0));
-        assert_eq!(secs("00:30"), Some(1800.0));
-        assert_eq!(secs("00:00:01.5"), Some(1.5));
-        assert_eq!(secs("00:00:00.0000001"), Some(1e-7));
-        assert_eq!(secs("1.02:03:04"), Some(93_784.0));
-        for bad in [
-            "30",
-            "",
-            ":",
-            "00:00:60",
-            "24:00:00",
-            "-00:00:30",
-            "00:00:30.",
-            "0:0:1.12345678",
-            "a:b:c",
-            "00:00:30:00",
-        ] {
-            assert_eq!(parse_timespan(bad), None, "{bad}");
-        }
-    }
-
-    #[test]
-    fn json_names() {
+    fn urls_vars_in_order() {
+        let load = |vars: &[(&str, &str)]| {
+            Config::load_with_env(None, vars.iter().copied()).map(|c| {
+                c.endpoints
+                    .iter()
+                    .map(|e| format!("{}={}", e.name, e.url))
+                    .collect::<Vec<_>>()
+            })
+        };
+        assert_eq!(load(&[]).unwrap(), Vec::<String>::new());
         assert_eq!(
-            serde_json::Value::key("max_request_body_size"),
-            "MaxRequestBodySize"
+            load(&[("PIPEHTTP_URLS", " ")]).unwrap(),
+            Vec::<String>::new()
         );
-        assert_eq!(serde_json::Value::key("key_path"), "KeyPath");
-        assert_eq!(serde_json::Value::key("pipes"), "NamedPipes");
-    }
-
-    #[test]
-    fn urls_var() {
-        let mut config = Config::default();
-        config.apply_urls_var(None).unwrap();
-        config.apply_urls_var(Some(" ".into())).unwrap();
-        assert!(config.endpoints.is_empty());
-        config
-            .apply_urls_var(Some("http://pipe:/a; http://127.0.0.1:0".into()))
-            .unwrap();
-        let names: Vec<_> = config.endpoints.iter().map(|e| e.name.as_str()).collect();
-        assert_eq!(names, ["env-1", "env-2"]);
-        let err = config
-            .apply_urls_var(Some("http://pipe:/a:b".into()))
+        assert_eq!(
+            load(&[
+                ("DOTNET_URLS", "http://pipe:/d"),
+                ("ASPNETCORE_URLS", "http://pipe:/a; http://127.0.0.1:0"),
+            ])
+            .unwrap(),
+            ["env-1=http://pipe:/a", "env-2=http://127.0.0.1:0"]
+        );
+        assert_eq!(
+            load(&[
+                ("DOTNET_URLS", "http://pipe:/d"),
+                ("PIPEHTTP_URLS", "http://pipe:/p")
+            ])
+            .unwrap(),
+            ["env-1=http://pipe:/p"]
+        );
+        let err = load(&[("ASPNETCORE_URLS", "http://pipe:/a:b")])
             .unwrap_err()
             .to_string();
         assert!(
-            err.starts_with("PIPEHTTP_URLS: invalid address 'http://pipe:/a:b'"),
+            err.starts_with("ASPNETCORE_URLS: invalid address 'http://pipe:/a:b'"),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn environment_file_name() {
+        assert_eq!(
+            environment_file(Path::new("/etc/app/appsettings.json"), "Development"),
+            Path::new("/etc/app/appsettings.Development.json")
         );
     }
 }

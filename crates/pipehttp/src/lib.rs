@@ -33,7 +33,7 @@ pub mod client;
 #[cfg(feature = "config")]
 pub mod config;
 mod error;
-mod options;
+pub mod options;
 pub mod server;
 #[cfg(feature = "tls")]
 pub mod tls;
@@ -47,7 +47,7 @@ pub use crate::client::Client;
 #[cfg(feature = "config")]
 pub use crate::config::Config;
 pub use crate::error::{Error, Remedy, Result};
-pub use crate::options::{Limits, MinDataRate, PipeOptions};
+pub use crate::options::{Limits, MinDataRate, PipeOptions, ServerOptions};
 pub use crate::server::{BodyError, RequestBody, Server, ServerBuilder};
 pub use crate::transport::{PeerInfo, Transport};
 

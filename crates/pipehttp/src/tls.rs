@@ -1,7 +1,8 @@
 //! TLS for `https://` endpoints and targets: rustls with its ring provider
 //! (so the Windows target builds with mingw and no C toolchain beyond it).
 //!
-//! A server takes a certificate and key from PEM files:
+//! A server takes a certificate and key from PEM files (or a PKCS#12 file,
+//! [`Certificate::from_pkcs12_file`]):
 //!
 //! ```no_run
 //! # use pipehttp::server::{HttpBody, HttpService};
@@ -30,10 +31,13 @@ use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, S
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 
+use rustls::server::WebPkiClientVerifier;
+
 use crate::address::{ListenAddress, Scheme};
 #[cfg(feature = "config")]
 use crate::config::CertificateConfig;
 use crate::error::{Error, Remedy, Result};
+use crate::options::{ClientCertificateMode, Protocols, SslProtocols};
 
 /// What accepts TLS on an https endpoint.
 pub(crate) type Acceptor = tokio_rustls::TlsAcceptor;
@@ -45,21 +49,43 @@ fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-/// A server certificate chain and its private key, in PEM. Files are read
-/// when the server binds, so errors name the endpoint that needs them.
+/// A server certificate chain and its private key: PEM files (the key
+/// possibly encrypted, PKCS#8), or a PKCS#12 (`.pfx`/`.p12`) file, as
+/// Kestrel's `Certificate` configuration gives them. Files are read when
+/// the server binds, so errors name the endpoint that needs them.
 ///
 /// ```
-/// let cert = pipehttp::tls::Certificate::from_pem_files("cert.pem", "key.pem");
+/// use pipehttp::tls::Certificate;
+/// let pem = Certificate::from_pem_files("cert.pem", "key.pem");
+/// let encrypted = Certificate::from_pem_files("cert.pem", "key.pem").with_password("secret");
+/// let pfx = Certificate::from_pkcs12_file("cert.pfx", "secret");
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Certificate {
     source: Source,
+    password: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Source {
-    Files { cert: PathBuf, key: PathBuf },
-    Pem { cert: Vec<u8>, key: Vec<u8> },
+    /// A PEM chain and its key; without a key file, a PKCS#12 file or a
+    /// PEM file holding both.
+    Files {
+        cert: PathBuf,
+        key: Option<PathBuf>,
+    },
+    Pem {
+        cert: Vec<u8>,
+        key: Vec<u8>,
+    },
+}
+
+/// What an https endpoint negotiates besides its certificate.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Settings {
+    pub(crate) protocols: Protocols,
+    pub(crate) versions: SslProtocols,
+    pub(crate) client_certificates: ClientCertificateMode,
 }
 
 impl Certificate {
@@ -69,8 +95,9 @@ impl Certificate {
         Self {
             source: Source::Files {
                 cert: cert.into(),
-                key: key.into(),
+                key: Some(key.into()),
             },
+            password: None,
         }
     }
 
@@ -82,24 +109,124 @@ impl Certificate {
                 cert: cert.into(),
                 key: key.into(),
             },
+            password: None,
         }
     }
 
-    /// A rustls server configuration offering h2 and http/1.1, or an error
-    /// naming `endpoint` and the file at fault.
-    pub(crate) fn server_config(&self, endpoint: &str) -> Result<Arc<ServerConfig>> {
+    /// A PKCS#12 file (`.pfx`, `.p12`) holding the key and its chain, with
+    /// its password (empty for none). PBES2 (AES) files, as OpenSSL 3 and
+    /// .NET write them, and the older PBES1 (3DES, RC2) ones are read.
+    #[must_use]
+    pub fn from_pkcs12_file(path: impl Into<PathBuf>, password: impl Into<String>) -> Self {
+        Self {
+            source: Source::Files {
+                cert: path.into(),
+                key: None,
+            },
+            password: Some(password.into()),
+        }
+    }
+
+    /// The password of an encrypted PEM key (`-----BEGIN ENCRYPTED PRIVATE
+    /// KEY-----`, PKCS#8), or of a PKCS#12 file.
+    #[must_use]
+    pub fn with_password(mut self, password: impl Into<String>) -> Self {
+        self.password = Some(password.into());
+        self
+    }
+
+    /// A rustls server configuration with `settings`, or an error naming
+    /// `endpoint` and the file at fault.
+    pub(crate) fn server_config(
+        &self,
+        endpoint: &str,
+        settings: &Settings,
+    ) -> Result<Arc<ServerConfig>> {
         let fail = |what: String| Error::tls(format!("{endpoint}: {what}"));
+        let (chain, key, names) = self.load(&fail)?;
+        let mut versions: Vec<&'static rustls::SupportedProtocolVersion> = Vec::new();
+        if settings.versions.tls13 {
+            versions.push(&rustls::version::TLS13);
+        }
+        if settings.versions.tls12 {
+            versions.push(&rustls::version::TLS12);
+        }
+        let builder = ServerConfig::builder_with_provider(provider())
+            .with_protocol_versions(&versions)
+            .map_err(|e| fail("no usable TLS protocol version".into()).with_source(e))?;
+        let builder = match settings.client_certificates {
+            ClientCertificateMode::NoCertificate => builder.with_no_client_auth(),
+            mode => {
+                // Kestrel checks a client's chain against the system's
+                // trusted roots unless the application validates it itself.
+                let roots = Arc::new(Trust::default().roots()?);
+                let verifier = WebPkiClientVerifier::builder_with_provider(roots, provider());
+                let verifier = if mode == ClientCertificateMode::AllowCertificate {
+                    verifier.allow_unauthenticated()
+                } else {
+                    verifier
+                };
+                let verifier = verifier.build().map_err(|e| {
+                    fail(format!(
+                        "ClientCertificateMode {mode} needs the platform's trusted roots, and none are usable"
+                    ))
+                    .with_source(e)
+                })?;
+                builder.with_client_cert_verifier(verifier)
+            }
+        };
+        let mut config = builder.with_single_cert(chain, key).map_err(|e| {
+            fail(format!(
+                "the key in {} does not fit the certificate in {}",
+                names.1, names.0
+            ))
+            .with_source(e)
+        })?;
+        config.alpn_protocols = SERVER_ALPN
+            .iter()
+            .filter(|p| match **p {
+                b"h2" => settings.protocols.http2(),
+                _ => settings.protocols.http1(),
+            })
+            .map(|p| p.to_vec())
+            .collect();
+        Ok(Arc::new(config))
+    }
+
+    /// The chain, the key, and the names of where they came from.
+    #[allow(clippy::type_complexity)]
+    fn load(
+        &self,
+        fail: &dyn Fn(String) -> Error,
+    ) -> Result<(
+        Vec<CertificateDer<'static>>,
+        PrivateKeyDer<'static>,
+        (String, String),
+    )> {
         let read = |path: &Path| {
             std::fs::read(path)
                 .map_err(|e| fail(format!("cannot read {}", path.display())).with_source(e))
         };
         let (cert_pem, key_pem, cert_name, key_name) = match &self.source {
-            Source::Files { cert, key } => (
+            Source::Files {
+                cert,
+                key: Some(key),
+            } => (
                 read(cert)?,
                 read(key)?,
                 cert.display().to_string(),
                 key.display().to_string(),
             ),
+            Source::Files { cert, key: None } => {
+                let data = read(cert)?;
+                let name = cert.display().to_string();
+                if !is_pem(&data) {
+                    let (chain, key) = self.pkcs12(&data, &name, fail)?;
+                    return Ok((chain, key, (name.clone(), name)));
+                }
+                // A PEM file with the key beside the chain.
+                (data.clone(), data, name.clone(), name)
+            }
             Source::Pem { cert, key } => (
                 cert.clone(),
                 key.clone(),
@@ -113,28 +240,109 @@ impl Certificate {
         if chain.is_empty() {
             return Err(fail(format!("{cert_name} holds no certificate")));
         }
-        let key = PrivateKeyDer::from_pem_slice(&key_pem)
-            .map_err(|e| fail(format!("{key_name} holds no usable private key")).with_source(e))?;
-        let mut config = ServerConfig::builder_with_provider(provider())
-            .with_safe_default_protocol_versions()
-            .map_err(|e| fail("no usable TLS protocol version".into()).with_source(e))?
-            .with_no_client_auth()
-            .with_single_cert(chain, key)
-            .map_err(|e| {
+        let key = self.pem_key(&key_pem, &key_name, fail)?;
+        Ok((chain, key, (cert_name, key_name)))
+    }
+
+    /// The key of a PEM file: plain, or PKCS#8 encrypted with the password.
+    fn pem_key(
+        &self,
+        pem: &[u8],
+        name: &str,
+        fail: &dyn Fn(String) -> Error,
+    ) -> Result<PrivateKeyDer<'static>> {
+        const BEGIN: &str = "-----BEGIN ENCRYPTED PRIVATE KEY-----";
+        const END: &str = "-----END ENCRYPTED PRIVATE KEY-----";
+        let text = String::from_utf8_lossy(pem);
+        if let (Some(start), Some(end)) = (text.find(BEGIN), text.find(END)) {
+            let Some(password) = &self.password else {
+                return Err(fail(format!(
+                    "{name} holds an encrypted key: give its Password"
+                )));
+            };
+            let section = &text[start..end + END.len()];
+            let (_, der) = pkcs8::der::pem::decode_vec(section.as_bytes()).map_err(|e| {
+                fail(format!("{name}: the encrypted key is not PEM")).with_source(e)
+            })?;
+            let info =
+                pkcs8::EncryptedPrivateKeyInfoRef::try_from(der.as_slice()).map_err(|e| {
+                    fail(format!("{name}: the encrypted key is not PKCS#8")).with_source(e)
+                })?;
+            let plain = info.decrypt(password).map_err(|e| {
                 fail(format!(
-                    "the key in {key_name} does not fit the certificate in {cert_name}"
+                    "{name}: the key cannot be decrypted: wrong password, or an unsupported cipher"
                 ))
                 .with_source(e)
             })?;
-        config.alpn_protocols = SERVER_ALPN.iter().map(|p| p.to_vec()).collect();
-        Ok(Arc::new(config))
+            return Ok(PrivateKeyDer::Pkcs8(plain.as_bytes().to_vec().into()));
+        }
+        if text.contains("Proc-Type: 4,ENCRYPTED") {
+            return Err(fail(format!(
+                "{name} is encrypted in OpenSSL's legacy format: convert it with `openssl pkcs8 -topk8 -in {name}`"
+            )));
+        }
+        PrivateKeyDer::from_pem_slice(pem).map_err(|e| {
+            let hint = if self.password.is_some() || name.contains("PEM") {
+                ""
+            } else {
+                " (a PEM certificate needs its key: give KeyPath)"
+            };
+            fail(format!("{name} holds no usable private key{hint}")).with_source(e)
+        })
     }
+
+    /// The key and chain of a PKCS#12 file.
+    fn pkcs12(
+        &self,
+        data: &[u8],
+        name: &str,
+        fail: &dyn Fn(String) -> Error,
+    ) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)> {
+        let password = self.password.as_deref().unwrap_or("");
+        let store = p12_keystore::KeyStore::from_pkcs12(
+            data,
+            password,
+            p12_keystore::Pkcs12ImportPolicy::Strict,
+        )
+        .map_err(|e| {
+            fail(format!(
+                "{name} cannot be read as PKCS#12 (.pfx): a wrong or missing Password, or not a certificate file"
+            ))
+            .with_source(e)
+        })?;
+        let Some((_, chain)) = store.private_key_chain() else {
+            return Err(fail(format!(
+                "{name} holds no private key with its certificate"
+            )));
+        };
+        let certs: Vec<CertificateDer<'static>> = chain
+            .certs()
+            .iter()
+            .map(|c| CertificateDer::from(c.as_der().to_vec()))
+            .collect();
+        if certs.is_empty() {
+            return Err(fail(format!("{name} holds no certificate")));
+        }
+        let key = PrivateKeyDer::Pkcs8(chain.key().as_der().to_vec().into());
+        Ok((certs, key))
+    }
+}
+
+/// Whether a file is PEM text rather than DER (PKCS#12).
+fn is_pem(data: &[u8]) -> bool {
+    String::from_utf8_lossy(&data[..data.len().min(4096)]).contains("-----BEGIN ")
 }
 
 #[cfg(feature = "config")]
 impl From<&CertificateConfig> for Certificate {
     fn from(config: &CertificateConfig) -> Self {
-        Self::from_pem_files(&config.path, &config.key_path)
+        Self {
+            source: Source::Files {
+                cert: config.path.clone(),
+                key: config.key_path.clone(),
+            },
+            password: config.password.clone(),
+        }
     }
 }
 
@@ -145,6 +353,7 @@ pub(crate) fn acceptor_for(
     address: &ListenAddress,
     own: Option<&Certificate>,
     default: Option<&Certificate>,
+    settings: &Settings,
 ) -> Result<Option<Acceptor>> {
     match (address.scheme(), own.or(default)) {
         (Scheme::Http, _) if own.is_some() => Err(Error::options(format!(
@@ -152,7 +361,7 @@ pub(crate) fn acceptor_for(
         ))),
         (Scheme::Http, _) => Ok(None),
         (Scheme::Https, Some(certificate)) => Ok(Some(Acceptor::from(
-            certificate.server_config(&address.to_string())?,
+            certificate.server_config(&address.to_string(), settings)?,
         ))),
         (Scheme::Https, None) => Err(Error::options(format!("{address} needs a certificate"))
             .with_remedy(Remedy::GiveCertificate)),

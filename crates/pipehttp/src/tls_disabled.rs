@@ -17,6 +17,15 @@ impl From<&crate::config::CertificateConfig> for Certificate {
     }
 }
 
+/// What an https endpoint would negotiate; never read without TLS.
+#[derive(Debug, Clone, Copy)]
+#[allow(dead_code)]
+pub(crate) struct Settings {
+    pub(crate) protocols: crate::options::Protocols,
+    pub(crate) versions: crate::options::SslProtocols,
+    pub(crate) client_certificates: crate::options::ClientCertificateMode,
+}
+
 /// What would accept TLS; it cannot be made.
 #[derive(Debug, Clone)]
 pub(crate) enum Acceptor {}
@@ -31,6 +40,7 @@ pub(crate) fn acceptor_for(
     address: &ListenAddress,
     own: Option<&Certificate>,
     _default: Option<&Certificate>,
+    _settings: &Settings,
 ) -> Result<Option<Acceptor>> {
     match address.scheme() {
         Scheme::Http if own.is_some() => Err(Error::options(format!(

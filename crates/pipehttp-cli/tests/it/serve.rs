@@ -5,7 +5,9 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use testkit::{Spawned, TempDir, tempdir, unique_name};
+use testkit::{Serve, Spawned, TempDir, tempdir, unique_name};
+
+use crate::tls::dev_cert;
 
 /// `pipehttp serve` with its own TMPDIR, so pipe names map to socket files
 /// in `dir`, and without the caller's PIPEHTTP_URLS or RUST_LOG.
@@ -313,4 +315,538 @@ fn sigterm_stops_and_removes_the_socket() {
     let status = server.wait_exit();
     assert!(status.success(), "{status}: {}", server.output());
     assert!(!socket.exists());
+}
+
+// ---- Coming from Kestrel: appsettings, variables, protocols, certificates.
+
+/// `pipehttp serve --config FILE` with `vars` set, started and listening
+/// on `count` endpoints.
+fn serve_config(dir: &TempDir, file: &Path, vars: &[(&str, &str)], count: usize) -> Serve {
+    let mut cmd = serve(dir);
+    cmd.arg("--config").arg(file).envs(vars.iter().copied());
+    Serve::start(cmd, count)
+}
+
+/// curl's exit code and stdout, without asserting success.
+fn curl_status(args: &[&str]) -> (Option<i32>, String) {
+    let out = Command::new("curl")
+        .args(["-sS", "--max-time", "20"])
+        .args(args)
+        .output()
+        .expect("this test needs curl on PATH (CI installs it)");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+#[test]
+fn each_urls_variable_in_order() {
+    let dir = tempdir().unwrap();
+    let [p, a, d, f] = ["p", "a", "d", "f"].map(unique_name);
+    let file = write(
+        &dir,
+        "appsettings.json",
+        &format!(
+            r#"{{ "Kestrel": {{ "Endpoints": {{ "E": {{ "Url": "http://pipe:/{f}" }} }} }} }}"#
+        ),
+    );
+    let cases: [(&[(&str, &str)], &str); 4] = [
+        (&[("DOTNET_URLS", &format!("http://pipe:/{d}"))], &d),
+        (
+            &[
+                ("DOTNET_URLS", &format!("http://pipe:/{d}")),
+                ("ASPNETCORE_URLS", &format!("http://pipe:/{a}")),
+            ],
+            &a,
+        ),
+        (
+            &[
+                ("DOTNET_URLS", &format!("http://pipe:/{d}")),
+                ("ASPNETCORE_URLS", &format!("http://pipe:/{a}")),
+                ("PIPEHTTP_URLS", &format!("http://pipe:/{p}")),
+            ],
+            &p,
+        ),
+        (&[], &f),
+    ];
+    for (vars, expected) in cases {
+        let server = serve_config(&dir, &file, vars, 1);
+        assert_eq!(
+            server.url(0),
+            format!("http://pipe:/{expected}"),
+            "{vars:?}"
+        );
+        assert_eq!(
+            curl(server.path(0), &["http://localhost/test"]).stdout,
+            b"Hello world!"
+        );
+        server.stop();
+    }
+}
+
+#[test]
+fn appsettings_layered_with_the_environment_file_and_variables() {
+    let dir = tempdir().unwrap();
+    let (base, dev) = (unique_name("base"), unique_name("dev"));
+    let file = write(
+        &dir,
+        "appsettings.json",
+        &format!(
+            r#"// as real apps write it
+{{
+  "Logging": {{ "LogLevel": {{ "Default": "Information", }} }},
+  "ConnectionStrings": {{ "Db": "Server=db" }},
+  "AllowedHosts": "*",
+  "Kestrel": {{
+    "Endpoints": {{ "Pipe": {{ "Url": "http://pipe:/{base}" }} }},
+    "Limits": {{ "MaxRequestBodySize": 1000, "MaxRequestHeaderCount": 50 }},
+  }},
+}}"#
+        ),
+    );
+    write(
+        &dir,
+        "appsettings.Development.json",
+        &format!(
+            r#"{{ "Kestrel": {{ "Endpoints": {{ "Pipe": {{ "Url": "http://pipe:/{dev}" }} }} }} }}"#
+        ),
+    );
+    let vars = [
+        ("ASPNETCORE_ENVIRONMENT", "Development"),
+        ("Kestrel__Limits__MaxRequestBodySize", "10"),
+    ];
+    let server = serve_config(&dir, &file, &vars, 1);
+    assert_eq!(server.url(0), format!("http://pipe:/{dev}"));
+    let socket = server.path(0).to_owned();
+    assert_eq!(post_echo(&socket, 100), "413", "the variable's limit");
+    assert_eq!(post_echo(&socket, 10), "200");
+    // The base file's other limit still holds: 50 headers pass, 60 do not.
+    let headers = |n: usize| -> Vec<String> {
+        (0..n)
+            .flat_map(|i| ["-H".to_owned(), format!("X-H{i}: v")])
+            .collect()
+    };
+    for (n, status) in [(40, "200"), (60, "431")] {
+        let mut args: Vec<String> = headers(n);
+        args.extend(
+            [
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                "http://localhost/test",
+            ]
+            .map(String::from),
+        );
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        assert_eq!(
+            String::from_utf8(curl(&socket, &args).stdout).unwrap(),
+            status,
+            "{n} headers"
+        );
+    }
+    server.stop();
+}
+
+#[test]
+fn protocols_per_endpoint_as_kestrel_serves_them() {
+    let dir = tempdir().unwrap();
+    let (h1, h2, both) = (unique_name("h1"), unique_name("h2"), unique_name("both"));
+    let file = write(
+        &dir,
+        "appsettings.json",
+        &format!(
+            r#"{{ "Kestrel": {{
+  "EndpointDefaults": {{ "Protocols": "Http1" }},
+  "Endpoints": {{
+    "A": {{ "Url": "http://pipe:/{h1}" }},
+    "B": {{ "Url": "http://pipe:/{h2}", "Protocols": "Http2" }},
+    "C": {{ "Url": "http://pipe:/{both}", "Protocols": "Http1AndHttp2AndHttp3" }} }} }} }}"#
+        ),
+    );
+    let server = serve_config(&dir, &file, &[], 3);
+    let version = |i: usize, flag: &str| {
+        let socket = server.path(i).to_str().unwrap();
+        curl_status(&[
+            flag,
+            "--unix-socket",
+            socket,
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_version}",
+            "http://localhost/test",
+        ])
+    };
+    // A: HTTP/1 only (the endpoint default): HTTP/2 prior knowledge is refused.
+    assert_eq!(version(0, "--http1.1"), (Some(0), "1.1".into()));
+    assert_ne!(version(0, "--http2-prior-knowledge").0, Some(0));
+    // B: HTTP/2 only: prior knowledge works, HTTP/1.1 does not.
+    assert_eq!(version(1, "--http2-prior-knowledge"), (Some(0), "2".into()));
+    assert_ne!(version(1, "--http1.1").0, Some(0));
+    // C: both; HTTP/3 is accepted in the file and noted as not served.
+    assert_eq!(version(2, "--http1.1"), (Some(0), "1.1".into()));
+    assert_eq!(version(2, "--http2-prior-knowledge"), (Some(0), "2".into()));
+    let notes = server.output();
+    assert!(
+        notes.contains("accepted but not applicable here: Kestrel:Endpoints:C:Protocols (HTTP/3 is not served here"),
+        "{notes}"
+    );
+    // h2load, another HTTP/2 client, on the HTTP/2-only endpoint.
+    let out = Command::new("h2load")
+        .args(["-n", "20", "-c", "2", "-B"])
+        .arg(format!("unix:{}", server.path(1).display()))
+        .arg("http://localhost/test")
+        .output()
+        .expect("this test needs h2load on PATH (Debian package nghttp2-client)");
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        report.contains("20 succeeded, 0 failed, 0 errored"),
+        "{report}"
+    );
+    server.stop();
+}
+
+/// `openssl ARGS` in `dir`, which must succeed.
+fn openssl(dir: &TempDir, args: &[&str]) {
+    let out = Command::new("openssl")
+        .current_dir(dir.path())
+        .args(args)
+        .output()
+        .expect("this test needs the openssl command (Debian package openssl)");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn pfx_and_encrypted_pem_certificates_with_passwords() {
+    let dir = tempdir().unwrap();
+    let (cert, key) = dev_cert(&dir);
+    let (cert_s, key_s) = (cert.to_str().unwrap(), key.to_str().unwrap());
+    // .pfx as OpenSSL 3 writes it (PBES2, AES-256), and a PKCS#8 key
+    // encrypted the same way.
+    openssl(
+        &dir,
+        &[
+            "pkcs12",
+            "-export",
+            "-in",
+            cert_s,
+            "-inkey",
+            key_s,
+            "-out",
+            "cert.pfx",
+            "-passout",
+            "pass:s3cret",
+        ],
+    );
+    openssl(
+        &dir,
+        &[
+            "pkcs8",
+            "-topk8",
+            "-in",
+            key_s,
+            "-out",
+            "encrypted.key",
+            "-passout",
+            "pass:k3y",
+        ],
+    );
+    let (pfx, pem) = (unique_name("pfx"), unique_name("pem"));
+    let file = write(
+        &dir,
+        "appsettings.json",
+        &format!(
+            r#"{{ "Kestrel": {{
+  "Endpoints": {{
+    "Pfx": {{ "Url": "https://pipe:/{pfx}", "Certificate": {{ "Path": "cert.pfx", "Password": "s3cret" }} }},
+    "Pem": {{ "Url": "https://pipe:/{pem}", "SslProtocols": ["Tls13"] }} }},
+  "Certificates": {{ "Default": {{ "Path": "localhost.pem", "KeyPath": "encrypted.key", "Password": "k3y" }} }} }} }}"#
+        ),
+    );
+    let server = serve_config(&dir, &file, &[], 2);
+    for i in 0..2 {
+        let socket = server.path(i).to_str().unwrap();
+        let (code, body) = curl_status(&[
+            "--cacert",
+            cert_s,
+            "--unix-socket",
+            socket,
+            "https://localhost/test",
+        ]);
+        assert_eq!(
+            (code, body.as_str()),
+            (Some(0), "Hello world!"),
+            "{}",
+            server.url(i)
+        );
+    }
+    // The PEM endpoint (first: endpoints are sorted by name) takes TLS 1.3 only.
+    assert_eq!(server.url(0), format!("https://pipe:/{pem}"));
+    let pem_socket = server.path(0).to_str().unwrap();
+    let (code, _) = curl_status(&[
+        "--cacert",
+        cert_s,
+        "--tlsv1.2",
+        "--tls-max",
+        "1.2",
+        "--unix-socket",
+        pem_socket,
+        "https://localhost/test",
+    ]);
+    assert_eq!(code, Some(35), "TLS 1.2 refused");
+    server.stop();
+
+    // A wrong password is a one-line error naming the endpoint and file.
+    let bad = write(
+        &dir,
+        "bad.json",
+        &format!(
+            r#"{{ "Kestrel": {{ "Endpoints": {{ "Pfx": {{ "Url": "https://pipe:/{pfx}", "Certificate": {{ "Path": "cert.pfx", "Password": "nope" }} }} }} }} }}"#
+        ),
+    );
+    let mut cmd = serve(&dir);
+    cmd.arg("--config").arg(&bad);
+    let (code, output) = exit_of(cmd);
+    assert_eq!(code, Some(1), "{output}");
+    assert!(
+        output.lines().any(
+            |l| l.starts_with(&format!("pipehttp: https://pipe:/{pfx}: "))
+                && l.contains("cert.pfx cannot be read as PKCS#12")
+        ),
+        "{output}"
+    );
+}
+
+#[test]
+fn server_header_and_request_line_limit() {
+    let dir = tempdir().unwrap();
+    let name = unique_name("hdr");
+    let mut cmd = serve(&dir);
+    cmd.args([
+        "--urls",
+        &format!("http://pipe:/{name}"),
+        "--max-request-line-size",
+        "100",
+    ]);
+    let server = Serve::start(cmd, 1);
+    let out = curl(server.path(0), &["-i", "http://localhost/test"]);
+    let head = String::from_utf8_lossy(&out.stdout).to_ascii_lowercase();
+    assert!(head.contains("\r\nserver: pipehttp\r\n"), "{head}");
+    let long = format!("http://localhost/test?{}", "x".repeat(200));
+    let out = curl(
+        server.path(0),
+        &["-o", "/dev/null", "-w", "%{http_code}", &long],
+    );
+    assert_eq!(out.stdout, b"414");
+    server.stop();
+
+    let mut cmd = serve(&dir);
+    cmd.args(["--urls", &format!("http://pipe:/{name}")])
+        .env("Kestrel__AddServerHeader", "false");
+    let server = Serve::start(cmd, 1);
+    let out = curl(server.path(0), &["-i", "http://localhost/test"]);
+    let head = String::from_utf8_lossy(&out.stdout).to_ascii_lowercase();
+    assert!(!head.contains("server:"), "{head}");
+    server.stop();
+}
+
+#[test]
+fn a_kestrel_variable_that_is_not_kestrels_exits_1_naming_it() {
+    let dir = tempdir().unwrap();
+    let mut cmd = serve(&dir);
+    cmd.env("Kestrel__Limits__MaxRequestBodySise", "10");
+    let (code, output) = exit_of(cmd);
+    assert_eq!(code, Some(1), "{output}");
+    assert!(
+        output.lines().any(|l| l
+            == "pipehttp: Kestrel__Limits__MaxRequestBodySise: unknown key `Kestrel:Limits:MaxRequestBodySise`: \
+                not one of Kestrel's; did you mean `Kestrel:Limits:MaxRequestBodySize`?"),
+        "{output}"
+    );
+}
+
+#[test]
+fn help_shows_every_option_with_its_default_from_the_schema() {
+    let dir = tempdir().unwrap();
+    let mut cmd = serve(&dir);
+    cmd.arg("--help");
+    let (code, help) = exit_of(cmd);
+    assert_eq!(code, Some(0), "{help}");
+    let help = help.split_whitespace().collect::<Vec<_>>().join(" ");
+    for info in pipehttp::options::OPTIONS {
+        assert!(
+            help.contains(&format!("--{} <", info.flag())),
+            "--{} missing",
+            info.flag()
+        );
+        assert!(
+            help.contains(&format!("[default: {}]", info.default_text())),
+            "{}: default {} missing",
+            info.name,
+            info.default_text()
+        );
+    }
+}
+
+#[test]
+fn flag_values_are_checked_against_the_schema() {
+    let dir = tempdir().unwrap();
+    let mut cmd = serve(&dir);
+    cmd.args(["--http2-max-frame-size", "100"]);
+    let (code, output) = exit_of(cmd);
+    assert_eq!(code, Some(2), "{output}");
+    assert!(
+        output.contains("invalid value '100' for '--http2-max-frame-size <BYTES>': expected a number of bytes from 16384 to 16777215"),
+        "{output}"
+    );
+}
+
+#[test]
+fn client_certificate_modes_check_the_chain_against_the_platform_roots() {
+    let dir = tempdir().unwrap();
+    let (cert, key) = dev_cert(&dir);
+    // A CA and a client certificate it signed. The server trusts the CA
+    // as a platform root through SSL_CERT_FILE, as an operator would.
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    let ca = [
+        &ec[..],
+        &[
+            "-x509",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=pipehttp test CA",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign",
+        ],
+    ]
+    .concat();
+    openssl(&dir, &[&["req"][..], &ca].concat());
+    openssl(
+        &dir,
+        &[
+            &["req"][..],
+            &ec,
+            &[
+                "-keyout",
+                "client.key",
+                "-out",
+                "client.csr",
+                "-subj",
+                "/CN=client",
+            ],
+        ]
+        .concat(),
+    );
+    write(
+        &dir,
+        "client.ext",
+        "basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n",
+    );
+    openssl(
+        &dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "client.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "client.pem",
+            "-days",
+            "1",
+            "-extfile",
+            "client.ext",
+        ],
+    );
+    let (require, allow) = (unique_name("require"), unique_name("allow"));
+    let file = write(
+        &dir,
+        "appsettings.json",
+        &format!(
+            r#"{{ "Kestrel": {{
+  "Endpoints": {{
+    "Allow": {{ "Url": "https://pipe:/{allow}", "ClientCertificateMode": "AllowCertificate" }},
+    "Require": {{ "Url": "https://pipe:/{require}", "ClientCertificateMode": "RequireCertificate" }} }},
+  "Certificates": {{ "Default": {{ "Path": "{}", "KeyPath": "{}" }} }} }} }}"#,
+            cert.display(),
+            key.display()
+        ),
+    );
+    let ca = dir.path().join("ca.pem");
+    let server = serve_config(&dir, &file, &[("SSL_CERT_FILE", ca.to_str().unwrap())], 2);
+    let get = |i: usize, client: bool| {
+        let mut args = vec![
+            "--cacert",
+            cert.to_str().unwrap(),
+            "--unix-socket",
+            server.path(i).to_str().unwrap(),
+        ];
+        if client {
+            args.extend(["--cert", "client.pem", "--key", "client.key"]);
+        }
+        args.push("https://localhost/test");
+        let out = Command::new("curl")
+            .current_dir(dir.path())
+            .args(["-sS", "--max-time", "20"])
+            .args(&args)
+            .output()
+            .expect("curl");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let ok = (Some(0), "Hello world!".to_owned());
+    assert_eq!(get(0, false), ok, "AllowCertificate without one");
+    assert_eq!(get(0, true), ok, "AllowCertificate with one");
+    assert_eq!(get(1, true), ok, "RequireCertificate with a trusted one");
+    let (code, _) = get(1, false);
+    assert_ne!(code, Some(0), "RequireCertificate without one is refused");
+    // A certificate the roots do not lead to is refused: the server's own
+    // self-signed one, used as a client certificate.
+    let out = Command::new("curl")
+        .args([
+            "-sS",
+            "--max-time",
+            "20",
+            "--cacert",
+            cert.to_str().unwrap(),
+            "--cert",
+            cert.to_str().unwrap(),
+            "--key",
+            key.to_str().unwrap(),
+            "--unix-socket",
+            server.path(1).to_str().unwrap(),
+            "https://localhost/test",
+        ])
+        .output()
+        .expect("curl");
+    assert!(
+        !out.status.success(),
+        "an untrusted client certificate is refused"
+    );
+    server.stop();
 }

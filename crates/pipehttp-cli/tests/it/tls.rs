@@ -29,7 +29,7 @@ fn run(mut cmd: Command) -> Output {
 }
 
 /// Writes a development certificate into `dir` with `pipehttp dev-cert`.
-fn dev_cert(dir: &TempDir) -> (PathBuf, PathBuf) {
+pub(crate) fn dev_cert(dir: &TempDir) -> (PathBuf, PathBuf) {
     let mut cmd = pipehttp(dir);
     cmd.args(["dev-cert", "--out"]).arg(dir.path());
     run(cmd);

@@ -1,18 +1,23 @@
 //! Accepting connections and serving each one: the connection limit, TLS,
 //! the watchdog, and the server's stop phases.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio::time::Instant;
 
-use super::service::ConnService;
+use super::service::{ConnService, RequestLimits};
 use super::watchdog::{self, ConnState, Monitored};
 use super::{Bound, HttpBody, HttpService, Phase, Shared};
 use crate::error::Named;
+use crate::options::Protocols;
 use crate::tls::Acceptor;
 use crate::transport::{Connection, Listener, PeerInfo};
 
@@ -30,6 +35,7 @@ struct Ctx<S> {
     phase: watch::Receiver<Phase>,
     open: mpsc::Sender<()>,
     tls: Option<Acceptor>,
+    protocols: Protocols,
 }
 
 impl<S: Clone> Clone for Ctx<S> {
@@ -40,12 +46,17 @@ impl<S: Clone> Clone for Ctx<S> {
             phase: self.phase.clone(),
             open: self.open.clone(),
             tls: self.tls.clone(),
+            protocols: self.protocols,
         }
     }
 }
 
 pub(crate) async fn accept_loop<S, B>(
-    Bound { listener, tls }: Bound,
+    Bound {
+        listener,
+        tls,
+        protocols,
+    }: Bound,
     shared: Arc<Shared>,
     service: S,
     mut phase: watch::Receiver<Phase>,
@@ -61,6 +72,7 @@ pub(crate) async fn accept_loop<S, B>(
         phase: phase.clone(),
         open,
         tls,
+        protocols,
     };
     let name_lost = listener.name_lost();
     tokio::pin!(name_lost);
@@ -206,6 +218,7 @@ where
         phase,
         open,
         tls,
+        protocols,
     } = ctx;
     // Two tasks of their own, so a cleartext connection's task does not
     // carry the TLS handshake's state in its future.
@@ -214,7 +227,8 @@ where
             tokio::spawn(async move {
                 let slot = admit.slot().await;
                 let peer = conn.peer().clone();
-                serve_connection(conn, ConnCtx::new(peer, &shared, service, phase)).await;
+                let ctx = ConnCtx::new(peer, &shared, service, phase, protocols);
+                serve_connection(conn, ctx).await;
                 drop((slot, open));
             });
         }
@@ -228,7 +242,7 @@ where
                     tokio::time::timeout(shared.limits.request_headers_timeout, tls.accept(conn));
                 match handshake.await {
                     Ok(Ok(stream)) => {
-                        let ctx = ConnCtx::new(peer, &shared, service, phase);
+                        let ctx = ConnCtx::new(peer, &shared, service, phase, protocols);
                         serve_connection(stream, ctx).await;
                     }
                     Ok(Err(e)) => tracing::debug!("TLS handshake failed: {e}"),
@@ -255,15 +269,83 @@ struct ConnCtx<'a, S> {
     shared: &'a Shared,
     service: S,
     phase: watch::Receiver<Phase>,
+    protocols: Protocols,
 }
 
 impl<'a, S> ConnCtx<'a, S> {
-    fn new(peer: PeerInfo, shared: &'a Shared, service: S, phase: watch::Receiver<Phase>) -> Self {
+    fn new(
+        peer: PeerInfo,
+        shared: &'a Shared,
+        service: S,
+        phase: watch::Receiver<Phase>,
+        protocols: Protocols,
+    ) -> Self {
         Self {
             peer,
             shared,
             service,
             phase,
+            protocols,
+        }
+    }
+}
+
+type Io<I> = TokioIo<Monitored<I>>;
+type Both<'a, I, S> = auto::UpgradeableConnection<'a, Io<I>, ConnService<S>, TokioExecutor>;
+type Http1<I, S> = hyper::server::conn::http1::UpgradeableConnection<Io<I>, ConnService<S>>;
+type Http2<'a, I, S> = auto::Connection<'a, Io<I>, ConnService<S>, TokioExecutor>;
+
+/// A connection served with the HTTP versions its endpoint allows.
+enum Served<'a, I, S, B>
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: HttpService<B>,
+    B: HttpBody,
+{
+    /// Both, told apart by the first bytes; HTTP/1 may upgrade.
+    Both(Pin<Box<Both<'a, I, S>>>),
+    /// HTTP/1 alone, which may upgrade; an HTTP/2 preface is refused.
+    Http1(Pin<Box<Http1<I, S>>>),
+    /// HTTP/2 alone.
+    Http2(Pin<Box<Http2<'a, I, S>>>),
+    /// Never made: it only ties the response body type to the enum.
+    #[allow(dead_code)]
+    Never(
+        std::convert::Infallible,
+        std::marker::PhantomData<fn() -> B>,
+    ),
+}
+
+impl<I, S, B> Served<'_, I, S, B>
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: HttpService<B>,
+    B: HttpBody,
+{
+    fn graceful_shutdown(&mut self) {
+        match self {
+            Served::Both(conn) => conn.as_mut().graceful_shutdown(),
+            Served::Http1(conn) => conn.as_mut().graceful_shutdown(),
+            Served::Http2(conn) => conn.as_mut().graceful_shutdown(),
+            Served::Never(never, _) => match *never {},
+        }
+    }
+}
+
+impl<I, S, B> Future for Served<'_, I, S, B>
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: HttpService<B>,
+    B: HttpBody,
+{
+    type Output = Result<(), Box<dyn std::error::Error + Send + Sync>>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.get_mut() {
+            Served::Both(conn) => conn.as_mut().poll(cx),
+            Served::Http1(conn) => conn.as_mut().poll(cx).map_err(Into::into),
+            Served::Http2(conn) => conn.as_mut().poll(cx),
+            Served::Never(never, _) => match *never {},
         }
     }
 }
@@ -305,22 +387,32 @@ where
         shared,
         service,
         mut phase,
+        protocols,
     } = ctx;
     let current = *phase.borrow_and_update();
     let state = Arc::new(ConnState::new());
     let service = ConnService {
         service,
         peer,
-        max_body: shared.limits.max_request_body_size,
-        max_head: shared.limits.max_request_headers_total_size,
-        min_request_rate: shared.limits.min_request_body_data_rate,
-        min_response_rate: shared.limits.min_response_data_rate,
+        limits: RequestLimits::new(&shared.limits),
+        server_header: shared.add_server_header,
+        upgrades: shared.upgrades.clone(),
         state: state.clone(),
     };
     let io = TokioIo::new(Monitored::new(conn, state.clone()));
     // Boxed: hyper's connection is large, and the task future would
     // otherwise be moved around with it inside.
-    let mut conn = Box::pin(shared.http.serve_connection_with_upgrades(io, service));
+    let mut conn = match protocols {
+        Protocols::Http1AndHttp2 => Served::Both(Box::pin(
+            shared.http.serve_connection_with_upgrades(io, service),
+        )),
+        Protocols::Http1 => Served::Http1(Box::pin(
+            shared.http1.serve_connection(io, service).with_upgrades(),
+        )),
+        Protocols::Http2 => {
+            Served::Http2(Box::pin(shared.http2_only.serve_connection(io, service)))
+        }
+    };
     let watchdog = watchdog::watch(&state, &shared.limits);
     tokio::pin!(watchdog);
     // A stop lets every connection finish what it started, and closes
@@ -340,7 +432,7 @@ where
             _ => None,
         };
         tokio::select! {
-            res = conn.as_mut() => {
+            res = &mut conn => {
                 if let Err(e) = res {
                     tracing::debug!("connection ended: {e}");
                 }
@@ -348,11 +440,11 @@ where
             }
             () = &mut watchdog => return,
             () = state.request_in_flight(), if waiting.is_some() => {
-                conn.as_mut().graceful_shutdown();
+                conn.graceful_shutdown();
                 stop = Stop::Asked;
             }
             () = tokio::time::sleep_until(waiting.unwrap_or_else(Instant::now)), if waiting.is_some() => {
-                conn.as_mut().graceful_shutdown();
+                conn.graceful_shutdown();
                 stop = Stop::Asked;
             }
             (next, phase) = &mut phase_change => match next {
@@ -364,7 +456,7 @@ where
                     // HTTP/1 connection with a request in flight closes
                     // after it. An idle HTTP/1 one waits for a request.
                     stop = if state.is_http2() || state.busy() {
-                        conn.as_mut().graceful_shutdown();
+                        conn.graceful_shutdown();
                         Stop::Asked
                     } else {
                         Stop::WaitingForRequest(Instant::now() + DRAIN_IDLE)

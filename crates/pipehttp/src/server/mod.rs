@@ -42,7 +42,9 @@ use crate::address::ListenAddress;
 #[cfg(feature = "config")]
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::options::{Limits, PipeOptions};
+use crate::options::{
+    ClientCertificateMode, Limits, PipeOptions, Protocols, ServerOptions, SslProtocols,
+};
 use crate::tls::{self, Certificate};
 use crate::transport::Listener;
 
@@ -98,23 +100,84 @@ pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
 #[derive(Debug)]
 pub struct Server {
     listeners: Vec<Bound>,
-    limits: Limits,
-    pipes: PipeOptions,
-    shutdown_timeout: Duration,
+    options: ServerOptions,
 }
 
 /// Collects addresses and options; [`bind`](Self::bind) opens every endpoint.
+///
+/// Every option of the schema ([`crate::options`]) has a setter here of
+/// the same name, such as [`max_request_body_size`](Self::max_request_body_size);
+/// a value out of its bounds is reported by [`bind`](Self::bind).
 #[derive(Debug, Default)]
 #[must_use = "a builder does nothing until bind() is awaited"]
 pub struct ServerBuilder {
-    endpoints: Vec<(ListenAddress, Option<Certificate>)>,
+    endpoints: Vec<(ListenAddress, EndpointOptions)>,
     listeners: Vec<Listener>,
     default_certificate: Option<Certificate>,
     error: Option<Error>,
-    limits: Limits,
-    pipes: PipeOptions,
-    shutdown_timeout: Option<Duration>,
+    pub(crate) options: ServerOptions,
     takeover: bool,
+    not_applied: Vec<String>,
+}
+
+/// What one endpoint may set for itself over the builder's endpoint
+/// defaults ([`ServerBuilder::protocols`] and the like), as a Kestrel
+/// endpoint's configuration does.
+///
+/// ```
+/// use pipehttp::server::EndpointOptions;
+/// use pipehttp::options::Protocols;
+/// let builder = pipehttp::Server::builder()
+///     .listen_with("http://pipe:/h1-only", EndpointOptions::new().protocols(Protocols::Http1));
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct EndpointOptions {
+    /// Its certificate, for https.
+    pub(crate) certificate: Option<Certificate>,
+    /// Its HTTP versions.
+    pub protocols: Option<Protocols>,
+    /// Its TLS versions.
+    pub ssl_protocols: Option<SslProtocols>,
+    /// Whether it asks for client certificates.
+    pub client_certificate_mode: Option<ClientCertificateMode>,
+}
+
+impl EndpointOptions {
+    /// Everything from the builder's defaults.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Its own certificate.
+    #[cfg(feature = "tls")]
+    #[must_use]
+    pub fn certificate(mut self, certificate: Certificate) -> Self {
+        self.certificate = Some(certificate);
+        self
+    }
+
+    /// Its HTTP versions.
+    #[must_use]
+    pub fn protocols(mut self, protocols: Protocols) -> Self {
+        self.protocols = Some(protocols);
+        self
+    }
+
+    /// Its TLS versions.
+    #[must_use]
+    pub fn ssl_protocols(mut self, ssl_protocols: SslProtocols) -> Self {
+        self.ssl_protocols = Some(ssl_protocols);
+        self
+    }
+
+    /// Whether it asks for client certificates.
+    #[must_use]
+    pub fn client_certificate_mode(mut self, mode: ClientCertificateMode) -> Self {
+        self.client_certificate_mode = Some(mode);
+        self
+    }
 }
 
 impl Server {
@@ -128,16 +191,6 @@ impl Server {
     }
 }
 
-macro_rules! setter {
-    ($(#[$doc:meta])* $name:ident: $ty:ty => $($field:ident).+) => {
-        $(#[$doc])*
-        pub fn $name(mut self, value: $ty) -> Self {
-            self.$($field).+ = value;
-            self
-        }
-    };
-}
-
 impl ServerBuilder {
     /// Adds one listen address: `http://pipe:/NAME`, `http://unix:/PATH`,
     /// `http://HOST:PORT`, or a parsed [`ListenAddress`]. A malformed
@@ -147,7 +200,7 @@ impl ServerBuilder {
         A: TryInto<ListenAddress>,
         A::Error: Into<Error>,
     {
-        self.endpoint(address, None)
+        self.listen_with(address, EndpointOptions::new())
     }
 
     /// Adds an `https://` address with its own certificate.
@@ -157,17 +210,18 @@ impl ServerBuilder {
         A: TryInto<ListenAddress>,
         A::Error: Into<Error>,
     {
-        self.endpoint(address, Some(certificate))
+        self.listen_with(address, EndpointOptions::new().certificate(certificate))
     }
 
-    /// Keeps the address, or the first parse error for `bind` to report.
-    fn endpoint<A>(mut self, address: A, certificate: Option<Certificate>) -> Self
+    /// Adds one listen address with settings of its own. A malformed
+    /// address is reported by [`bind`](Self::bind).
+    pub fn listen_with<A>(mut self, address: A, options: EndpointOptions) -> Self
     where
         A: TryInto<ListenAddress>,
         A::Error: Into<Error>,
     {
         match address.try_into() {
-            Ok(address) => self.endpoints.push((address, certificate)),
+            Ok(address) => self.endpoints.push((address, options)),
             Err(e) => {
                 self.error.get_or_insert(e.into());
             }
@@ -227,7 +281,7 @@ impl ServerBuilder {
         match ListenAddress::parse_list(list) {
             Ok(addresses) => self
                 .endpoints
-                .extend(addresses.into_iter().map(|a| (a, None))),
+                .extend(addresses.into_iter().map(|a| (a, EndpointOptions::new()))),
             Err(e) => {
                 self.error.get_or_insert(e.into());
             }
@@ -235,77 +289,50 @@ impl ServerBuilder {
         self
     }
 
-    /// Everything a [`Config`] holds: its endpoints with their
-    /// certificates, the default certificate, the limits and the transport
-    /// options.
+    /// Everything a [`Config`] holds: its endpoints with their own
+    /// settings, the default certificate and every option. The keys it
+    /// accepted but cannot apply are logged once at bind.
     ///
     /// ```no_run
     /// # async fn run() -> pipehttp::Result<()> {
-    /// let config = pipehttp::Config::load(Some("pipehttp.toml".as_ref()))?;
+    /// let config = pipehttp::Config::load(Some("appsettings.json".as_ref()))?;
     /// let server = pipehttp::Server::builder().config(&config).bind().await?;
     /// # Ok(()) }
     /// ```
     #[cfg(feature = "config")]
     pub fn config(mut self, config: &Config) -> Self {
         for endpoint in &config.endpoints {
-            let certificate = endpoint.certificate.as_ref().map(Certificate::from);
-            self.endpoints.push((endpoint.url.clone(), certificate));
+            let options = EndpointOptions {
+                certificate: endpoint.certificate.as_ref().map(Certificate::from),
+                protocols: endpoint.protocols,
+                ssl_protocols: endpoint.ssl_protocols,
+                client_certificate_mode: endpoint.client_certificate_mode,
+            };
+            self.endpoints.push((endpoint.url.clone(), options));
         }
         if let Some(default) = &config.default_certificate {
             self.default_certificate = Some(default.into());
         }
-        self.limits = config.limits.clone();
-        self.pipes = config.pipes.clone();
+        self.options = config.options.clone();
+        self.not_applied.clone_from(&config.not_applied);
+        self
+    }
+
+    /// Replaces every option at once.
+    pub fn options(mut self, options: ServerOptions) -> Self {
+        self.options = options;
         self
     }
 
     /// Replaces all HTTP limits at once.
     pub fn limits(mut self, limits: Limits) -> Self {
-        self.limits = limits;
+        self.options.limits = limits;
         self
     }
 
     /// Replaces all transport options at once.
     pub fn pipe_options(mut self, pipes: PipeOptions) -> Self {
-        self.pipes = pipes;
-        self
-    }
-
-    setter!(
-        /// Largest request body in bytes (`None`: no limit); 413 past it.
-        max_request_body_size: Option<u64> => limits.max_request_body_size);
-    setter!(
-        /// Largest request head in bytes; 431 past it.
-        max_request_headers_total_size: usize => limits.max_request_headers_total_size);
-    setter!(
-        /// How long a client may take to send a request head.
-        request_headers_timeout: Duration => limits.request_headers_timeout);
-    setter!(
-        /// How long an idle connection is kept open.
-        keep_alive_timeout: Duration => limits.keep_alive_timeout);
-    setter!(
-        /// Most connections served at once (`None`: no limit).
-        max_concurrent_connections: Option<usize> => limits.max_concurrent_connections);
-    setter!(
-        /// Bytes read from a connection and not yet consumed before reading pauses.
-        max_read_buffer_size: usize => pipes.max_read_buffer_size);
-    setter!(
-        /// Bytes queued for a connection before the handler is held back.
-        max_write_buffer_size: usize => pipes.max_write_buffer_size);
-    setter!(
-        /// Windows: pipe instances waiting for clients at once.
-        listener_queue_count: usize => pipes.listener_queue_count);
-    setter!(
-        /// Only the server's own user may connect.
-        current_user_only: bool => pipes.current_user_only);
-    setter!(
-        /// Unix: the socket file mode when `current_user_only` is off.
-        mode: Option<u32> => pipes.mode);
-
-    /// How long requests in flight may take to finish once a stop is asked
-    /// (default 30 s); connections still open then are closed.
-    pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
-        self.shutdown_timeout = Some(timeout);
+        self.options.pipes = pipes;
         self
     }
 
@@ -320,17 +347,36 @@ impl ServerBuilder {
                 "no address to listen on: add one with ServerBuilder::listen or ServerBuilder::urls",
             ));
         }
-        if self.limits.max_request_headers_total_size == 0 {
-            return Err(Error::options(
-                "max_request_headers_total_size must be at least 1 byte",
-            ));
+        self.options
+            .validate()
+            .map_err(|e| Error::options(format!("ServerBuilder::{e}")))?;
+        if !self.not_applied.is_empty() {
+            tracing::info!(
+                "accepted but not applicable here: {}",
+                self.not_applied.join("; ")
+            );
         }
+        // The transport buffers are the smaller of the transport's own
+        // sizes and the HTTP limits, as both of Kestrel's layers apply.
+        let mut transport = self.options.pipes.clone();
+        transport.max_read_buffer_size = self.options.read_buffer_size();
+        transport.max_write_buffer_size = self.options.write_buffer_size();
+        let defaults = &self.options.endpoint_defaults;
         let mut listeners = Vec::with_capacity(self.endpoints.len() + self.listeners.len());
-        for (address, certificate) in &self.endpoints {
+        for (address, own) in &self.endpoints {
+            let protocols = own.protocols.unwrap_or(defaults.protocols);
+            let settings = tls::Settings {
+                protocols,
+                versions: own.ssl_protocols.unwrap_or(defaults.ssl_protocols),
+                client_certificates: own
+                    .client_certificate_mode
+                    .unwrap_or(defaults.client_certificate_mode),
+            };
             let tls = tls::acceptor_for(
                 address,
-                certificate.as_ref(),
+                own.certificate.as_ref(),
                 self.default_certificate.as_ref(),
+                &settings,
             )?;
             let listener = if self.takeover {
                 if tls.is_some() {
@@ -338,7 +384,7 @@ impl ServerBuilder {
                         "{address}: only http:// endpoints can be taken over"
                     )));
                 }
-                let (listener, old) = Listener::bind_takeover(address, &self.pipes).await?;
+                let (listener, old) = Listener::bind_takeover(address, &transport).await?;
                 for pid in old {
                     tracing::info!(
                         "{}: took the name over from pid {pid}, which now drains",
@@ -347,27 +393,31 @@ impl ServerBuilder {
                 }
                 listener
             } else {
-                Listener::bind(address, &self.pipes).await?
+                Listener::bind(address, &transport).await?
             };
-            listeners.push(Bound { listener, tls });
+            listeners.push(Bound {
+                listener,
+                tls,
+                protocols,
+            });
         }
         listeners.extend(self.listeners.into_iter().map(|listener| Bound {
             listener,
             tls: None,
+            protocols: defaults.protocols,
         }));
         Ok(Server {
             listeners,
-            limits: self.limits,
-            pipes: self.pipes,
-            shutdown_timeout: self.shutdown_timeout.unwrap_or(DEFAULT_SHUTDOWN_TIMEOUT),
+            options: self.options,
         })
     }
 }
 
-/// A listener and, for https, its TLS acceptor.
+/// A listener, for https its TLS acceptor, and the HTTP versions it serves.
 pub(crate) struct Bound {
     pub(crate) listener: Listener,
     pub(crate) tls: Option<tls::Acceptor>,
+    pub(crate) protocols: Protocols,
 }
 
 impl std::fmt::Debug for Bound {
@@ -375,6 +425,7 @@ impl std::fmt::Debug for Bound {
         f.debug_struct("Bound")
             .field("listener", &self.listener)
             .field("tls", &self.tls.is_some())
+            .field("protocols", &self.protocols)
             .finish()
     }
 }
@@ -441,16 +492,24 @@ impl Server {
         for bound in self.local_addresses() {
             tracing::info!("Now listening on: {bound}");
         }
+        let limits = &self.options.limits;
+        let http = http_builder(&self.options);
         let shared = Arc::new(Shared {
-            http: http_builder(&self.limits, &self.pipes),
-            slots: self
-                .limits
+            http2_only: http.clone().http2_only(),
+            http1: http1_builder(limits),
+            http,
+            slots: limits
                 .max_concurrent_connections
                 .map(|n| Arc::new(Semaphore::new(n))),
-            limits: self.limits,
+            upgrades: limits
+                .max_concurrent_upgraded_connections
+                .map(|n| Arc::new(Semaphore::new(n))),
+            limits: limits.clone(),
+            add_server_header: self.options.add_server_header,
             waiting_room: Arc::new(Semaphore::new(1)),
             handover: Arc::new(Notify::new()),
         });
+        let shutdown_timeout = self.options.shutdown_timeout;
         let (phase_tx, phase_rx) = watch::channel(Phase::Serving);
         // Every connection holds a sender; recv() returns None once all are gone.
         let (open_tx, mut open_rx) = mpsc::channel::<()>(1);
@@ -478,12 +537,10 @@ impl Server {
         // Each loop releases its name (a new server can take it at once),
         // accepts the clients already queued, and ends.
         while accept_loops.join_next().await.is_some() {}
-        let drained =
-            tokio::time::timeout(self.shutdown_timeout, async { open_rx.recv().await }).await;
+        let drained = tokio::time::timeout(shutdown_timeout, async { open_rx.recv().await }).await;
         if drained.is_err() {
             tracing::warn!(
-                "requests still running after {:?}; closing their connections",
-                self.shutdown_timeout
+                "requests still running after {shutdown_timeout:?}; closing their connections"
             );
             let _ = phase_tx.send(Phase::Closing);
             open_rx.recv().await;
@@ -494,36 +551,68 @@ impl Server {
 
 /// What every connection of a server shares.
 pub(crate) struct Shared {
+    /// HTTP/1.1 and HTTP/2, told apart by the connection's first bytes.
     pub(crate) http: auto::Builder<TokioExecutor>,
+    /// HTTP/1 alone, with the same settings: an HTTP/2 preface is refused.
+    pub(crate) http1: hyper::server::conn::http1::Builder,
+    /// HTTP/2 alone, with the same settings.
+    pub(crate) http2_only: auto::Builder<TokioExecutor>,
     pub(crate) limits: Limits,
+    pub(crate) add_server_header: bool,
     pub(crate) slots: Option<Arc<Semaphore>>,
+    /// Slots for upgraded connections, when they are limited.
+    pub(crate) upgrades: Option<Arc<Semaphore>>,
     /// One place for a connection past the limit, waiting for a slot.
     pub(crate) waiting_room: Arc<Semaphore>,
     /// Notified when another server has taken one of this one's names.
     pub(crate) handover: Arc<Notify>,
 }
 
-fn http_builder(limits: &Limits, pipes: &PipeOptions) -> auto::Builder<TokioExecutor> {
+/// The HTTP/1 settings, for both builders that speak it.
+macro_rules! http1_settings {
+    ($builder:expr, $limits:expr) => {{
+        let limits: &Limits = $limits;
+        $builder
+            .timer(TokioTimer::new())
+            // The watchdog runs the headers timeout from the first byte of
+            // a head; hyper's would also cut idle keep-alive connections.
+            .header_read_timeout(None)
+            // hyper's buffer holds what was read and not yet consumed:
+            // bodies stream through it in reads of up to its size, and a
+            // head that does not fit is answered with 431. A complete head
+            // over the limit but within the buffer is caught by the service.
+            .max_buf_size(limits.max_request_headers_total_size.max(BODY_READ_BUFFER))
+            .max_headers(limits.max_request_header_count);
+    }};
+}
+
+fn http1_builder(limits: &Limits) -> hyper::server::conn::http1::Builder {
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    http1_settings!(builder, limits);
+    builder
+}
+
+fn http_builder(options: &ServerOptions) -> auto::Builder<TokioExecutor> {
+    let limits = &options.limits;
+    let http2 = &limits.http2;
     let mut builder = auto::Builder::new(TokioExecutor::new());
-    let head = limits.max_request_headers_total_size;
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        // The watchdog runs the headers timeout from the first byte of a
-        // head; hyper's would also cut idle keep-alive connections.
-        .header_read_timeout(None)
-        // hyper's buffer holds what was read and not yet consumed: bodies
-        // stream through it in reads of up to its size, and a head that
-        // does not fit is answered with 431. A complete head over the limit
-        // but within the buffer is caught by the service.
-        .max_buf_size(head.max(BODY_READ_BUFFER));
-    let window = u32::try_from(pipes.max_read_buffer_size).unwrap_or(u32::MAX);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_header_list_size(u32::try_from(head).unwrap_or(u32::MAX))
-        .initial_connection_window_size(window)
-        .initial_stream_window_size(window)
-        .max_send_buf_size(pipes.max_write_buffer_size);
+    http1_settings!(builder.http1(), limits);
+    // The flow-control windows are what the server buffers of request
+    // bodies: never more than the read buffer.
+    let read_buffer = u32::try_from(options.read_buffer_size()).unwrap_or(u32::MAX);
+    let mut h2 = builder.http2();
+    h2.timer(TokioTimer::new())
+        .max_header_list_size(
+            u32::try_from(limits.max_request_headers_total_size).unwrap_or(u32::MAX),
+        )
+        .initial_connection_window_size(http2.initial_connection_window_size.min(read_buffer))
+        .initial_stream_window_size(http2.initial_stream_window_size.min(read_buffer))
+        .max_concurrent_streams(http2.max_streams_per_connection)
+        .max_frame_size(http2.max_frame_size)
+        .max_send_buf_size(options.write_buffer_size());
+    if let Some(delay) = http2.keep_alive_ping_delay {
+        h2.keep_alive_interval(delay)
+            .keep_alive_timeout(http2.keep_alive_ping_timeout);
+    }
     builder
 }

@@ -1,7 +1,8 @@
 //! The per-connection adapter between hyper and the user's tower service:
-//! puts the peer in every request, enforces `max_request_body_size` (413)
-//! and the minimum data rates (408, or a closed connection), and tells the
-//! connection's watchdog when requests start and finish.
+//! puts the peer in every request, enforces the request limits hyper does
+//! not (413, 414, 431) and the minimum data rates (408, or a closed
+//! connection), counts upgraded connections, adds the `Server` header, and
+//! tells the connection's watchdog when requests start and finish.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -15,6 +16,7 @@ use http::{HeaderValue, Request, Response, StatusCode, Version};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::{Instant, Sleep};
 
 use super::watchdog::{ConnState, InFlight};
@@ -106,10 +108,7 @@ impl RateTimer {
         let since = *self.waiting_since.get_or_insert_with(Instant::now);
         // The body is too slow once the time waited passes both the grace
         // period and the time its bytes so far take at the minimum rate.
-        let allowed = self
-            .min
-            .grace_period()
-            .max(self.min.time_for(self.received));
+        let allowed = self.min.grace_period.max(self.min.time_for(self.received));
         let at = since + allowed.saturating_sub(self.waited);
         let sleep = self
             .deadline
@@ -170,8 +169,7 @@ impl std::fmt::Display for BodyError {
             BodyErrorKind::TooSlow(rate) => write!(
                 f,
                 "the client sent the request body slower than min_request_body_data_rate ({} bytes/s after {:?})",
-                rate.bytes_per_second(),
-                rate.grace_period()
+                rate.bytes_per_second, rate.grace_period
             ),
             BodyErrorKind::Read(_) => f.write_str("the request body could not be read"),
         }
@@ -302,16 +300,79 @@ where
     }
 }
 
+/// The limits a request is checked against here.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RequestLimits {
+    max_body: Option<u64>,
+    /// The request head limit. hyper's read buffer is larger (it also
+    /// carries bodies), so complete heads are measured here.
+    max_head: usize,
+    max_line: usize,
+    max_header_count: usize,
+    /// HTTP/2: the largest single header field.
+    max_field: usize,
+    min_request_rate: Option<MinDataRate>,
+    min_response_rate: Option<MinDataRate>,
+}
+
+impl RequestLimits {
+    pub(crate) fn new(limits: &crate::options::Limits) -> Self {
+        Self {
+            max_body: limits.max_request_body_size,
+            max_head: limits.max_request_headers_total_size,
+            max_line: limits.max_request_line_size,
+            max_header_count: limits.max_request_header_count,
+            max_field: limits.http2.max_request_header_field_size,
+            min_request_rate: limits.min_request_body_data_rate,
+            min_response_rate: limits.min_response_data_rate,
+        }
+    }
+
+    /// The answer to a request over a limit, if it is.
+    fn refuse<B>(&self, req: &Request<B>) -> Option<Response<Full<Bytes>>> {
+        if req.version() < Version::HTTP_2 && request_line_size(req) > self.max_line {
+            return Some(answer(
+                StatusCode::URI_TOO_LONG,
+                format!("request line longer than {} bytes\n", self.max_line),
+                true,
+            ));
+        }
+        if req.headers().len() > self.max_header_count {
+            return Some(answer(
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                format!("more than {} request headers\n", self.max_header_count),
+                true,
+            ));
+        }
+        if head_size(req) > self.max_head {
+            return Some(headers_too_large(self.max_head));
+        }
+        let field = |(name, value): (&http::HeaderName, &HeaderValue)| {
+            name.as_str().len() + value.len() > self.max_field
+        };
+        if req.version() >= Version::HTTP_2 && req.headers().iter().any(field) {
+            return Some(answer(
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                format!(
+                    "a request header field larger than {} bytes\n",
+                    self.max_field
+                ),
+                true,
+            ));
+        }
+        None
+    }
+}
+
 /// What a connection hands hyper.
 pub(crate) struct ConnService<S> {
     pub(crate) service: S,
     pub(crate) peer: PeerInfo,
-    pub(crate) max_body: Option<u64>,
-    /// The request head limit. hyper's read buffer is larger (it also
-    /// carries bodies), so complete heads are measured here.
-    pub(crate) max_head: usize,
-    pub(crate) min_request_rate: Option<MinDataRate>,
-    pub(crate) min_response_rate: Option<MinDataRate>,
+    pub(crate) limits: RequestLimits,
+    /// Whether responses get `Server: pipehttp`.
+    pub(crate) server_header: bool,
+    /// Slots for upgraded connections, when they are limited.
+    pub(crate) upgrades: Option<Arc<Semaphore>>,
     pub(crate) state: Arc<ConnState>,
 }
 
@@ -331,14 +392,25 @@ where
         if let Some(problem) = host_problem(&req) {
             return ResponseFuture::immediate(bad_request(problem), version, in_flight, self);
         }
-        if head_size(&req) > self.max_head {
-            return ResponseFuture::immediate(
-                headers_too_large(self.max_head),
-                version,
-                in_flight,
-                self,
-            );
+        if let Some(refusal) = self.limits.refuse(&req) {
+            return ResponseFuture::immediate(refusal, version, in_flight, self);
         }
+        // An upgrade takes a slot for the upgraded connection's life, or
+        // is refused before the handler could switch protocols.
+        let upgrade = match &self.upgrades {
+            Some(slots) if wants_upgrade(&req) => match slots.clone().try_acquire_owned() {
+                Ok(slot) => Some(slot),
+                Err(_) => {
+                    let refusal = answer(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "too many upgraded connections\n".into(),
+                        true,
+                    );
+                    return ResponseFuture::immediate(refusal, version, in_flight, self);
+                }
+            },
+            _ => None,
+        };
         let (mut parts, inner) = req.into_parts();
         parts.extensions.insert(self.peer.clone());
         // axum's ConnectInfo extractor, as axum::serve would provide it.
@@ -347,7 +419,7 @@ where
             .extensions
             .insert(axum::extract::ConnectInfo(self.peer.clone()));
         let declared = inner.size_hint().exact();
-        let limit = match (self.max_body, declared) {
+        let limit = match (self.limits.max_body, declared) {
             (Some(max), Some(len)) if len > max => {
                 if version < Version::HTTP_2 {
                     // The body is coming anyway; the client reads the 413
@@ -371,6 +443,7 @@ where
         };
         let has_body = declared != Some(0);
         let rate = self
+            .limits
             .min_request_rate
             .filter(|_| has_body)
             .map(|min| Box::new(RateTimer::new(min)));
@@ -388,12 +461,27 @@ where
                 req: Some(req),
             },
             verdict: Some(verdict),
-            max_body: self.max_body.unwrap_or(u64::MAX),
+            max_body: self.limits.max_body.unwrap_or(u64::MAX),
             version,
             in_flight: Some(in_flight),
-            min_response_rate: self.min_response_rate,
+            min_response_rate: self.limits.min_response_rate,
+            server_header: self.server_header,
+            upgrade,
         }
     }
+}
+
+/// Whether an HTTP/1.1 request asks to switch protocols.
+fn wants_upgrade<B>(req: &Request<B>) -> bool {
+    req.version() == Version::HTTP_11
+        && req.headers().contains_key(http::header::UPGRADE)
+        && req
+            .headers()
+            .get_all(http::header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|token| token.trim().eq_ignore_ascii_case("upgrade"))
 }
 
 /// What is wrong with an HTTP/1 request's `Host`, if anything. HTTP/1.1
@@ -470,6 +558,17 @@ fn head_size<B>(req: &Request<B>) -> usize {
     request_line + headers + 2
 }
 
+/// The request line as sent: method, target and version.
+fn request_line_size<B>(req: &Request<B>) -> usize {
+    let target = match (req.uri().scheme(), req.uri().path_and_query()) {
+        // An absolute-form target is measured whole.
+        (Some(_), _) => req.uri().to_string().len(),
+        (None, Some(p)) => p.as_str().len(),
+        (None, None) => 1,
+    };
+    req.method().as_str().len() + 1 + target + " HTTP/1.1".len()
+}
+
 fn headers_too_large(max: usize) -> Response<Full<Bytes>> {
     answer(
         StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
@@ -506,6 +605,9 @@ pin_project_lite::pin_project! {
         version: Version,
         in_flight: Option<InFlight>,
         min_response_rate: Option<MinDataRate>,
+        server_header: bool,
+        // An upgraded-connection slot, kept with the connection on 101.
+        upgrade: Option<OwnedSemaphorePermit>,
     }
 }
 
@@ -532,7 +634,9 @@ impl<S: tower_service::Service<Request<RequestBody>>> ResponseFuture<S> {
             max_body: 0,
             version,
             in_flight: Some(in_flight),
-            min_response_rate: conn.min_response_rate,
+            min_response_rate: conn.limits.min_response_rate,
+            server_header: conn.server_header,
+            upgrade: None,
         }
     }
 }
@@ -596,6 +700,15 @@ where
         };
         let in_flight = this.in_flight.take().expect("polled after completion");
         let mut res = res;
+        if *this.server_header && !res.headers().contains_key(http::header::SERVER) {
+            res.headers_mut()
+                .insert(http::header::SERVER, HeaderValue::from_static("pipehttp"));
+        }
+        if let Some(slot) = this.upgrade.take()
+            && res.status() == StatusCode::SWITCHING_PROTOCOLS
+        {
+            in_flight.connection().keep_upgrade_slot(slot);
+        }
         if *this.version < Version::HTTP_2 && in_flight.draining() {
             // The server is stopping: this connection takes no further
             // request, and the client must not try one on it.

@@ -61,6 +61,9 @@ pub(crate) struct ConnState {
     /// 408): the connection then reads and drops what the client still
     /// sends before closing, so the client reads the answer.
     linger: AtomicBool,
+    /// An upgraded-connection slot: the connection's I/O holds this state,
+    /// so the slot is given back when the upgraded connection is dropped.
+    upgrade_slot: std::sync::Mutex<Option<tokio::sync::OwnedSemaphorePermit>>,
 }
 
 impl ConnState {
@@ -76,7 +79,13 @@ impl ConnState {
             draining: AtomicBool::new(false),
             began: Notify::new(),
             linger: AtomicBool::new(false),
+            upgrade_slot: std::sync::Mutex::new(None),
         }
+    }
+
+    /// Keeps `slot` for as long as the connection's I/O lives.
+    pub(crate) fn keep_upgrade_slot(&self, slot: tokio::sync::OwnedSemaphorePermit) {
+        *self.upgrade_slot.lock().expect("slot lock poisoned") = Some(slot);
     }
 
     fn now(&self) -> u64 {
@@ -143,7 +152,7 @@ impl ConnState {
     pub(crate) fn handed_to_client(&self, bytes: u64, rate: &MinDataRate) {
         let now = Instant::now();
         let at_rate = rate.time_for(bytes);
-        let single = self.nanos(after(now, rate.grace_period().max(at_rate)));
+        let single = self.nanos(after(now, rate.grace_period.max(at_rate)));
         let accumulated = self
             .write_deadline
             .load(Ordering::Relaxed)
@@ -171,7 +180,7 @@ impl InFlight {
     }
 
     /// The connection the request came on.
-    pub(crate) fn connection(&self) -> &ConnState {
+    pub(crate) fn connection(&self) -> &Arc<ConnState> {
         &self.0
     }
 }

@@ -615,7 +615,7 @@ fn huge_timeouts_that_the_config_accepts_still_serve() {
         "forever.toml",
     )
     .expect("the loader accepts it");
-    let limits = config.limits;
+    let limits = config.options.limits;
     let server = Running::start("forever", |b| b.limits(limits));
     let client = client_runtime();
     let panics_before = panics_on(&server.thread);
