@@ -1,12 +1,19 @@
 //! Opens many idle keep-alive HTTP/1.1 connections to a server and reports
-//! the server's resident memory before and with them open.
+//! the server's resident memory before, with them open, and after they
+//! have closed.
 //!
 //! ```text
 //! idle-conns --unix PATH | --tcp HOST:PORT --count 10000 --server-pid PID [--settle-secs 1]
 //! ```
-//! Each connection sends one `GET /test` and reads its answer, so the
-//! server holds a real, served, idle keep-alive connection, not one still
-//! in the accept queue. Prints one JSON object.
+//! The baseline is taken after one request on a connection of its own, so
+//! what a server allocates for its first request is not counted as the
+//! connections' cost. Each connection sends one `GET /test` and reads its
+//! answer, so the server holds a real, served, idle keep-alive connection,
+//! not one still in the accept queue. Memory and descriptors are those of
+//! the server and the processes below it (nginx's workers). Once the
+//! connections close, the server's descriptors are watched until they are
+//! back to the baseline's, so "after" is measured once the server has let
+//! go of every connection. Prints one JSON object.
 
 #[cfg(unix)]
 fn main() {
@@ -25,24 +32,15 @@ mod imp {
     use std::os::unix::net::UnixStream;
     use std::time::{Duration, Instant};
 
+    use pipehttp_bench::procfs;
     use pipehttp_bench::{Flags, HELLO};
     use serde_json::json;
 
     trait Duplex: Read + Write {}
     impl<T: Read + Write> Duplex for T {}
 
-    /// The server's resident and peak memory in KiB, from /proc.
-    fn rss(pid: u32) -> (u64, u64) {
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-        let field = |name: &str| {
-            status
-                .lines()
-                .find_map(|l| l.strip_prefix(name))
-                .and_then(|v| v.split_whitespace().next()?.parse().ok())
-                .unwrap_or(0)
-        };
-        (field("VmRSS:"), field("VmHWM:"))
-    }
+    /// How long the server may take to close every connection.
+    const CLOSE_WAIT: Duration = Duration::from_secs(30);
 
     /// Allows as many descriptors as the hard limit lets this process have.
     fn raise_fd_limit() {
@@ -98,36 +96,52 @@ mod imp {
         let pid: u32 = flags.parse_or("--server-pid", 0);
         let settle = flags.seconds_or("--settle-secs", 1.0);
         raise_fd_limit();
-
-        let before = rss(pid);
-        let start = Instant::now();
-        let mut conns = Vec::with_capacity(count);
-        for i in 0..count {
-            let mut conn = connect(&flags).unwrap_or_else(|e| {
-                eprintln!("idle-conns: connection {i} failed: {e}");
-                std::process::exit(1)
-            });
+        let tree = procfs::process_tree(pid);
+        let rss = || procfs::rss_kib(&tree).unwrap_or_default();
+        let fail = |what: String| -> ! {
+            eprintln!("idle-conns: {what}");
+            std::process::exit(1)
+        };
+        let open = |i: usize| {
+            let mut conn =
+                connect(&flags).unwrap_or_else(|e| fail(format!("connection {i} failed: {e}")));
             if let Err(e) = hello(&mut *conn) {
-                eprintln!("idle-conns: request on connection {i} failed: {e}");
-                std::process::exit(1)
+                fail(format!("request on connection {i} failed: {e}"));
             }
-            conns.push(conn);
-        }
+            conn
+        };
+
+        drop(open(0));
+        std::thread::sleep(settle);
+        let before = rss();
+        let fds_before = procfs::open_fds(&tree);
+        let start = Instant::now();
+        let conns: Vec<_> = (1..=count).map(open).collect();
         let opened_in = start.elapsed();
         std::thread::sleep(settle);
-        let with = rss(pid);
+        let with = rss();
+        drop(conns);
+        let closing = Instant::now();
+        while procfs::open_fds(&tree) > fds_before && closing.elapsed() < CLOSE_WAIT {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let closed_in = closing.elapsed();
+        std::thread::sleep(settle);
+        let after = rss();
         println!(
             "{}",
             json!({
-                "connections": conns.len(),
+                "connections": count,
                 "opened_in_s": opened_in.as_secs_f64(),
+                "closed_in_s": closed_in.as_secs_f64(),
                 "server_pid": pid,
+                "server_processes": tree.len(),
                 "server_rss_kib_before": before.0,
                 "server_rss_kib_with": with.0,
-                "server_peak_rss_kib": with.1,
-                "per_connection_bytes": (with.0.saturating_sub(before.0) * 1024) as f64 / conns.len().max(1) as f64,
+                "server_rss_kib_after_close": after.0,
+                "server_peak_rss_kib": after.1,
+                "per_connection_bytes": (with.0.saturating_sub(before.0) * 1024) as f64 / count.max(1) as f64,
             })
         );
-        drop(conns);
     }
 }
