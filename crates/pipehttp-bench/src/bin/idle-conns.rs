@@ -3,8 +3,12 @@
 //! have closed.
 //!
 //! ```text
-//! idle-conns --unix PATH | --tcp HOST:PORT --count 10000 --server-pid PID [--settle-secs 1]
+//! idle-conns --unix PATH | --tcp HOST:PORT --count 10000 --server-pid PID [--settle-secs 1] [--hold-secs 0]
 //! ```
+//! `--hold-secs` keeps the connections open that much longer after the
+//! measurement, for a profiler to look at the server meanwhile.
+//! `--body-bytes N` makes each connection's request a `POST /echo` of N
+//! bytes instead, to see what a connection keeps after a large body.
 //! The baseline is taken after one request on a connection of its own, so
 //! what a server allocates for its first request is not counted as the
 //! connections' cost. Each connection sends one `GET /test` and reads its
@@ -76,12 +80,29 @@ mod imp {
         Ok(Box::new(s))
     }
 
-    /// One request, read until its `Hello world!` body has arrived.
-    fn hello(conn: &mut dyn Duplex) -> std::io::Result<()> {
-        conn.write_all(b"GET /test HTTP/1.1\r\nHost: localhost\r\n\r\n")?;
+    /// One request: `GET /test` read until its `Hello world!` body has
+    /// arrived, or with `body` bytes, `POST /echo` read until they are back.
+    fn request(conn: &mut dyn Duplex, body: usize) -> std::io::Result<()> {
+        if body == 0 {
+            conn.write_all(b"GET /test HTTP/1.1\r\nHost: localhost\r\n\r\n")?;
+        } else {
+            let head = format!(
+                "POST /echo HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/octet-stream\r\n\
+                 Content-Length: {body}\r\n\r\n"
+            );
+            conn.write_all(head.as_bytes())?;
+            conn.write_all(&vec![b'x'; body])?;
+        }
         let mut got = Vec::with_capacity(256);
-        let mut buf = [0u8; 512];
-        while !got.ends_with(HELLO) {
+        let mut buf = [0u8; 8192];
+        let done = |got: &[u8]| match body {
+            0 => got.ends_with(HELLO),
+            n => got
+                .windows(4)
+                .position(|w| w == b"\r\n\r\n")
+                .is_some_and(|end| got.len() >= end + 4 + n),
+        };
+        while !done(&got) {
             match conn.read(&mut buf)? {
                 0 => return Err(std::io::ErrorKind::UnexpectedEof.into()),
                 n => got.extend_from_slice(&buf[..n]),
@@ -95,6 +116,8 @@ mod imp {
         let count: usize = flags.parse_or("--count", 10_000);
         let pid: u32 = flags.parse_or("--server-pid", 0);
         let settle = flags.seconds_or("--settle-secs", 1.0);
+        let hold = flags.seconds_or("--hold-secs", 0.0);
+        let body: usize = flags.parse_or("--body-bytes", 0);
         raise_fd_limit();
         let tree = procfs::process_tree(pid);
         let rss = || procfs::rss_kib(&tree).unwrap_or_default();
@@ -105,7 +128,7 @@ mod imp {
         let open = |i: usize| {
             let mut conn =
                 connect(&flags).unwrap_or_else(|e| fail(format!("connection {i} failed: {e}")));
-            if let Err(e) = hello(&mut *conn) {
+            if let Err(e) = request(&mut *conn, body) {
                 fail(format!("request on connection {i} failed: {e}"));
             }
             conn
@@ -120,6 +143,10 @@ mod imp {
         let opened_in = start.elapsed();
         std::thread::sleep(settle);
         let with = rss();
+        if !hold.is_zero() {
+            eprintln!("idle-conns: {count} connections open; holding them for {hold:?}");
+            std::thread::sleep(hold);
+        }
         drop(conns);
         let closing = Instant::now();
         while procfs::open_fds(&tree) > fds_before && closing.elapsed() < CLOSE_WAIT {
