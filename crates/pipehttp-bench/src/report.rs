@@ -543,6 +543,183 @@ fn figures_table(results: &Results, first: &str, rows: &[(&str, &str)], cols: &[
     t.text
 }
 
+/// The servers of the detail tables: their label and key part.
+const PIPEHTTP: (&str, &str) = ("pipehttp serve (pipe)", "pipehttp");
+const BARE: (&str, &str) = ("bare tokio + hyper-util (Unix socket)", "bare");
+const NGINX: (&str, &str) = ("nginx, 2 workers, `return 200` (Unix socket)", "nginx");
+
+/// One detail section: a heading, a paragraph, and a figures table whose
+/// rows are `SCENARIO.SERVER` for each server.
+struct Section {
+    heading: String,
+    intro: &'static str,
+    first: &'static str,
+    scenario: &'static str,
+    servers: &'static [(&'static str, &'static str)],
+    cols: Vec<Col>,
+}
+
+fn detail_sections(w: &mut String, results: &Results) {
+    let m = |name: &str| results.meta(name).unwrap_or("?").to_owned();
+    let rps_cols = || {
+        vec![
+            col("pipehttp bench", "pb", metric::RPS, Fmt::Thousands),
+            col("oha", "oha", metric::RPS, Fmt::Thousands),
+            col("p50 (pipehttp bench)", "pb", metric::P50, Fmt::Micros),
+            col("server CPU / request", "pb", metric::CPU, Fmt::Micros),
+            col("the same, oha's run", "oha", metric::CPU, Fmt::Micros),
+        ]
+    };
+    let sections = [
+        Section {
+            heading: format!(
+                "Keep-alive: {} connections, GET /test (12-byte answer)",
+                m("connections")
+            ),
+            intro: "Requests per second.",
+            first: "server",
+            scenario: "ka",
+            servers: &[PIPEHTTP, BARE, NGINX],
+            cols: rps_cols(),
+        },
+        Section {
+            heading: format!(
+                "A new connection per request, {} at a time",
+                m("fresh_connections")
+            ),
+            intro: "What .NET's tracer in the article does; the latency includes the connect.",
+            first: "server",
+            scenario: "fresh",
+            servers: &[PIPEHTTP, BARE, NGINX],
+            cols: rps_cols(),
+        },
+        Section {
+            heading: format!(
+                "HTTP/2 cleartext (prior knowledge), {} connections, one stream each",
+                m("connections")
+            ),
+            intro: "nginx listens with `http2` on a Unix socket of its own.",
+            first: "server",
+            scenario: "h2",
+            servers: &[PIPEHTTP, NGINX],
+            cols: vec![
+                col("h2load", "h2load", metric::RPS, Fmt::Thousands),
+                col("pipehttp bench --http2", "pb", metric::RPS, Fmt::Thousands),
+                col(
+                    "server CPU / request (h2load)",
+                    "h2load",
+                    metric::CPU,
+                    Fmt::Micros,
+                ),
+            ],
+        },
+        Section {
+            heading: "`pipehttp::Client`".to_owned(),
+            intro: "`pipehttp bench --client` sends every request through `pipehttp::Client`\n\
+                    (its pool, retries and response type); without it, `pipehttp bench` drives\n\
+                    the same connections (`pipehttp::client::Connector`) with hyper directly.\n\
+                    Both load pipehttp serve over the pipe with as many connections as above.",
+            first: "load",
+            scenario: "ka",
+            servers: &[
+                ("connections driven directly", "pipehttp"),
+                ("through `pipehttp::Client`", "client"),
+            ],
+            cols: vec![
+                col("requests/s", "pb", metric::RPS, Fmt::Thousands),
+                col("p50", "pb", metric::P50, Fmt::Micros),
+                col("p99", "pb", metric::P99, Fmt::Micros),
+                col("server CPU / request", "pb", metric::CPU, Fmt::Micros),
+            ],
+        },
+        Section {
+            heading: "One connection, sequential requests".to_owned(),
+            intro: "Latency of one request at a time.",
+            first: "server",
+            scenario: "one",
+            servers: &[PIPEHTTP, BARE],
+            cols: vec![
+                col("p50 (pipehttp bench)", "pb", metric::P50, Fmt::Micros),
+                col("p99", "pb", metric::P99, Fmt::Micros),
+                col("p50 (oha)", "oha", metric::P50, Fmt::Micros),
+                col("requests/s", "pb", metric::RPS, Fmt::Thousands),
+            ],
+        },
+        Section {
+            heading: "Reverse proxy".to_owned(),
+            intro: "Both proxies listen on a Unix socket and forward to the same upstream\n\
+                    (bare tokio + hyper on a Unix socket); nginx keeps up to 64 idle\n\
+                    upstream connections (`keepalive 64`). CPU is the proxy's alone.",
+            first: "proxy",
+            scenario: "proxy",
+            servers: &[
+                ("`pipehttp proxy`", "pipehttp"),
+                ("nginx `proxy_pass`, 2 workers", "nginx"),
+            ],
+            cols: rps_cols(),
+        },
+        Section {
+            heading: format!("{} idle keep-alive connections", m("idle_count")),
+            intro: "Each connection sends one GET /test, reads the answer and stays open.\n\
+                    The baseline is the server's RSS after one request; \"after\" is its RSS\n\
+                    once every connection has closed and its descriptors are gone.",
+            first: "server",
+            scenario: "idle",
+            servers: &[PIPEHTTP, BARE, NGINX],
+            cols: vec![
+                col("baseline", "idle", metric::RSS_BEFORE, Fmt::MiB),
+                col("with the connections", "idle", metric::RSS_WITH, Fmt::MiB),
+                col("growth", "idle", metric::RSS_GROWTH, Fmt::MiB),
+                col(
+                    "per connection (bytes)",
+                    "idle",
+                    metric::PER_CONNECTION,
+                    Fmt::Whole,
+                ),
+                col("after they close", "idle", metric::RSS_AFTER, Fmt::MiB),
+            ],
+        },
+    ];
+    for section in sections {
+        let _ = writeln!(w, "\n## {}\n\n{}\n", section.heading, section.intro);
+        let keys: Vec<String> = section
+            .servers
+            .iter()
+            .map(|(_, server)| format!("{}.{server}", section.scenario))
+            .collect();
+        let rows: Vec<(&str, &str)> = section
+            .servers
+            .iter()
+            .zip(&keys)
+            .map(|((label, _), key)| (*label, key.as_str()))
+            .collect();
+        let _ = write!(
+            w,
+            "{}",
+            figures_table(results, section.first, &rows, &section.cols)
+        );
+        if section.scenario == "one" {
+            floor_note(w, results);
+        }
+    }
+}
+
+/// The raw ping-pong under the one-connection table, when it was measured.
+fn floor_note(w: &mut String, results: &Results) {
+    let Some(rtt) = results.median("floor.floor", "unix_rtt_us") else {
+        return;
+    };
+    let tokio = results
+        .median("floor.floor", "unix_rtt_tokio_us")
+        .map_or_else(|| NA.to_owned(), |v| Fmt::Micros.show(v));
+    let _ = writeln!(
+        w,
+        "\nThe floor: a raw Unix-socket ping-pong of 64-byte messages takes {}\n\
+         (p50) between two blocking threads, {tokio} between two tokio runtimes.",
+        Fmt::Micros.show(rtt)
+    );
+}
+
 /// Where hand-written notes begin; everything below it in an existing
 /// report is carried over.
 pub const NOTES_MARKER: &str = "<!-- notes: everything below is kept by scripts/bench.sh -->";
@@ -682,170 +859,7 @@ pub fn markdown(results: &Results, notes: Option<&str>) -> String {
     }
     let _ = write!(w, "{}", t.text);
 
-    let servers = [
-        ("pipehttp serve (pipe)", "pipehttp"),
-        ("bare tokio + hyper-util (Unix socket)", "bare"),
-        ("nginx, 2 workers, `return 200` (Unix socket)", "nginx"),
-    ];
-    let rows = |scenario: &str| -> Vec<(&'static str, String)> {
-        servers
-            .iter()
-            .map(|(label, s)| (*label, format!("{scenario}.{s}")))
-            .collect()
-    };
-    let table = |rows: Vec<(&'static str, String)>, cols: &[Col]| {
-        let rows: Vec<(&str, &str)> = rows.iter().map(|(l, k)| (*l, k.as_str())).collect();
-        figures_table(results, "server", &rows, cols)
-    };
-    let rps_cols = [
-        col("pipehttp bench", "pb", metric::RPS, Fmt::Thousands),
-        col("oha", "oha", metric::RPS, Fmt::Thousands),
-        col("p50 (pipehttp bench)", "pb", metric::P50, Fmt::Micros),
-        col("server CPU / request", "pb", metric::CPU, Fmt::Micros),
-        col("the same, oha's run", "oha", metric::CPU, Fmt::Micros),
-    ];
-
-    let _ = writeln!(
-        w,
-        "\n## Keep-alive: {} connections, GET /test (12-byte answer)\n\nRequests per second.\n",
-        m("connections")
-    );
-    let _ = write!(w, "{}", table(rows("ka"), &rps_cols));
-
-    let _ = writeln!(
-        w,
-        "\n## A new connection per request, {} at a time\n\n\
-         What .NET's tracer in the article does; the latency includes the connect.\n",
-        m("fresh_connections")
-    );
-    let _ = write!(w, "{}", table(rows("fresh"), &rps_cols));
-
-    let _ = writeln!(
-        w,
-        "\n## HTTP/2 cleartext (prior knowledge), {} connections, one stream each\n\n\
-         nginx listens with `http2` on a Unix socket of its own.\n",
-        m("connections")
-    );
-    let _ = write!(
-        w,
-        "{}",
-        table(
-            rows("h2")
-                .into_iter()
-                .filter(|(_, k)| !k.ends_with(".bare"))
-                .collect(),
-            &[
-                col("h2load", "h2load", metric::RPS, Fmt::Thousands),
-                col("pipehttp bench --http2", "pb", metric::RPS, Fmt::Thousands),
-                col(
-                    "server CPU / request (h2load)",
-                    "h2load",
-                    metric::CPU,
-                    Fmt::Micros
-                ),
-            ],
-        )
-    );
-
-    let _ = writeln!(
-        w,
-        "\n## `pipehttp::Client`\n\n\
-         `pipehttp bench --client` sends every request through `pipehttp::Client`\n\
-         (its pool, retries and response type); without it, `pipehttp bench` drives\n\
-         the same connections (`pipehttp::client::Connector`) with hyper directly.\n\
-         Both load pipehttp serve over the pipe with {} connections.\n",
-        m("connections")
-    );
-    let _ = write!(
-        w,
-        "{}",
-        figures_table(
-            results,
-            "load",
-            &[
-                ("connections driven directly", "ka.pipehttp"),
-                ("through `pipehttp::Client`", "ka.client")
-            ],
-            &[
-                col("requests/s", "pb", metric::RPS, Fmt::Thousands),
-                col("p50", "pb", metric::P50, Fmt::Micros),
-                col("p99", "pb", metric::P99, Fmt::Micros),
-                col("server CPU / request", "pb", metric::CPU, Fmt::Micros),
-            ],
-        )
-    );
-
-    let _ = writeln!(w, "\n## One connection, sequential requests\n");
-    let _ = write!(
-        w,
-        "{}",
-        table(
-            rows("one")
-                .into_iter()
-                .filter(|(_, k)| !k.ends_with(".nginx"))
-                .collect(),
-            &[
-                col("p50 (pipehttp bench)", "pb", metric::P50, Fmt::Micros),
-                col("p99", "pb", metric::P99, Fmt::Micros),
-                col("p50 (oha)", "oha", metric::P50, Fmt::Micros),
-                col("requests/s", "pb", metric::RPS, Fmt::Thousands),
-            ],
-        )
-    );
-    if let Some(rtt) = results.median("floor.floor", "unix_rtt_us") {
-        let tokio = results
-            .median("floor.floor", "unix_rtt_tokio_us")
-            .map_or_else(|| NA.to_owned(), |v| Fmt::Micros.show(v));
-        let _ = writeln!(
-            w,
-            "\nThe floor: a raw Unix-socket ping-pong of 64-byte messages takes {}\n\
-             (p50) between two blocking threads, {tokio} between two tokio runtimes.",
-            Fmt::Micros.show(rtt)
-        );
-    }
-
-    let _ = writeln!(
-        w,
-        "\n## Reverse proxy\n\n\
-         Both proxies listen on a Unix socket and forward to the same upstream\n\
-         (bare tokio + hyper on a Unix socket); nginx keeps up to 64 idle\n\
-         upstream connections (`keepalive 64`). CPU is the proxy's alone.\n"
-    );
-    let _ = write!(
-        w,
-        "{}",
-        figures_table(
-            results,
-            "proxy",
-            &[
-                ("`pipehttp proxy`", "proxy.pipehttp"),
-                ("nginx `proxy_pass`, 2 workers", "proxy.nginx"),
-            ],
-            &rps_cols,
-        )
-    );
-
-    let _ = writeln!(
-        w,
-        "\n## {} idle keep-alive connections\n\n\
-         Each connection sends one GET /test, reads the answer and stays open.\n\
-         The baseline is the server's RSS after one request; \"after\" is its RSS\n\
-         once every connection has closed and its descriptors are gone.\n",
-        m("idle_count")
-    );
-    let idle_cols = [
-        col("baseline", "idle", metric::RSS_BEFORE, Fmt::MiB),
-        col("with the connections", "idle", metric::RSS_WITH, Fmt::MiB),
-        col("growth", "idle", metric::RSS_GROWTH, Fmt::MiB),
-        col(
-            "per connection (bytes)",
-            "idle",
-            metric::PER_CONNECTION,
-            Fmt::Whole,
-        ),
-        col("after they close", "idle", metric::RSS_AFTER, Fmt::MiB),
-    ];
-    let _ = write!(w, "{}", table(rows("idle"), &idle_cols));
+    detail_sections(w, results);
 
     let _ = writeln!(w, "\n## Big transfers over the pipe, one connection\n");
     let stream = results.median("floor.floor", "unix_stream_bps");
