@@ -284,6 +284,8 @@ fn machine(phase: &str) -> Vec<Line> {
     lines.push(meta(&format!("load_{phase}"), load));
     if let Some((idle, busy)) = procfs::busyness(Duration::from_secs(1)) {
         lines.push(meta(&format!("idle_{phase}"), format!("{idle:.0}")));
+        // The five busiest say enough about who else was running.
+        let busy: Vec<String> = busy.into_iter().take(5).collect();
         lines.push(meta(&format!("busy_{phase}"), busy.join(", ")));
     }
     lines
