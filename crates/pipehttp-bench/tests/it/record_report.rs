@@ -1,8 +1,9 @@
 //! `bench-record` runs real commands and reads a real process's CPU time;
 //! `bench-report` turns what it wrote into the report.
 
-use std::path::Path;
-use std::process::{Child, Command};
+use std::process::Command;
+#[cfg(target_os = "linux")]
+use std::{path::Path, process::Child};
 
 fn bin(name: &str) -> Command {
     Command::new(match name {
@@ -11,6 +12,7 @@ fn bin(name: &str) -> Command {
     })
 }
 
+#[cfg(target_os = "linux")]
 fn record(results: &Path, args: &[&str]) {
     let (command, rest) = args.split_first().expect("a subcommand");
     let status = bin("bench-record")
@@ -25,8 +27,10 @@ fn record(results: &Path, args: &[&str]) {
 
 /// A process that keeps one CPU busy until killed: the "server" whose CPU
 /// time a measurement reads.
+#[cfg(target_os = "linux")]
 struct Busy(Child);
 
+#[cfg(target_os = "linux")]
 impl Drop for Busy {
     fn drop(&mut self) {
         let _ = self.0.kill();
@@ -34,6 +38,7 @@ impl Drop for Busy {
     }
 }
 
+#[cfg(target_os = "linux")]
 fn fixture(name: &str) -> String {
     format!("{}/testdata/{name}", env!("CARGO_MANIFEST_DIR"))
 }
