@@ -8,13 +8,23 @@
 //! - `sample-server`: pipehttp's sample app on a runtime flavour of choice,
 //!   to show what the flavour costs;
 //! - `idle-conns`: opens thousands of idle keep-alive connections to a
-//!   server and reports its resident memory.
+//!   server and reports its resident memory with them and after they close;
+//! - `bench-record`: runs one load generator against a server, reads the
+//!   server's CPU time around it, and appends the figures as one JSON line
+//!   to the run's results file (see [`record`]);
+//! - `bench-report`: turns a results file into `BENCHMARKS.md`: medians of
+//!   the rounds, ratios against their anchors, each against its goal (see
+//!   [`report`]).
 //!
 //! The criterion benchmarks in `benches/` time the library's hot pure
 //! functions (address parsing, the client's per-request path) so that
 //! regressions show up in review.
 
 use std::time::Duration;
+
+pub mod procfs;
+pub mod record;
+pub mod report;
 
 /// The answer of every baseline server, the same bytes pipehttp's sample
 /// app gives on `GET /test`.
