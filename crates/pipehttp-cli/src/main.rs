@@ -4,9 +4,11 @@ mod bench;
 mod demo;
 mod devcert;
 mod errors;
+mod exit;
 mod logging;
 mod request;
 mod serve;
+mod spec;
 
 use std::process::ExitCode;
 
