@@ -169,13 +169,15 @@ impl Jar {
         if matching.is_empty() {
             return None;
         }
-        // curl's order: longer paths, then longer domains, then by name.
+        // curl's order: longer paths, longer domains, longer names first,
+        // then the older cookie.
         matching.sort_by(|a, b| {
             b.path
                 .len()
                 .cmp(&a.path.len())
                 .then(b.domain.len().cmp(&a.domain.len()))
-                .then(a.name.cmp(&b.name))
+                .then(b.name.len().cmp(&a.name.len()))
+                .then(a.created.cmp(&b.created))
         });
         Some(
             matching
@@ -227,6 +229,12 @@ fn domain_match(host: &str, domain: &str) -> bool {
 }
 
 fn path_match(request: &str, cookie: &str) -> bool {
+    // curl matches on the path without a trailing slash (it writes the
+    // path as it was set, or its default directory form with the slash).
+    let cookie = match cookie.strip_suffix('/') {
+        Some(trimmed) if !trimmed.is_empty() => trimmed,
+        _ => cookie,
+    };
     request == cookie
         || (request.starts_with(cookie)
             && (cookie.ends_with('/') || request.as_bytes().get(cookie.len()) == Some(&b'/')))

@@ -878,10 +878,14 @@ fn send_failure(e: &hyper::Error, log: &Arc<Mutex<Log>>) -> Failure {
         return Failure::new(exit::GOT_NOTHING, "Empty reply from server");
     }
     if e.is_parse() || e.is_parse_status() {
-        return Failure::new(
-            exit::WEIRD_SERVER_REPLY.min(exit::UNSUPPORTED_PROTOCOL),
-            format!("the server's reply is not HTTP: {e}"),
-        );
+        // curl 7.88 says 1 for a reply that is not HTTP/1.x (it refuses
+        // HTTP/0.9), and 8 for a malformed one.
+        let code = if e.is_parse_version_h2() || e.to_string().contains("version") {
+            exit::UNSUPPORTED_PROTOCOL
+        } else {
+            exit::WEIRD_SERVER_REPLY
+        };
+        return Failure::new(code, format!("the server's reply is not HTTP: {e}"));
     }
     if let Some(h2) = find_h2(e) {
         return Failure::new(exit::HTTP2, format!("HTTP/2 stream error: {h2}"));
@@ -913,7 +917,16 @@ fn find_h2(e: &hyper::Error) -> Option<String> {
 
 /// curl's code for a body that broke off.
 fn body_failure(e: &hyper::Error, length: Option<u64>, received: u64) -> Failure {
-    if e.is_incomplete_message() || e.is_body_write_aborted() || e.is_closed() {
+    // hyper reports a body cut short as an UnexpectedEof io error.
+    let mut eof = false;
+    let mut source = std::error::Error::source(e);
+    while let Some(err) = source {
+        eof |= err
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::UnexpectedEof);
+        source = err.source();
+    }
+    if eof || e.is_incomplete_message() || e.is_closed() {
         let remaining = length.map_or(String::new(), |l| {
             format!(
                 " with {} bytes remaining to read",

@@ -45,6 +45,11 @@ fn secs(d: Duration) -> String {
     format!("{:.6}", d.as_secs_f64())
 }
 
+/// A JSON string.
+fn quote(text: &str) -> String {
+    serde_json::Value::String(text.to_owned()).to_string()
+}
+
 fn speed(bytes: u64, d: Duration) -> u64 {
     let s = d.as_secs_f64();
     if s > 0.0 {
@@ -104,78 +109,87 @@ impl Info {
         })
     }
 
+    /// `%{json}`: every variable, in curl's layout (keys sorted, times
+    /// with six decimals, curl's version last).
     fn json(&self) -> String {
-        use serde_json::{Map, Value, json};
-        let mut map = Map::new();
-        let text = |v: &Option<String>| v.as_ref().map_or(Value::Null, |s| json!(s));
-        let t = |d: Duration| json!(d.as_secs_f64());
-        map.insert("certs".into(), json!(""));
-        map.insert("content_type".into(), text(&self.content_type));
-        map.insert("errormsg".into(), text(&self.errormsg));
-        map.insert("exitcode".into(), json!(self.exitcode));
-        map.insert("filename_effective".into(), text(&self.filename_effective));
-        map.insert("ftp_entry_path".into(), Value::Null);
-        map.insert("http_code".into(), json!(self.http_code));
-        map.insert("http_connect".into(), json!(0));
-        map.insert("http_version".into(), json!(self.http_version));
-        map.insert("local_ip".into(), json!(self.local_ip));
-        map.insert("local_port".into(), json!(self.local_port));
-        map.insert("method".into(), json!(self.method));
-        map.insert("num_certs".into(), json!(0));
-        map.insert("num_connects".into(), json!(self.num_connects));
-        map.insert("num_headers".into(), json!(self.num_headers));
-        map.insert("num_redirects".into(), json!(self.num_redirects));
-        map.insert("proxy_ssl_verify_result".into(), json!(0));
-        map.insert("redirect_url".into(), text(&self.redirect_url));
-        map.insert("referer".into(), text(&self.referer));
-        map.insert("remote_ip".into(), json!(self.remote_ip));
-        map.insert("remote_port".into(), json!(self.remote_port));
-        map.insert("response_code".into(), json!(self.http_code));
-        map.insert("scheme".into(), json!(self.scheme));
-        map.insert("size_download".into(), json!(self.size_download));
-        map.insert("size_header".into(), json!(self.size_header));
-        map.insert("size_request".into(), json!(self.size_request));
-        map.insert("size_upload".into(), json!(self.size_upload));
-        map.insert(
-            "speed_download".into(),
-            json!(speed(self.size_download, self.time_total)),
-        );
-        map.insert(
-            "speed_upload".into(),
-            json!(speed(self.size_upload, self.time_total)),
-        );
-        map.insert("ssl_verify_result".into(), json!(self.ssl_verify_result));
-        map.insert("time_appconnect".into(), t(self.time_appconnect));
-        map.insert("time_connect".into(), t(self.time_connect));
-        map.insert("time_namelookup".into(), t(self.time_namelookup));
-        map.insert("time_pretransfer".into(), t(self.time_pretransfer));
-        map.insert("time_redirect".into(), t(self.time_redirect));
-        map.insert("time_starttransfer".into(), t(self.time_starttransfer));
-        map.insert("time_total".into(), t(self.time_total));
-        map.insert("url".into(), json!(self.url));
-        map.insert("url_effective".into(), json!(self.url_effective));
-        map.insert("urlnum".into(), json!(0));
-        let mut text = Value::Object(map).to_string();
-        // curl adds its own version last.
-        text.pop();
-        text.push_str(&format!(
-            ",\"curl_version\":\"pipehttp/{}\"}}",
-            env!("CARGO_PKG_VERSION")
-        ));
-        text
+        let text = |v: &Option<String>| v.as_ref().map_or("null".to_owned(), |s| quote(s));
+        let fields: Vec<(&str, String)> = vec![
+            ("certs", quote("")),
+            ("content_type", text(&self.content_type)),
+            ("errormsg", text(&self.errormsg)),
+            ("exitcode", self.exitcode.to_string()),
+            ("filename_effective", text(&self.filename_effective)),
+            ("ftp_entry_path", "null".into()),
+            ("http_code", self.http_code.to_string()),
+            ("http_connect", "0".into()),
+            ("http_version", quote(self.http_version)),
+            ("local_ip", quote(&self.local_ip)),
+            ("local_port", self.local_port.to_string()),
+            ("method", quote(&self.method)),
+            ("num_certs", "0".into()),
+            ("num_connects", self.num_connects.to_string()),
+            ("num_headers", self.num_headers.to_string()),
+            ("num_redirects", self.num_redirects.to_string()),
+            ("proxy_ssl_verify_result", "0".into()),
+            ("redirect_url", text(&self.redirect_url)),
+            ("referer", text(&self.referer)),
+            ("remote_ip", quote(&self.remote_ip)),
+            ("remote_port", self.remote_port.to_string()),
+            ("response_code", self.http_code.to_string()),
+            ("scheme", quote(&self.scheme)),
+            ("size_download", self.size_download.to_string()),
+            ("size_header", self.size_header.to_string()),
+            ("size_request", self.size_request.to_string()),
+            ("size_upload", self.size_upload.to_string()),
+            (
+                "speed_download",
+                speed(self.size_download, self.time_total).to_string(),
+            ),
+            (
+                "speed_upload",
+                speed(self.size_upload, self.time_total).to_string(),
+            ),
+            ("ssl_verify_result", self.ssl_verify_result.to_string()),
+            ("time_appconnect", secs(self.time_appconnect)),
+            ("time_connect", secs(self.time_connect)),
+            ("time_namelookup", secs(self.time_namelookup)),
+            ("time_pretransfer", secs(self.time_pretransfer)),
+            ("time_redirect", secs(self.time_redirect)),
+            ("time_starttransfer", secs(self.time_starttransfer)),
+            ("time_total", secs(self.time_total)),
+            ("url", quote(&self.url)),
+            ("url_effective", quote(&self.url_effective)),
+            ("urlnum", "0".into()),
+            (
+                "curl_version",
+                quote(&format!("pipehttp/{}", env!("CARGO_PKG_VERSION"))),
+            ),
+        ];
+        let body: Vec<String> = fields.iter().map(|(k, v)| format!("\"{k}\":{v}")).collect();
+        format!("{{{}}}", body.join(","))
     }
 
+    /// `%{header_json}`: the last response's headers by lowercase name, in
+    /// the order they came, one per line as curl writes them.
     fn header_json(&self) -> String {
-        let mut map = serde_json::Map::new();
+        let mut names: Vec<String> = Vec::new();
+        let mut values: Vec<Vec<String>> = Vec::new();
         for (name, value) in &self.headers {
-            let entry = map
-                .entry(name.to_ascii_lowercase())
-                .or_insert_with(|| serde_json::Value::Array(Vec::new()));
-            if let serde_json::Value::Array(values) = entry {
-                values.push(serde_json::Value::String(value.clone()));
+            let name = name.to_ascii_lowercase();
+            match names.iter().position(|n| *n == name) {
+                Some(i) => values[i].push(quote(value)),
+                None => {
+                    names.push(name);
+                    values.push(vec![quote(value)]);
+                }
             }
         }
-        serde_json::Value::Object(map).to_string()
+        let entries: Vec<String> = names
+            .iter()
+            .zip(&values)
+            .map(|(n, v)| format!("{}:[{}]", quote(n), v.join(",")))
+            .collect();
+        format!("{{{}\n}}", entries.join(",\n"))
     }
 
     fn header(&self, name: &str) -> String {

@@ -88,7 +88,8 @@ def parse_multipart(content_type, body):
         field = {
             "name": part.get_param("name", header="content-disposition"),
             "filename": part.get_filename(),
-            "content_type": part.get("Content-Type"),
+            # RFC 7578 4.4: a part without a Content-Type is text/plain.
+            "content_type": part.get_content_type(),
         }
         field.update(describe_body(part.get_payload(decode=True) or b""))
         fields.append(field)
