@@ -668,6 +668,12 @@ impl Options {
         }
 
         let (parts, incoming) = response.into_parts();
+        // curl reports the version the server answered with.
+        info.http_version = match parts.version {
+            Version::HTTP_2 => "2",
+            Version::HTTP_10 => "1.0",
+            _ => "1.1",
+        };
         let heads = if h2 {
             vec![render_h2_head(parts.status, &parts.headers)]
         } else {

@@ -192,13 +192,13 @@ impl Info {
         format!("{{{}\n}}", entries.join(",\n"))
     }
 
+    /// `%header{name}`: the first value of that header, as curl gives.
     fn header(&self, name: &str) -> String {
         self.headers
             .iter()
-            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-            .collect::<Vec<_>>()
-            .join(", ")
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
     }
 }
 
@@ -243,7 +243,6 @@ pub fn write(format: &str, info: &Info) {
                 Some('n') => sink.push(b'\n'),
                 Some('r') => sink.push(b'\r'),
                 Some('t') => sink.push(b'\t'),
-                Some('\\') => sink.push(b'\\'),
                 Some(other) => {
                     sink.push(b'\\');
                     let mut buf = [0; 4];
