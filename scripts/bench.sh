@@ -150,7 +150,7 @@ pb() {
     shift 2
     local out cpu0=0
     [[ -z ${CPU_OF:-} ]] || cpu0=$(cpu_us "$CPU_OF")
-    out=$("${load_cpu[@]}" "$PIPEHTTP" bench "$target" --json --no-progress "$@") || {
+    out=$("${load_cpu[@]}" "$PIPEHTTP" bench "$target" --output-format json --no-progress "$@") || {
         echo "bench.sh: pipehttp bench $target $* failed: $out" >&2
         return 0
     }
@@ -555,7 +555,7 @@ nginx with \`worker_processes 2\`, \`listen unix:PATH\`, \`return 200 "Hello wor
 
 Load, per figure (\`-z\` ${seconds} s):
 \`\`\`sh
-pipehttp bench http://pipe:/NAME:/test -c 64 -z ${seconds}s --json       # and unix:, TCP targets
+pipehttp bench http://pipe:/NAME:/test -c 64 -z ${seconds}s --output-format json       # and unix:, TCP targets
 oha --no-tui --output-format json --unix-socket \$TMPDIR/CoreFxPipe_NAME -c 64 -z ${seconds}s http://localhost/test
 pipehttp bench http://pipe:/NAME:/test -c 1 -z ${rt_secs}s                 # latency
 pipehttp bench http://pipe:/NAME:/test -c 8 -z ${seconds}s --new-connection-per-request

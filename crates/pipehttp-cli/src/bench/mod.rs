@@ -85,9 +85,10 @@ pub struct BenchArgs {
     /// its latency includes the connect.
     #[arg(long)]
     new_connection_per_request: bool,
-    /// Print the results as one JSON object on stdout.
-    #[arg(long)]
-    json: bool,
+    /// How to print the results: text, or one JSON object on stdout
+    /// (--json is curl's JSON request body here, as in `request`).
+    #[arg(long = "output-format", value_name = "FORMAT", value_enum, default_value_t = OutputFormat::Text)]
+    output_format: OutputFormat,
     /// OS threads that generate load [default: the number of cores].
     #[arg(long, value_name = "N")]
     threads: Option<usize>,
@@ -232,7 +233,7 @@ async fn bench(args: BenchArgs) -> Result<ExitCode, Failure> {
         elapsed,
         stats: &stats,
     };
-    if args.json {
+    if args.output_format == OutputFormat::Json {
         println!("{}", report.json());
     } else {
         report.print();
@@ -357,6 +358,13 @@ impl Plan {
     fn protocol(&self) -> &'static str {
         if self.http2 { "HTTP/2" } else { "HTTP/1.1" }
     }
+}
+
+/// `--output-format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum OutputFormat {
+    Text,
+    Json,
 }
 
 enum Limit {

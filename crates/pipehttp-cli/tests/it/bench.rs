@@ -24,12 +24,12 @@ fn serve(dir: &TempDir, url: &str) -> (Serve, String) {
     (server, announced)
 }
 
-/// Runs `pipehttp bench ARGS --json`; asserts exit 0 and returns the report.
+/// Runs `pipehttp bench ARGS --output-format json`; asserts exit 0 and returns the report.
 fn bench(dir: &TempDir, args: &[&str]) -> Value {
     let out = pipehttp(dir)
         .arg("bench")
         .args(args)
-        .arg("--json")
+        .args(["--output-format", "json"])
         .output()
         .expect("run pipehttp bench");
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -40,7 +40,7 @@ fn bench(dir: &TempDir, args: &[&str]) -> Value {
         String::from_utf8_lossy(&out.stderr)
     );
     serde_json::from_str(stdout.trim())
-        .unwrap_or_else(|e| panic!("bench --json printed no JSON ({e}): {stdout}"))
+        .unwrap_or_else(|e| panic!("bench --output-format json printed no JSON ({e}): {stdout}"))
 }
 
 /// The counts every successful run must show: `n` requests, all 200,
@@ -188,7 +188,8 @@ fn no_server_is_a_connect_error() {
             "1",
             "--connect-timeout",
             "0.2",
-            "--json",
+            "--output-format",
+            "json",
         ])
         .output()
         .expect("run pipehttp bench");
