@@ -15,12 +15,17 @@ set -euo pipefail
 PACKAGES=(
     curl nginx nghttp2-client util-linux protobuf-compiler python3
     rustc-web cargo-web rust-web-src rust-web-clippy gcc-mingw-w64-x86-64 wine wine64
+    # The curl differential suite (crates/pipehttp-cli/tests/it/curl/): its
+    # server's br and zstd bodies, and certificates made as users make them.
+    python3-brotli python3-zstandard openssl
 )
 # One file or command per package above, to tell whether it is there.
 PROBES=(
     /usr/bin/curl /usr/sbin/nginx /usr/bin/h2load /usr/bin/setpriv /usr/bin/protoc python3
     /usr/bin/rustc /usr/bin/cargo /usr/lib/rustlib/src/rust/library /usr/bin/clippy-driver
     /usr/bin/x86_64-w64-mingw32-gcc /usr/bin/wine /usr/lib/wine/wine64
+    # The curl differential suite.
+    /usr/lib/python3/dist-packages/brotli.py /usr/lib/python3/dist-packages/zstandard /usr/bin/openssl
 )
 
 present() {

@@ -95,8 +95,7 @@ impl Decoder {
     pub fn finish(self) -> io::Result<Vec<u8>> {
         let mut out = Vec::new();
         let mut pending: Option<Vec<u8>> = None;
-        let mut steps = self.steps.into_iter();
-        while let Some(mut step) = steps.next() {
+        for mut step in self.steps {
             if let Some(data) = pending.take() {
                 out = step.write(&data)?;
             }

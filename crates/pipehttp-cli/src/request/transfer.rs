@@ -238,6 +238,13 @@ impl Options {
         let started = Instant::now();
         let mut kind = self.spec.kind;
         let mut referer = self.spec.referer.clone();
+        if let (spec::Body::File(path, _), true) = (&self.spec.body, url.path().ends_with('/')) {
+            // curl's -T to a directory URL uploads under the file's name.
+            if let Some(name) = path.file_name() {
+                let joined = format!("{}{}", url.path(), name.to_string_lossy());
+                url.set_path(&joined);
+            }
+        }
         let first = url.clone();
         let mut query_added = false;
         loop {

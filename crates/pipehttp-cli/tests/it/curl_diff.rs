@@ -70,13 +70,7 @@ fn parse_cases(text: &str, modes: bool) -> Vec<Case> {
             stdin = args.pop();
             args.pop();
         }
-        let mode = if modes {
-            Some(args.remove(0))
-        } else if args[0].starts_with('@') {
-            Some(args.remove(0))
-        } else {
-            None
-        };
+        let mode = (modes || args[0].starts_with('@')).then(|| args.remove(0));
         let text = comment.join(" ");
         cases.push(Case {
             line: i + 1,
