@@ -235,40 +235,71 @@ fn show(o: &Outcome, other: &Outcome) -> String {
     s
 }
 
-/// Runs every case through both tools; returns (agreed, total, report).
+/// Runs every case through both tools, curl and pipehttp at once and a
+/// few cases at a time (each case uses its own server state); returns
+/// (agreed, total, report).
 fn differ(
     cases: &[Case],
-    run: impl Fn(&Case, bool) -> (Outcome, String),
-    reset: impl Fn(),
+    run: impl Fn(&Case, bool) -> (Outcome, String) + Sync,
 ) -> (usize, usize, Vec<String>) {
-    let mut agreed = 0;
-    let mut failures = Vec::new();
-    for case in cases {
-        reset();
-        let (curl, curl_err) = run(case, false);
-        reset();
-        let (ours, our_err) = run(case, true);
-        let (curl, ours) = (normalised(curl, case.digits), normalised(ours, case.digits));
-        if curl == ours {
-            agreed += 1;
-            if case.exception {
-                failures.push(format!(
-                    "line {}: listed as an exception but now agrees; remove the EXCEPTION mark",
-                    case.line
-                ));
-            }
-        } else if !case.exception {
-            failures.push(format!(
-                "line {} ({}): {:?}\n--- curl\n{}stderr: {curl_err}\n--- pipehttp\n{}stderr: {our_err}",
-                case.line,
-                case.comment,
-                case.args,
-                show(&curl, &ours),
-                show(&ours, &curl)
-            ));
-        }
-    }
+    const WORKERS: usize = 4;
+    let results: Vec<(usize, bool, Option<String>)> = std::thread::scope(|scope| {
+        let run = &run;
+        let workers: Vec<_> = (0..WORKERS)
+            .map(|w| {
+                scope.spawn(move || {
+                    cases
+                        .iter()
+                        .skip(w)
+                        .step_by(WORKERS)
+                        .map(|case| compare(case, run))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().unwrap())
+            .collect()
+    });
+    let mut ordered = results;
+    ordered.sort_by_key(|(line, _, _)| *line);
+    let agreed = ordered.iter().filter(|(_, same, _)| *same).count();
+    let failures = ordered.into_iter().filter_map(|(_, _, f)| f).collect();
     (agreed, cases.len(), failures)
+}
+
+/// One case: curl and pipehttp side by side, normalised and compared.
+fn compare(
+    case: &Case,
+    run: &(impl Fn(&Case, bool) -> (Outcome, String) + Sync),
+) -> (usize, bool, Option<String>) {
+    let ((curl, curl_err), (ours, our_err)) = std::thread::scope(|s| {
+        let curl = s.spawn(|| run(case, false));
+        let ours = run(case, true);
+        (curl.join().unwrap(), ours)
+    });
+    let (curl, ours) = (normalised(curl, case.digits), normalised(ours, case.digits));
+    let failure = if curl == ours {
+        case.exception.then(|| {
+            format!(
+                "line {}: listed as an exception but now agrees; remove the EXCEPTION mark",
+                case.line
+            )
+        })
+    } else if case.exception {
+        None
+    } else {
+        Some(format!(
+            "line {} ({}): {:?}\n--- curl\n{}stderr: {curl_err}\n--- pipehttp\n{}stderr: {our_err}",
+            case.line,
+            case.comment,
+            case.args,
+            show(&curl, &ours),
+            show(&ours, &curl)
+        ))
+    };
+    (case.line, curl == ours, failure)
 }
 
 /// Certificates as `openssl req -x509` makes them (CA:TRUE).
@@ -353,16 +384,7 @@ fn request_agrees_with_curl_on_every_command_line() {
         cmd.args(case.args.iter().map(|a| fill(a)));
         run_in_copy(cmd, case.stdin.as_deref(), case)
     };
-    let reset = || {
-        let status = Command::new("curl")
-            .args(["-s", "-o", "/dev/null", "--unix-socket"])
-            .arg(&plain)
-            .arg("http://localhost/__reset")
-            .status()
-            .unwrap();
-        assert!(status.success());
-    };
-    let (agreed, total, failures) = differ(&cases, run, reset);
+    let (agreed, total, failures) = differ(&cases, run);
     let exceptions = cases.iter().filter(|c| c.exception).count();
     eprintln!(
         "curl differential: {agreed} of {total} command lines agree ({exceptions} listed exceptions)"
@@ -440,7 +462,7 @@ fn request_over_a_pipe_agrees_with_curl_at_the_pipes_socket() {
         };
         run_in_copy(cmd, case.stdin.as_deref(), case)
     };
-    let (agreed, total, failures) = differ(&cases, run, || {});
+    let (agreed, total, failures) = differ(&cases, run);
     eprintln!("curl differential over pipes: {agreed} of {total} command lines agree");
     assert!(
         failures.is_empty(),

@@ -182,10 +182,6 @@ class Handler(BaseHTTPRequestHandler):
         route = parts[0] if parts else ""
         arg = parts[1] if len(parts) > 1 else ""
 
-        if route == "__reset":
-            with FLAKY_LOCK:
-                FLAKY.clear()
-            return self.reply(204)
         if route == "status":
             extra = [tuple(h.split(":", 1)) for h in query.get("h", "").split("|") if ":" in h]
             return self.reply(int(arg), b"status %s\n" % arg.encode(), [("Content-Type", "text/plain")] + extra)
@@ -275,9 +271,11 @@ class Handler(BaseHTTPRequestHandler):
             return self.raw(b"second one")
         if route == "flaky":
             # /flaky/KEY?code=N&times=T: N the first T times, then the echo.
+            # Counted per client program, so both can run a case at once.
+            key = (arg, self.headers.get("User-Agent", "").split("/")[0])
             with FLAKY_LOCK:
-                seen = FLAKY.get(arg, 0)
-                FLAKY[arg] = seen + 1
+                seen = FLAKY.get(key, 0)
+                FLAKY[key] = seen + 1
             if seen < int(query.get("times", "1")):
                 code = int(query.get("code", "503"))
                 return self.reply(code, b"try again\n", [("Content-Type", "text/plain")])
