@@ -835,15 +835,8 @@ fn render_request(
 /// An HTTP/2 response head as curl renders it: `HTTP/2 200 ` and the
 /// headers lowercase, as they came.
 fn render_h2_head(status: StatusCode, headers: &HeaderMap) -> Bytes {
-    let mut head = format!("HTTP/2 {} \r\n", status.as_u16()).into_bytes();
-    for (name, value) in headers {
-        head.extend_from_slice(name.as_str().as_bytes());
-        head.extend_from_slice(b": ");
-        head.extend_from_slice(value.as_bytes());
-        head.extend_from_slice(b"\r\n");
-    }
-    head.extend_from_slice(b"\r\n");
-    Bytes::from(head)
+    let head = format!("HTTP/2 {} \r\n", status.as_u16()).into_bytes();
+    with_headers(head, headers)
 }
 
 /// A fallback for an HTTP/1 head the tap could not see whole.
@@ -853,12 +846,17 @@ fn render_h1_head(version: Version, status: StatusCode, headers: &HeaderMap) -> 
     } else {
         "1.1"
     };
-    let mut head = format!(
+    let head = format!(
         "HTTP/{v} {} {}\r\n",
         status.as_u16(),
         status.canonical_reason().unwrap_or("")
     )
     .into_bytes();
+    with_headers(head, headers)
+}
+
+/// A status line followed by the header lines and the blank line.
+fn with_headers(mut head: Vec<u8>, headers: &HeaderMap) -> Bytes {
     for (name, value) in headers {
         head.extend_from_slice(name.as_str().as_bytes());
         head.extend_from_slice(b": ");

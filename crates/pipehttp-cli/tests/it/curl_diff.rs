@@ -302,8 +302,9 @@ fn compare(
     (case.line, curl == ours, failure)
 }
 
-/// Certificates as `openssl req -x509` makes them (CA:TRUE).
-fn self_signed(dir: &Path, name: &str, cn: &str) -> (PathBuf, PathBuf) {
+/// A certificate for `cn` as `openssl req -x509` makes it: marked as a CA,
+/// which web PKI alone refuses as a server's own certificate.
+pub(crate) fn self_signed(dir: &Path, name: &str, cn: &str) -> (PathBuf, PathBuf) {
     let cert = dir.join(format!("{name}.pem"));
     let key = dir.join(format!("{name}-key.pem"));
     let status = Command::new("openssl")

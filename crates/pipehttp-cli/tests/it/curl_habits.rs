@@ -7,37 +7,15 @@
 #![cfg(unix)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Output, Stdio};
 use std::time::Duration;
 
 use testkit::{Serve, TempDir, tempdir, unique_name};
 
 const BIN: &str = env!("CARGO_BIN_EXE_pipehttp");
 
-/// A certificate for localhost as `openssl req -x509` makes it: marked as a
-/// CA, which web PKI alone refuses as a server's own certificate.
 fn openssl_cert(dir: &Path) -> (PathBuf, PathBuf) {
-    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
-    let status = Command::new("openssl")
-        .args([
-            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-        ])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .args([
-            "-subj",
-            "/CN=localhost",
-            "-addext",
-            "subjectAltName=DNS:localhost",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .expect("run openssl");
-    assert!(status.success());
-    (cert, key)
+    crate::curl_diff::self_signed(dir, "cert", "localhost")
 }
 
 fn tls_pipe(dir: &TempDir, name: &str, cert: &Path, key: &Path) -> Serve {
