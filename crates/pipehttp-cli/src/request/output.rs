@@ -144,6 +144,42 @@ impl Progress {
     }
 }
 
+/// An upload read through a progress bar.
+pub struct Uploading<R> {
+    inner: R,
+    progress: Progress,
+}
+
+impl<R> Uploading<R> {
+    pub fn new(inner: R, enabled: bool, length: u64) -> Self {
+        Self {
+            inner,
+            progress: Progress::new(enabled, Some(length)),
+        }
+    }
+}
+
+impl<R: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Uploading<R> {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let poll = std::pin::Pin::new(&mut this.inner).poll_read(cx, buf);
+        if let std::task::Poll::Ready(Ok(())) = &poll {
+            let n = buf.filled().len() - before;
+            if n == 0 {
+                this.progress.finish();
+            } else {
+                this.progress.advance(n);
+            }
+        }
+        poll
+    }
+}
+
 /// `-D FILE`: every response head, as received.
 pub struct HeaderDump {
     file: Option<File>,

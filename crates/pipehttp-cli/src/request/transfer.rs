@@ -16,7 +16,7 @@ use pipehttp::client::Body;
 use url::Url;
 
 use super::decode::Decoder;
-use super::output::{HeaderDump, Output, Progress};
+use super::output::{HeaderDump, Output, Progress, Uploading};
 use super::wire::{self, Log, Tap};
 use super::writeout::{self, Info};
 use super::{Options, Target};
@@ -736,14 +736,14 @@ impl Options {
         Ok(match &self.spec.body {
             spec::Body::Empty => Body::empty(),
             spec::Body::Bytes(b) => Body::from(b.clone()),
-            spec::Body::File(path, _) => {
+            spec::Body::File(path, len) => {
                 let file = tokio::fs::File::open(path).await.map_err(|e| {
                     Failure::new(
                         exit::READ_ERROR,
                         format!("cannot open {}: {e}", path.display()),
                     )
                 })?;
-                Body::from_reader(file)
+                Body::from_reader(Uploading::new(file, self.show_progress, *len))
             }
             spec::Body::Stdin => Body::from_reader(tokio::io::stdin()),
         })

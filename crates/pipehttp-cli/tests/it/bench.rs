@@ -103,6 +103,35 @@ fn pipe_new_connection_per_request() {
 }
 
 #[test]
+fn request_flags_mean_what_they_mean_in_curl() {
+    // -X is the method, --json a JSON body, -m the per-request timeout:
+    // the same flags `pipehttp request` and curl take.
+    let dir = tempdir().unwrap();
+    let name = unique_name("bench-curl-flags");
+    let (_server, _) = serve(&dir, &format!("http://pipe:/{name}"));
+    let report = bench(
+        &dir,
+        &[
+            &format!("http://pipe:/{name}:/echo"),
+            "-c",
+            "2",
+            "-n",
+            "20",
+            "-X",
+            "PUT",
+            "--json",
+            "{\"n\":1}",
+            "-m",
+            "10",
+        ],
+    );
+    assert_all_ok(&report, 20);
+    assert_eq!(report["method"], "PUT");
+    assert_eq!(report["bytes_sent"], 20 * 7, "{report}");
+    assert_eq!(report["bytes_received"], 20 * 7, "{report}");
+}
+
+#[test]
 fn pipe_http2_and_post() {
     let dir = tempdir().unwrap();
     let name = unique_name("bench-h2");
