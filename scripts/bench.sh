@@ -270,7 +270,7 @@ load() {
     [[ -n ${sock[$server]:-} ]] || return 0
     case $ruler in
         pb) rec "$scenario.${server%-proxy}.pb" "$server" \
-                "$PIPEHTTP" bench "http://unix:${sock[$server]}:/test" --json --no-progress "$@" ;;
+                "$PIPEHTTP" bench "http://unix:${sock[$server]}:/test" --output-format json --no-progress "$@" ;;
         oha) [[ -n $OHA ]] || return 0
              rec "$scenario.${server%-proxy}.oha" "$server" \
                 "$OHA" --no-tui --output-format json -w --unix-socket "${sock[$server]}" "$@" http://localhost/test ;;
@@ -305,7 +305,7 @@ for round in $(seq 1 "$rounds"); do
     for ruler in pb oha; do
         for server in $(in_turn $web); do load ka "$server" "$ruler" -c 64 -z "$dur"; done
     done
-    rec ka.client.pb pipehttp "$PIPEHTTP" bench "http://pipe:/$pipe_name:/test" --json --no-progress \
+    rec ka.client.pb pipehttp "$PIPEHTTP" bench "http://pipe:/$pipe_name:/test" --output-format json --no-progress \
         -c 64 -z "$dur" --client
 
     step "round $round/$rounds: one connection, sequential requests"
@@ -329,7 +329,7 @@ for round in $(seq 1 "$rounds"); do
     for server in $(in_turn $h2_servers); do
         s=$server
         [[ $server == nginx ]] && s=nginx-h2
-        rec "h2.$server.pb" "$server" "$PIPEHTTP" bench "http://unix:${sock[$s]}:/test" --json --no-progress \
+        rec "h2.$server.pb" "$server" "$PIPEHTTP" bench "http://unix:${sock[$s]}:/test" --output-format json --no-progress \
             -c 64 -z "$dur" --http2
     done
 
@@ -342,9 +342,9 @@ for round in $(seq 1 "$rounds"); do
     target="http://pipe:/$pipe_name"
     # One request first, so page faults of fresh buffers are not timed.
     "$PIPEHTTP" bench "$target:/bytes/$big" -c 1 -n 1 --no-progress >/dev/null
-    rec big-get.pipehttp.pb "" "$PIPEHTTP" bench "$target:/bytes/$big" --json --no-progress -c 1 -n 4
+    rec big-get.pipehttp.pb "" "$PIPEHTTP" bench "$target:/bytes/$big" --output-format json --no-progress -c 1 -n 4
     "$PIPEHTTP" bench "$target:/echo" -c 1 -n 1 -d "@$big_file" --no-progress >/dev/null
-    rec big-post.pipehttp.pb "" "$PIPEHTTP" bench "$target:/echo" --json --no-progress -c 1 -n 4 \
+    rec big-post.pipehttp.pb "" "$PIPEHTTP" bench "$target:/echo" --output-format json --no-progress -c 1 -n 4 \
         -d "@$big_file" -H "content-type: application/octet-stream"
     rec floor.floor "" "$bin/floor" --seconds 0.5 --stream-mib 1024
 done

@@ -59,6 +59,9 @@ trace_agent_tracers "${1:-}"
 PACKAGES=(
     curl nginx nghttp2-client util-linux protobuf-compiler python3
     rustc-web cargo-web rust-web-src rust-web-clippy gcc-mingw-w64-x86-64 wine wine64
+    # The curl differential suite (crates/pipehttp-cli/tests/it/curl/): its
+    # server's br and zstd bodies, and certificates made as users make them.
+    python3-brotli python3-zstandard openssl
 )
 # Configuration tests: `openssl` writes the .pfx files and encrypted PEM
 # keys that appsettings certificates point at.
@@ -68,6 +71,8 @@ PROBES=(
     /usr/bin/curl /usr/sbin/nginx /usr/bin/h2load /usr/bin/setpriv /usr/bin/protoc python3
     /usr/bin/rustc /usr/bin/cargo /usr/lib/rustlib/src/rust/library /usr/bin/clippy-driver
     /usr/bin/x86_64-w64-mingw32-gcc /usr/bin/wine /usr/lib/wine/wine64
+    # The curl differential suite.
+    /usr/lib/python3/dist-packages/brotli.py /usr/lib/python3/dist-packages/zstandard /usr/bin/openssl
 )
 # Configuration tests (see PACKAGES above).
 PROBES+=(/usr/bin/openssl)

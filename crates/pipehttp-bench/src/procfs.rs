@@ -78,10 +78,10 @@ pub fn ticks_per_second() -> u64 {
     {
         // SAFETY: sysconf reads a constant of the system; no memory is passed.
         let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-        if let Ok(hz) = u64::try_from(hz) {
-            if hz > 0 {
-                return hz;
-            }
+        if let Ok(hz) = u64::try_from(hz)
+            && hz > 0
+        {
+            return hz;
         }
     }
     100

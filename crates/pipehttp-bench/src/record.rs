@@ -80,7 +80,7 @@ pub fn ruler_of(key: &str) -> &str {
 }
 
 /// Reads a tool's output into figures, by the ruler that produced it:
-/// `pb` (`pipehttp bench --json`), `oha` (`--output-format json`), `h2load`
+/// `pb` (`pipehttp bench --output-format json`), `oha` (`--output-format json`), `h2load`
 /// (its text summary), `idle` (the suite's `idle-conns`) or `floor`.
 pub fn parse_output(ruler: &str, output: &str) -> Result<BTreeMap<String, f64>, String> {
     match ruler {

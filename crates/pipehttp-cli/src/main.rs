@@ -4,10 +4,12 @@ mod bench;
 mod demo;
 mod devcert;
 mod errors;
+mod exit;
 mod logging;
 mod request;
 mod serve;
 mod server_flags;
+mod spec;
 
 use std::process::ExitCode;
 

@@ -25,6 +25,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, SignatureScheme};
@@ -159,7 +160,7 @@ impl Certificate {
             mode => {
                 // Kestrel checks a client's chain against the system's
                 // trusted roots unless the application validates it itself.
-                let roots = Arc::new(Trust::default().roots()?);
+                let roots = Arc::new(Trust::default().roots()?.0);
                 let verifier = WebPkiClientVerifier::builder_with_provider(roots, provider());
                 let verifier = if mode == ClientCertificateMode::AllowCertificate {
                     verifier.allow_unauthenticated()
@@ -368,54 +369,84 @@ pub(crate) fn acceptor_for(
     }
 }
 
-/// What a client trusts.
+/// What a client trusts, and the certificate it shows.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Trust {
-    /// CA certificates (PEM) trusted beside the platform's roots.
+    /// CA certificates (PEM) trusted beside the platform's roots. A server
+    /// whose own certificate is exactly one of these is trusted too (see
+    /// [`ExactTrust`]).
     pub(crate) extra_roots: Vec<Vec<u8>>,
     /// Accept any certificate. For development only.
     pub(crate) insecure: bool,
+    /// A client certificate chain and its key (PEM), for servers that ask.
+    pub(crate) identity: Option<(Vec<u8>, Vec<u8>)>,
 }
 
 impl Trust {
     /// A rustls client configuration: the platform's roots plus the extra
-    /// ones, offering `alpn`.
+    /// ones, offering `alpn`, with the client certificate if there is one.
     pub(crate) fn client_config(&self, alpn: &[&[u8]]) -> Result<Arc<ClientConfig>> {
         let builder = ClientConfig::builder_with_provider(provider())
             .with_safe_default_protocol_versions()
             .map_err(|e| Error::tls("no usable TLS protocol version").with_source(e))?;
-        let mut config = if self.insecure {
+        let builder = if self.insecure {
             builder
                 .dangerous()
                 .with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate(
                     provider().signature_verification_algorithms,
                 )))
-                .with_no_client_auth()
         } else {
+            let (roots, exact) = self.roots()?;
+            let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider())
+                .build()
+                .map_err(|e| Error::tls("no usable root certificate").with_source(e))?;
             builder
-                .with_root_certificates(self.roots()?)
-                .with_no_client_auth()
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(ExactTrust { webpki, exact }))
+        };
+        let mut config = match &self.identity {
+            None => builder.with_no_client_auth(),
+            Some((cert, key)) => {
+                let chain = CertificateDer::pem_slice_iter(cert)
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| Error::tls("the client certificate is not PEM").with_source(e))?;
+                if chain.is_empty() {
+                    return Err(Error::tls(
+                        "the client certificate PEM holds no certificate",
+                    ));
+                }
+                let key = PrivateKeyDer::from_pem_slice(key).map_err(|e| {
+                    Error::tls("the client key PEM holds no usable private key").with_source(e)
+                })?;
+                builder.with_client_auth_cert(chain, key).map_err(|e| {
+                    Error::tls("the client key does not fit the client certificate").with_source(e)
+                })?
+            }
         };
         config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
         Ok(Arc::new(config))
     }
 
-    fn roots(&self) -> Result<RootCertStore> {
+    /// The platform's roots plus the extra ones, and the extra ones as
+    /// they are, for [`ExactTrust`].
+    fn roots(&self) -> Result<(RootCertStore, Vec<CertificateDer<'static>>)> {
         let mut roots = RootCertStore::empty();
         let native = rustls_native_certs::load_native_certs();
         for e in &native.errors {
             tracing::debug!("skipping a platform root certificate: {e}");
         }
         roots.add_parsable_certificates(native.certs);
+        let mut exact = Vec::new();
         for pem in &self.extra_roots {
             for cert in CertificateDer::pem_slice_iter(pem) {
                 let cert = cert.map_err(|e| Error::tls("a CA file is not PEM").with_source(e))?;
                 roots
-                    .add(cert)
+                    .add(cert.clone())
                     .map_err(|e| Error::tls("a CA certificate is unusable").with_source(e))?;
+                exact.push(cert);
             }
         }
-        Ok(roots)
+        Ok((roots, exact))
     }
 }
 
@@ -462,5 +493,77 @@ impl ServerCertVerifier for AcceptAnyCertificate {
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.0.supported_schemes()
+    }
+}
+
+/// Web PKI verification, plus one case it refuses and curl, Python and
+/// .NET accept: the server's own certificate is exactly one the user
+/// trusts, and that certificate is marked as a CA (what `openssl req
+/// -x509` makes). Such a certificate is checked for the name and, as
+/// web PKI does before it looks at the CA mark, for its dates; anything
+/// else is verified as usual.
+#[derive(Debug)]
+struct ExactTrust {
+    webpki: Arc<WebPkiServerVerifier>,
+    exact: Vec<CertificateDer<'static>>,
+}
+
+impl ServerCertVerifier for ExactTrust {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let err = match self.webpki.verify_server_cert(
+            end_entity,
+            intermediates,
+            server_name,
+            ocsp_response,
+            now,
+        ) {
+            Ok(verified) => return Ok(verified),
+            Err(err) => err,
+        };
+        let ca_as_end_entity = matches!(
+            &err,
+            rustls::Error::InvalidCertificate(rustls::CertificateError::Other(other))
+                if matches!(other.0.downcast_ref::<webpki::Error>(), Some(webpki::Error::CaUsedAsEndEntity))
+        );
+        if !ca_as_end_entity || !self.exact.iter().any(|c| c.as_ref() == end_entity.as_ref()) {
+            return Err(err);
+        }
+        let cert = webpki::EndEntityCert::try_from(end_entity).map_err(|_| {
+            rustls::Error::InvalidCertificate(rustls::CertificateError::BadEncoding)
+        })?;
+        cert.verify_is_valid_for_subject_name(server_name)
+            .map_err(|_| {
+                rustls::Error::InvalidCertificate(rustls::CertificateError::NotValidForName)
+            })?;
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.webpki.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.webpki.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.webpki.supported_verify_schemes()
     }
 }

@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use clap::Args;
 use hdrhistogram::Histogram;
-use http::header::{CONNECTION, CONTENT_TYPE, HOST};
+use http::header::{CONNECTION, HOST};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode, Uri};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
@@ -43,7 +43,9 @@ use pipehttp::transport::Connection;
 use pipehttp::{Client, Error};
 use tokio::sync::watch;
 
+use crate::exit::{self, Failure};
 use crate::logging::Sink;
+use crate::spec::{MessageArgs, RequestSpec, seconds};
 
 mod load;
 mod report;
@@ -52,14 +54,6 @@ mod stats;
 use self::load::*;
 use self::report::*;
 use self::stats::*;
-
-/// curl's exit codes where they fit.
-mod exit {
-    /// Bad arguments, or some requests failed.
-    pub const FAILURE: u8 = 1;
-    /// No request could even connect.
-    pub const CONNECT: u8 = 7;
-}
 
 /// Completed requests a task counts before it tells the progress bar.
 const PROGRESS_BATCH: u64 = 64;
@@ -81,15 +75,9 @@ pub struct BenchArgs {
     /// Send for this long instead: 10s, 500ms, 2m, or a number of seconds.
     #[arg(short = 'z', long, value_name = "DURATION", value_parser = parse_duration)]
     duration: Option<Duration>,
-    /// The method (default GET, or POST with -d).
-    #[arg(short = 'm', long, value_name = "METHOD")]
-    method: Option<String>,
-    /// The request body: DATA, @FILE, or @- for stdin.
-    #[arg(short = 'd', long, value_name = "DATA")]
-    data: Option<String>,
-    /// A request header, 'Name: value'; repeatable.
-    #[arg(short = 'H', long = "header", value_name = "HEADER")]
-    headers: Vec<String>,
+    /// The request, with curl's flags: -X, -H, -d, --json, -F, -T, -A, -u, ...
+    #[command(flatten)]
+    message: MessageArgs,
     /// Speak HTTP/2 from the first byte (prior knowledge).
     #[arg(long)]
     http2: bool,
@@ -97,14 +85,22 @@ pub struct BenchArgs {
     /// its latency includes the connect.
     #[arg(long)]
     new_connection_per_request: bool,
-    /// Print the results as one JSON object on stdout.
-    #[arg(long)]
-    json: bool,
+    /// How to print the results: text, or one JSON object on stdout
+    /// (--json is curl's JSON request body here, as in `request`).
+    #[arg(long = "output-format", value_name = "FORMAT", value_enum, default_value_t = OutputFormat::Text)]
+    output_format: OutputFormat,
     /// OS threads that generate load [default: the number of cores].
     #[arg(long, value_name = "N")]
     threads: Option<usize>,
-    /// Seconds one request may take before it counts as a timeout.
-    #[arg(short = 't', long, value_name = "SECS")]
+    /// Seconds one request may take before it counts as a timeout (curl's
+    /// -m; -t and --timeout as in oha).
+    #[arg(
+        short = 'm',
+        long = "max-time",
+        visible_short_alias = 't',
+        visible_alias = "timeout",
+        value_name = "SECS"
+    )]
     timeout: Option<f64>,
     /// Seconds to wait for the server to exist and accept.
     #[arg(long, value_name = "SECS", default_value = "5")]
@@ -124,27 +120,15 @@ pub struct BenchArgs {
     no_progress: bool,
 }
 
-/// A failure before the run: its exit code and message.
-struct Failure {
-    code: u8,
-    message: String,
-}
-
 fn usage(message: impl Into<String>) -> Failure {
-    Failure {
-        code: exit::FAILURE,
-        message: message.into(),
-    }
+    Failure::usage(message)
 }
 
 pub async fn run(args: BenchArgs) -> ExitCode {
     crate::logging::init("error", Sink::Stderr);
     match bench(args).await {
         Ok(code) => code,
-        Err(f) => {
-            eprintln!("pipehttp: {}", f.message);
-            ExitCode::from(f.code)
-        }
+        Err(f) => f.report(),
     }
 }
 
@@ -197,7 +181,7 @@ async fn bench(args: BenchArgs) -> Result<ExitCode, Failure> {
             .spawn(move || {
                 let _ = tx.send(worker(&plan, &run, share, abort));
             })
-            .map_err(|e| usage(format!("cannot start a load thread: {e}")))?;
+            .map_err(|e| Failure::new(exit::FAILURE, format!("cannot start a load thread: {e}")))?;
         workers.push(rx);
     }
 
@@ -207,8 +191,13 @@ async fn bench(args: BenchArgs) -> Result<ExitCode, Failure> {
         for rx in workers {
             match rx.await {
                 Ok(Ok(s)) => stats.merge(s),
-                Ok(Err(e)) => return Err(usage(format!("a load thread failed: {e}"))),
-                Err(_) => return Err(usage("a load thread panicked")),
+                Ok(Err(e)) => {
+                    return Err(Failure::new(
+                        exit::FAILURE,
+                        format!("a load thread failed: {e}"),
+                    ));
+                }
+                Err(_) => return Err(Failure::new(exit::FAILURE, "a load thread panicked")),
             }
         }
         Ok(stats)
@@ -244,7 +233,7 @@ async fn bench(args: BenchArgs) -> Result<ExitCode, Failure> {
         elapsed,
         stats: &stats,
     };
-    if args.json {
+    if args.output_format == OutputFormat::Json {
         println!("{}", report.json());
     } else {
         report.print();
@@ -253,7 +242,7 @@ async fn bench(args: BenchArgs) -> Result<ExitCode, Failure> {
     Ok(if errors == 0 {
         ExitCode::SUCCESS
     } else if stats.responses() == 0 && stats.errors.iter().all(|(k, _)| *k == ErrorKind::Connect) {
-        ExitCode::from(exit::CONNECT)
+        ExitCode::from(exit::COULDNT_CONNECT)
     } else {
         ExitCode::from(exit::FAILURE)
     })
@@ -286,49 +275,34 @@ impl Plan {
     async fn new(args: &BenchArgs) -> Result<Self, Failure> {
         let target: RequestTarget = args.target.parse().map_err(|e| usage(format!("{e}")))?;
         let connect_timeout = seconds("--connect-timeout", args.connect_timeout)?;
-        let timeout = args.timeout.map(|t| seconds("--timeout", t)).transpose()?;
-        let method = match (&args.method, &args.data) {
-            (Some(m), _) => m.to_ascii_uppercase(),
-            (None, Some(_)) => "POST".to_owned(),
-            (None, None) => "GET".to_owned(),
-        };
-        let method = Method::from_bytes(method.as_bytes())
-            .map_err(|_| usage(format!("'{method}' is not an HTTP method")))?;
+        let timeout = args.timeout.map(|t| seconds("--max-time", t)).transpose()?;
+        let spec = RequestSpec::new(&args.message).await?;
+        let method = Method::from_bytes(spec.method().as_bytes())
+            .map_err(|_| usage(format!("'{}' is not an HTTP method", spec.method())))?;
         let mut headers = HeaderMap::new();
-        for header in &args.headers {
-            let (name, value) = header.split_once(':').ok_or_else(|| {
-                usage(format!(
-                    "the header '{header}' has no ':'; write it as 'Name: value'"
-                ))
-            })?;
-            let name = HeaderName::from_bytes(name.trim().as_bytes())
-                .map_err(|e| usage(format!("bad header name in '{header}': {e}")))?;
-            let value = HeaderValue::from_str(value.trim())
-                .map_err(|e| usage(format!("bad header value in '{header}': {e}")))?;
+        for (name, value) in spec.headers(&target.host_header(), None, None) {
+            let name = HeaderName::from_bytes(name.as_bytes())
+                .map_err(|e| usage(format!("bad header name '{name}': {e}")))?;
+            let value = HeaderValue::from_str(&value)
+                .map_err(|e| usage(format!("bad value for the header {name}: {e}")))?;
             headers.append(name, value);
         }
-        let body = match &args.data {
-            Some(data) => {
-                if !headers.contains_key(CONTENT_TYPE) {
-                    // curl's default for -d.
-                    headers.insert(
-                        CONTENT_TYPE,
-                        HeaderValue::from_static("application/x-www-form-urlencoded"),
-                    );
-                }
-                read_data(data).await?
-            }
-            None => Bytes::new(),
-        };
+        let body = spec.body_bytes().await?;
+        if spec.body_len().is_none() {
+            // Read whole from stdin: the length is known now.
+            headers.remove(http::header::TRANSFER_ENCODING);
+            headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+        }
+        if let Some(query) = &spec.query {
+            return Err(usage(format!(
+                "-G puts the data in the URL; write it there: {}?{query}",
+                args.target
+            )));
+        }
         let uri = if args.http2 {
             headers.remove(HOST);
             target.uri().clone()
         } else {
-            if !headers.contains_key(HOST) {
-                let host = HeaderValue::from_str(&target.host_header())
-                    .map_err(|e| usage(format!("bad Host header: {e}")))?;
-                headers.insert(HOST, host);
-            }
             target
                 .path_and_query()
                 .parse()
@@ -386,6 +360,13 @@ impl Plan {
     }
 }
 
+/// `--output-format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum OutputFormat {
+    Text,
+    Json,
+}
+
 enum Limit {
     Count(u64),
     Until(Duration),
@@ -414,11 +395,6 @@ impl Run {
     }
 }
 
-fn seconds(flag: &str, secs: f64) -> Result<Duration, Failure> {
-    Duration::try_from_secs_f64(secs)
-        .map_err(|_| usage(format!("{flag} takes a number of seconds, not {secs}")))
-}
-
 /// `10s`, `500ms`, `2m`, `1h`, `1.5` (seconds).
 fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
@@ -443,24 +419,6 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
         .and_then(|n| Duration::try_from_secs_f64(n * scale).ok())
         .filter(|d| !d.is_zero())
         .ok_or_else(|| format!("'{text}' is not a duration such as 10s, 500ms or 2m"))
-}
-
-async fn read_data(data: &str) -> Result<Bytes, Failure> {
-    let Some(source) = data.strip_prefix('@') else {
-        return Ok(Bytes::from(data.to_owned()));
-    };
-    let bytes = if source == "-" {
-        let mut buf = Vec::new();
-        tokio::io::AsyncReadExt::read_to_end(&mut tokio::io::stdin(), &mut buf)
-            .await
-            .map_err(|e| usage(format!("cannot read the body from stdin: {e}")))?;
-        buf
-    } else {
-        tokio::fs::read(source)
-            .await
-            .map_err(|e| usage(format!("cannot read the body from {source}: {e}")))?
-    };
-    Ok(Bytes::from(bytes))
 }
 
 #[cfg(test)]

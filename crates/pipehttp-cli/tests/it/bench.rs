@@ -24,12 +24,12 @@ fn serve(dir: &TempDir, url: &str) -> (Serve, String) {
     (server, announced)
 }
 
-/// Runs `pipehttp bench ARGS --json`; asserts exit 0 and returns the report.
+/// Runs `pipehttp bench ARGS --output-format json`; asserts exit 0 and returns the report.
 fn bench(dir: &TempDir, args: &[&str]) -> Value {
     let out = pipehttp(dir)
         .arg("bench")
         .args(args)
-        .arg("--json")
+        .args(["--output-format", "json"])
         .output()
         .expect("run pipehttp bench");
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -40,7 +40,7 @@ fn bench(dir: &TempDir, args: &[&str]) -> Value {
         String::from_utf8_lossy(&out.stderr)
     );
     serde_json::from_str(stdout.trim())
-        .unwrap_or_else(|e| panic!("bench --json printed no JSON ({e}): {stdout}"))
+        .unwrap_or_else(|e| panic!("bench --output-format json printed no JSON ({e}): {stdout}"))
 }
 
 /// The counts every successful run must show: `n` requests, all 200,
@@ -100,6 +100,35 @@ fn pipe_new_connection_per_request() {
     );
     assert_all_ok(&report, 50);
     assert_eq!(report["connections_opened"], 50, "{report}");
+}
+
+#[test]
+fn request_flags_mean_what_they_mean_in_curl() {
+    // -X is the method, --json a JSON body, -m the per-request timeout:
+    // the same flags `pipehttp request` and curl take.
+    let dir = tempdir().unwrap();
+    let name = unique_name("bench-curl-flags");
+    let (_server, _) = serve(&dir, &format!("http://pipe:/{name}"));
+    let report = bench(
+        &dir,
+        &[
+            &format!("http://pipe:/{name}:/echo"),
+            "-c",
+            "2",
+            "-n",
+            "20",
+            "-X",
+            "PUT",
+            "--json",
+            "{\"n\":1}",
+            "-m",
+            "10",
+        ],
+    );
+    assert_all_ok(&report, 20);
+    assert_eq!(report["method"], "PUT");
+    assert_eq!(report["bytes_sent"], 20 * 7, "{report}");
+    assert_eq!(report["bytes_received"], 20 * 7, "{report}");
 }
 
 #[test]
@@ -188,7 +217,8 @@ fn no_server_is_a_connect_error() {
             "1",
             "--connect-timeout",
             "0.2",
-            "--json",
+            "--output-format",
+            "json",
         ])
         .output()
         .expect("run pipehttp bench");

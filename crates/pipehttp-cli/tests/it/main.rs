@@ -6,6 +6,8 @@
 mod activation;
 mod bench;
 mod cli;
+mod curl_diff;
+mod curl_habits;
 mod load;
 mod serve;
 mod server_process;

@@ -52,11 +52,14 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// When no server is there yet, or every pipe instance is busy, it keeps
 /// trying with a capped backoff (1 ms doubling to 100 ms) for up to the
 /// connect timeout, so a client outlives a server restart without spinning.
+/// [`wait_for_server(false)`](Self::wait_for_server) fails at once instead
+/// when nothing listens, as curl does.
 #[derive(Clone)]
 pub struct Connector {
     endpoint: Arc<Endpoint>,
     connect_timeout: Duration,
     current_user_only: bool,
+    wait_for_server: bool,
     #[cfg(feature = "tls")]
     tls: Option<(TlsConnector, ServerName<'static>)>,
 }
@@ -66,7 +69,8 @@ impl std::fmt::Debug for Connector {
         let mut d = f.debug_struct("Connector");
         d.field("endpoint", &self.endpoint)
             .field("connect_timeout", &self.connect_timeout)
-            .field("current_user_only", &self.current_user_only);
+            .field("current_user_only", &self.current_user_only)
+            .field("wait_for_server", &self.wait_for_server);
         #[cfg(feature = "tls")]
         d.field("tls_server_name", &self.tls.as_ref().map(|(_, name)| name));
         d.finish()
@@ -103,6 +107,7 @@ impl Connector {
             endpoint: Arc::new(endpoint),
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             current_user_only: false,
+            wait_for_server: true,
             #[cfg(feature = "tls")]
             tls: None,
         }
@@ -152,6 +157,24 @@ impl Connector {
         self
     }
 
+    /// Whether to wait, up to the connect timeout, for a server that is
+    /// not there yet (default true): what a client of a restarting local
+    /// service wants. With `false` a missing socket file or pipe, or a
+    /// refused connection, fails at once with an
+    /// [`is_no_server`](Error::is_no_server) error; a server that is there
+    /// but busy is still waited for.
+    ///
+    /// ```
+    /// let connector = pipehttp::client::Connector::new("http://unix:/run/app.sock")?
+    ///     .wait_for_server(false);
+    /// # Ok::<(), pipehttp::Error>(())
+    /// ```
+    #[must_use]
+    pub fn wait_for_server(mut self, wait: bool) -> Self {
+        self.wait_for_server = wait;
+        self
+    }
+
     /// The endpoint it connects to.
     #[must_use]
     pub fn endpoint(&self) -> &Endpoint {
@@ -178,7 +201,7 @@ impl Connector {
             let now = Instant::now();
             match failure {
                 ConnectFailure::Fatal(e) => return Err(e),
-                ConnectFailure::Absent(e) if now >= deadline => {
+                ConnectFailure::Absent(e) if now >= deadline || !self.wait_for_server => {
                     return Err(Error::at(Kind::NoServer, &self.endpoint).with_source(e));
                 }
                 ConnectFailure::Busy(e) if now >= deadline => {
@@ -279,6 +302,50 @@ enum Io {
     Plain(TokioIo<Connection>),
     #[cfg(feature = "tls")]
     Tls(Box<TokioIo<TlsStream<Connection>>>),
+}
+
+impl Stream {
+    /// The server's process and user, where the OS tells.
+    #[must_use]
+    pub fn peer(&self) -> &PeerInfo {
+        &self.peer
+    }
+
+    /// What TLS negotiated, for an https connection.
+    #[cfg(feature = "tls")]
+    #[must_use]
+    pub fn tls_info(&self) -> Option<TlsInfo> {
+        let Io::Tls(tls) = &self.io else {
+            return None;
+        };
+        let session = tls.inner().get_ref().1;
+        Some(TlsInfo {
+            version: session
+                .protocol_version()
+                .and_then(|v| v.as_str())
+                .unwrap_or("TLS")
+                .to_owned(),
+            cipher_suite: session
+                .negotiated_cipher_suite()
+                .and_then(|c| c.suite().as_str())
+                .unwrap_or("unknown")
+                .to_owned(),
+            alpn: session.alpn_protocol().map(<[u8]>::to_vec),
+        })
+    }
+}
+
+/// What a TLS handshake settled on: [`Stream::tls_info`].
+#[cfg(feature = "tls")]
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TlsInfo {
+    /// The protocol version, as `TLSv1_3`.
+    pub version: String,
+    /// The cipher suite, as `TLS13_AES_256_GCM_SHA384`.
+    pub cipher_suite: String,
+    /// The protocol ALPN chose (`h2`, `http/1.1`), if any.
+    pub alpn: Option<Vec<u8>>,
 }
 
 impl HyperConnection for Stream {

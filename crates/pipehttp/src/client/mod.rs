@@ -38,6 +38,8 @@ use tokio::time::Instant;
 pub use self::body::Body;
 #[cfg(feature = "tls")]
 use self::connector::CLIENT_ALPN;
+#[cfg(feature = "tls")]
+pub use self::connector::TlsInfo;
 pub use self::connector::{Connector, DEFAULT_CONNECT_TIMEOUT, Stream};
 pub use self::response::Response;
 use crate::address::{Endpoint, ListenAddress, RequestTarget, Scheme};
@@ -91,7 +93,9 @@ struct Config {
     timeout: Option<Duration>,
     retry: RetryPolicy,
     current_user_only: bool,
+    wait_for_server: bool,
     http2_prior_knowledge: bool,
+    http1_only: bool,
     pool_idle_timeout: Duration,
 }
 
@@ -106,7 +110,9 @@ impl Default for Config {
             timeout: None,
             retry: RetryPolicy::none(),
             current_user_only: false,
+            wait_for_server: true,
             http2_prior_knowledge: false,
+            http1_only: false,
             pool_idle_timeout: Duration::from_secs(90),
         }
     }
@@ -167,13 +173,31 @@ impl ClientBuilder {
         self
     }
 
+    /// Whether to wait, up to the connect timeout, for a server that is not
+    /// there yet (default true); see [`Connector::wait_for_server`].
+    pub fn wait_for_server(mut self, wait: bool) -> Self {
+        self.config.wait_for_server = wait;
+        self
+    }
+
     /// Speak HTTP/2 from the first byte on cleartext connections.
     pub fn http2_prior_knowledge(mut self) -> Self {
         self.config.http2_prior_knowledge = true;
         self
     }
 
-    /// Trust this CA certificate (PEM) beside the platform's roots.
+    /// Speak HTTP/1.1 only: over TLS, offer only `http/1.1` in ALPN (by
+    /// default `h2` is offered first).
+    pub fn http1_only(mut self) -> Self {
+        self.config.http1_only = true;
+        self
+    }
+
+    /// Trust this CA certificate (PEM; a file may hold several) beside the
+    /// platform's roots. A server whose own certificate is exactly this one
+    /// is trusted too, even when it is marked as a CA, as `openssl req
+    /// -x509` makes them (curl, Python and .NET accept those; web PKI alone
+    /// does not); its name and dates are still checked.
     #[cfg(feature = "tls")]
     ///
     /// ```
@@ -183,6 +207,21 @@ impl ClientBuilder {
     /// ```
     pub fn add_root_certificate_pem(mut self, pem: impl Into<Vec<u8>>) -> Self {
         self.config.trust.extra_roots.push(pem.into());
+        self
+    }
+
+    /// Show this client certificate (a PEM chain, leaf first) and prove it
+    /// with this private key (PEM) to servers that ask for one. A bad
+    /// certificate or key fails the first https request.
+    ///
+    /// ```
+    /// # fn run(cert: Vec<u8>, key: Vec<u8>) {
+    /// let client = pipehttp::Client::builder().identity_pem(cert, key).build();
+    /// # }
+    /// ```
+    #[cfg(feature = "tls")]
+    pub fn identity_pem(mut self, cert: impl Into<Vec<u8>>, key: impl Into<Vec<u8>>) -> Self {
+        self.config.trust.identity = Some((cert.into(), key.into()));
         self
     }
 
@@ -310,6 +349,58 @@ impl Client {
         self.request(Method::DELETE, target)
     }
 
+    /// The connector this client's pool for `address` uses: its TLS
+    /// settings, connect timeout and waiting, for callers that drive
+    /// hyper's connection API themselves (one connection at a time, their
+    /// own I/O).
+    ///
+    /// ```
+    /// let client = pipehttp::Client::builder().wait_for_server(false).build();
+    /// let address = "http://pipe:/my-test-pipe".parse()?;
+    /// let connector = client.connector(&address)?;
+    /// # Ok::<(), pipehttp::Error>(())
+    /// ```
+    pub fn connector(&self, address: &ListenAddress) -> Result<Connector> {
+        let mut pools = self.inner.pools.lock().expect("pool map poisoned");
+        self.make_connector(&mut pools, address)
+    }
+
+    fn make_connector(&self, pools: &mut Pools, address: &ListenAddress) -> Result<Connector> {
+        let config = &self.inner.config;
+        #[cfg_attr(not(feature = "tls"), allow(unused_mut))]
+        let mut connector = Connector::for_endpoint(address.endpoint().clone())
+            .connect_timeout(config.connect_timeout)
+            .current_user_only(config.current_user_only)
+            .wait_for_server(config.wait_for_server);
+        #[cfg(not(feature = "tls"))]
+        if address.scheme() == Scheme::Https {
+            return Err(tls_disabled(address));
+        }
+        #[cfg(not(feature = "tls"))]
+        let _ = pools;
+        #[cfg(feature = "tls")]
+        if address.scheme() == Scheme::Https {
+            let tls = match &pools.tls {
+                Some(tls) => tls.clone(),
+                None => {
+                    let alpn: &[&[u8]] = if config.http2_prior_knowledge {
+                        &CLIENT_ALPN[..1]
+                    } else if config.http1_only {
+                        &CLIENT_ALPN[1..]
+                    } else {
+                        &CLIENT_ALPN
+                    };
+                    pools.tls.insert(config.trust.client_config(alpn)?).clone()
+                }
+            };
+            connector = connector.tls_config(tls)?;
+            if let Some(name) = &config.tls_server_name {
+                connector = connector.tls_server_name(name)?;
+            }
+        }
+        Ok(connector)
+    }
+
     fn pool(&self, address: &ListenAddress) -> Result<(Pool, Arc<Endpoint>)> {
         let pools = self.inner.pools.lock().expect("pool map poisoned");
         if let Some((pool, endpoint)) = pools.by_address.get(address) {
@@ -324,32 +415,7 @@ impl Client {
     fn new_pool(&self, address: &ListenAddress) -> Result<(Pool, Arc<Endpoint>)> {
         let mut pools = self.inner.pools.lock().expect("pool map poisoned");
         let config = &self.inner.config;
-        #[cfg_attr(not(feature = "tls"), allow(unused_mut))]
-        let mut connector = Connector::for_endpoint(address.endpoint().clone())
-            .connect_timeout(config.connect_timeout)
-            .current_user_only(config.current_user_only);
-        #[cfg(not(feature = "tls"))]
-        if address.scheme() == Scheme::Https {
-            return Err(tls_disabled(address));
-        }
-        #[cfg(feature = "tls")]
-        if address.scheme() == Scheme::Https {
-            let tls = match &pools.tls {
-                Some(tls) => tls.clone(),
-                None => {
-                    let alpn: &[&[u8]] = if config.http2_prior_knowledge {
-                        &CLIENT_ALPN[..1]
-                    } else {
-                        &CLIENT_ALPN
-                    };
-                    pools.tls.insert(config.trust.client_config(alpn)?).clone()
-                }
-            };
-            connector = connector.tls_config(tls)?;
-            if let Some(name) = &config.tls_server_name {
-                connector = connector.tls_server_name(name)?;
-            }
-        }
+        let connector = self.make_connector(&mut pools, address)?;
         let pool = legacy::Client::builder(TokioExecutor::new())
             .pool_timer(TokioTimer::new())
             .timer(TokioTimer::new())

@@ -424,7 +424,7 @@ pub(crate) async fn connect(endpoint: &Endpoint) -> Result<(Stream, PeerInfo), C
     let fatal =
         |source| ConnectFailure::Fatal(Error::at(Kind::Connect, endpoint).with_source(source));
     check_path_len(&path).map_err(fatal)?;
-    let stream = match UnixStream::connect(&path).await {
+    let stream = match connect_path(&path).await {
         Ok(stream) => stream,
         Err(e) => {
             return Err(match e.kind() {
@@ -443,6 +443,22 @@ pub(crate) async fn connect(endpoint: &Endpoint) -> Result<(Stream, PeerInfo), C
         peer.gid = Some(cred.gid());
     }
     Ok((stream, peer))
+}
+
+/// Connects to the socket at `path`; on Linux a path that starts with a NUL
+/// byte names a socket in the abstract namespace (curl's
+/// `--abstract-unix-socket`), which has no file.
+async fn connect_path(path: &Path) -> io::Result<UnixStream> {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        use std::os::linux::net::SocketAddrExt;
+        use std::os::unix::ffi::OsStrExt;
+        if let Some(name) = path.as_os_str().as_bytes().strip_prefix(b"\0") {
+            let addr = std::os::unix::net::SocketAddr::from_abstract_name(name)?;
+            return UnixStream::connect_addr(&addr.into()).await;
+        }
+    }
+    UnixStream::connect(path).await
 }
 
 /// The client side of `current_user_only`: the server must run as our user.

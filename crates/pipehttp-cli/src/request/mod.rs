@@ -1,0 +1,463 @@
+//! `pipehttp request` and `pipehttp get`: curl for pipes. The same flags,
+//! output and exit codes as curl, so that `curl --unix-socket S ARGS URL`
+//! becomes `pipehttp request --unix-socket S ARGS URL` (or `--pipe NAME`,
+//! or an `http://pipe:/NAME:/path` target) and a script keeps working.
+
+mod cookies;
+mod decode;
+mod output;
+mod transfer;
+mod wire;
+mod writeout;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Args;
+use pipehttp::Client;
+use pipehttp::address::{Endpoint, PipeName, RequestTarget, Scheme};
+use url::Url;
+
+use crate::exit::{self, Failure};
+use crate::spec::{self, MessageArgs, RequestSpec};
+
+/// How long a pipe client waits for a server to appear by default.
+const DEFAULT_CONNECT_TIMEOUT: f64 = 5.0;
+
+#[derive(Debug, Args)]
+pub struct RequestArgs {
+    /// The URL(s): http://pipe:/NAME:/PATH, http://unix:/SOCKET:/PATH, or an
+    /// ordinary URL (over --pipe or --unix-socket when given).
+    #[arg(value_name = "URL")]
+    urls: Vec<String>,
+    /// Another URL, as curl's --url.
+    #[arg(long = "url", value_name = "URL")]
+    url_flags: Vec<String>,
+    #[command(flatten)]
+    message: MessageArgs,
+
+    /// Write the body to FILE instead of stdout (one -o per URL).
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    output: Vec<PathBuf>,
+    /// Write the body to a file named as the URL's last path segment.
+    #[arg(short = 'O', long = "remote-name", action = clap::ArgAction::Count)]
+    remote_name: u8,
+    /// -O for every URL.
+    #[arg(long = "remote-name-all")]
+    remote_name_all: bool,
+    /// The directory -o and -O write into.
+    #[arg(long = "output-dir", value_name = "DIR")]
+    output_dir: Option<PathBuf>,
+    /// Create the directories -o names.
+    #[arg(long = "create-dirs")]
+    create_dirs: bool,
+    /// Write the response heads to FILE (- for stdout).
+    #[arg(short = 'D', long = "dump-header", value_name = "FILE")]
+    dump_header: Option<PathBuf>,
+    /// Print the response heads before the body.
+    #[arg(short = 'i', long = "include")]
+    include: bool,
+    /// Print the connection, the request and the response heads to stderr.
+    #[arg(short = 'v', long = "verbose")]
+    verbose: bool,
+    /// No progress bar and no error messages.
+    #[arg(short = 's', long = "silent")]
+    silent: bool,
+    /// With -s, still print error messages.
+    #[arg(short = 'S', long = "show-error")]
+    show_error: bool,
+    /// After the transfer print FORMAT, with curl's %{variables} (@FILE reads it).
+    #[arg(short = 'w', long = "write-out", value_name = "FORMAT")]
+    write_out: Option<String>,
+
+    /// Follow redirects.
+    #[arg(short = 'L', long = "location")]
+    location: bool,
+    /// Send -u credentials to other hosts on redirects too.
+    #[arg(long = "location-trusted")]
+    location_trusted: bool,
+    /// How many redirects -L follows (-1: no limit).
+    #[arg(
+        long = "max-redirs",
+        value_name = "N",
+        default_value_t = 50,
+        allow_negative_numbers = true
+    )]
+    max_redirs: i64,
+    /// Keep a POST a POST after a 301.
+    #[arg(long = "post301")]
+    post301: bool,
+    /// Keep a POST a POST after a 302.
+    #[arg(long = "post302")]
+    post302: bool,
+    /// Keep a POST a POST after a 303.
+    #[arg(long = "post303")]
+    post303: bool,
+
+    /// Exit 22 without printing the body when the status is 400 or more.
+    #[arg(short = 'f', long = "fail")]
+    fail: bool,
+    /// Exit 22 when the status is 400 or more, still printing the body.
+    #[arg(long = "fail-with-body")]
+    fail_with_body: bool,
+
+    /// Seconds the whole transfer may take.
+    #[arg(short = 'm', long = "max-time", value_name = "SECS")]
+    max_time: Option<f64>,
+    /// Seconds to wait for a connection (over a pipe: for the server to appear) [default: 5].
+    #[arg(long = "connect-timeout", value_name = "SECS")]
+    connect_timeout: Option<f64>,
+    /// Retries after a transient error: a timeout, or HTTP 408, 429, 500, 502, 503, 504.
+    #[arg(long = "retry", value_name = "N", default_value_t = 0)]
+    retry: u32,
+    /// Seconds between retries (default: 1, doubling).
+    #[arg(long = "retry-delay", value_name = "SECS")]
+    retry_delay: Option<f64>,
+    /// Stop retrying after this many seconds.
+    #[arg(long = "retry-max-time", value_name = "SECS")]
+    retry_max_time: Option<f64>,
+    /// With --retry, retry a refused connection too (a server that is not there yet).
+    #[arg(long = "retry-connrefused")]
+    retry_connrefused: bool,
+    /// With --retry, retry after any error.
+    #[arg(long = "retry-all-errors")]
+    retry_all_errors: bool,
+
+    /// Speak HTTP/1.0.
+    #[arg(short = '0', long = "http1.0")]
+    http1_0: bool,
+    /// Speak HTTP/1.1 only (over TLS, offer only http/1.1).
+    #[arg(long = "http1.1")]
+    http1_1: bool,
+    /// Over TLS, offer HTTP/2 first (the default); cleartext stays HTTP/1.1.
+    #[arg(long = "http2")]
+    http2: bool,
+    /// Speak HTTP/2 from the first byte, with no negotiation.
+    #[arg(long = "http2-prior-knowledge")]
+    http2_prior_knowledge: bool,
+
+    /// Accept any server certificate (development only).
+    #[arg(short = 'k', long = "insecure")]
+    insecure: bool,
+    /// Trust the CA certificate(s) in this PEM file, or exactly the server
+    /// certificate it holds.
+    #[arg(long, value_name = "FILE")]
+    cacert: Option<PathBuf>,
+    /// A client certificate (PEM) for servers that ask for one.
+    #[arg(short = 'E', long = "cert", value_name = "FILE")]
+    cert: Option<PathBuf>,
+    /// The private key (PEM) of --cert (default: --cert's file).
+    #[arg(long = "key", value_name = "FILE")]
+    key: Option<PathBuf>,
+
+    /// Send to pipe NAME, taking the path from an ordinary URL.
+    #[arg(long, value_name = "NAME", conflicts_with_all = ["unix_socket", "abstract_unix_socket"])]
+    pipe: Option<String>,
+    /// Send to the Unix socket at PATH, taking the path from an ordinary URL.
+    #[arg(long, value_name = "PATH", conflicts_with = "abstract_unix_socket")]
+    unix_socket: Option<PathBuf>,
+    /// Send to the Unix socket NAME in Linux's abstract namespace.
+    #[arg(long, value_name = "NAME")]
+    abstract_unix_socket: Option<String>,
+    /// Refuse a server that runs as another user.
+    #[arg(long)]
+    current_user_only: bool,
+
+    /// Send cookies: 'NAME=VALUE; ...', or read a cookie file (and keep the
+    /// cookies the server sets during the transfer).
+    #[arg(short = 'b', long = "cookie", value_name = "DATA|FILE")]
+    cookie: Vec<String>,
+    /// Write the cookies to FILE (Netscape format; - for stdout) at the end.
+    #[arg(short = 'c', long = "cookie-jar", value_name = "FILE")]
+    cookie_jar: Option<String>,
+
+    /// Accepted for curl's command lines; pipehttp never globs URLs.
+    #[arg(short = 'g', long = "globoff", hide = true)]
+    globoff: bool,
+    /// Accepted for curl's command lines; output is never buffered.
+    #[arg(short = 'N', long = "no-buffer", hide = true)]
+    no_buffer: bool,
+    /// Accepted for curl's command lines: no config file is read.
+    #[arg(short = 'q', long = "disable", hide = true)]
+    disable: bool,
+    /// No progress bar.
+    #[arg(long = "no-progress-meter")]
+    no_progress_meter: bool,
+    /// Accepted for curl's command lines: the progress bar is the one kind.
+    #[arg(short = '#', long = "progress-bar", hide = true)]
+    progress_bar: bool,
+    /// Accepted for curl's command lines: connections are not reused.
+    #[arg(long = "no-keepalive", hide = true)]
+    no_keepalive: bool,
+}
+
+/// Which command runs: `get` always sends GET unless -X says otherwise.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verb {
+    Get,
+    Request,
+}
+
+/// Where requests go.
+#[derive(Debug, Clone)]
+enum Route {
+    /// Every request goes to this pipe or socket, whatever the URL's host
+    /// (curl's --unix-socket; our --pipe and pipe/unix targets).
+    Fixed(Endpoint),
+    /// TCP to the URL's host and port.
+    Tcp,
+}
+
+/// The parsed command line, shared by every transfer of the run.
+pub(crate) struct Options {
+    args: RequestArgs,
+    spec: RequestSpec,
+    client: Client,
+    jar: Option<cookies::Jar>,
+    /// -b NAME=VALUE strings, sent as they are.
+    cookie_strings: Vec<String>,
+    write_out: Option<String>,
+    show_errors: bool,
+    show_progress: bool,
+    max_time: Option<Duration>,
+}
+
+pub async fn run(args: RequestArgs, verb: Verb) -> ExitCode {
+    crate::logging::init("warn", crate::logging::Sink::Stderr);
+    let show_errors = !args.silent || args.show_error;
+    match prepare(args, verb).await {
+        Ok((options, urls)) => transfer::run_all(options, urls).await,
+        Err(f) if show_errors => f.report(),
+        Err(f) => ExitCode::from(f.code),
+    }
+}
+
+async fn prepare(args: RequestArgs, verb: Verb) -> Result<(Options, Vec<String>), Failure> {
+    let mut spec = RequestSpec::new(&args.message).await?;
+    if verb == Verb::Get && spec.custom_method.is_none() && spec.kind != spec::Kind::Head {
+        // `get` keeps its promise even with a body.
+        spec.custom_method = Some("GET".into());
+    }
+    let urls: Vec<String> = args.urls.iter().chain(&args.url_flags).cloned().collect();
+    if urls.is_empty() {
+        return Err(Failure::usage(
+            "no URL given: pipehttp request [OPTIONS] URL",
+        ));
+    }
+
+    let connect_timeout = spec::seconds(
+        "--connect-timeout",
+        args.connect_timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT),
+    )?;
+    let max_time = args
+        .max_time
+        .map(|t| spec::seconds("--max-time", t))
+        .transpose()?;
+    let mut builder = Client::builder()
+        .connect_timeout(connect_timeout)
+        .current_user_only(args.current_user_only);
+    if args.http2_prior_knowledge {
+        builder = builder.http2_prior_knowledge();
+    } else if args.http1_1 || args.http1_0 {
+        builder = builder.http1_only();
+    }
+    if let Some(path) = &args.cacert {
+        let pem = std::fs::read(path).map_err(|e| {
+            Failure::new(
+                exit::SSL_CACERT_BADFILE,
+                format!("cannot read the CA file {}: {e}", path.display()),
+            )
+        })?;
+        builder = builder.add_root_certificate_pem(pem);
+    }
+    if let Some(cert) = &args.cert {
+        let read = |path: &PathBuf| {
+            std::fs::read(path).map_err(|e| {
+                Failure::new(
+                    exit::SSL_CERTPROBLEM,
+                    format!("cannot read the client certificate {}: {e}", path.display()),
+                )
+            })
+        };
+        let cert_pem = read(cert)?;
+        let key_pem = match &args.key {
+            Some(key) => read(key)?,
+            None => cert_pem.clone(),
+        };
+        builder = builder.identity_pem(cert_pem, key_pem);
+    }
+    if args.insecure {
+        builder = builder.danger_accept_invalid_certs(true);
+    }
+
+    let mut jar = None;
+    let mut cookie_strings = Vec::new();
+    for cookie in &args.cookie {
+        if cookie.contains('=') {
+            cookie_strings.push(cookie.clone());
+        } else {
+            let jar = jar.get_or_insert_with(cookies::Jar::default);
+            if !cookie.is_empty() {
+                jar.load(cookie)?;
+            }
+        }
+    }
+    if args.cookie_jar.is_some() && jar.is_none() {
+        jar = Some(cookies::Jar::default());
+    }
+
+    let write_out = match &args.write_out {
+        Some(format) => Some(match format.strip_prefix('@') {
+            Some(source) => String::from_utf8_lossy(&spec::read_source(source).await?).into_owned(),
+            None => format.clone(),
+        }),
+        None => None,
+    };
+    let options = Options {
+        show_errors: !args.silent || args.show_error,
+        show_progress: !args.silent && !args.no_progress_meter,
+        client: builder.build(),
+        spec,
+        jar,
+        cookie_strings,
+        write_out,
+        max_time,
+        args,
+    };
+    Ok((options, urls))
+}
+
+/// A URL the way the transfer sees it: where it connects, and the URL
+/// itself (pipe and unix targets become `http://localhost/PATH`).
+#[derive(Debug, Clone)]
+pub(crate) struct Target {
+    route: Route,
+    /// Set when the URL was given as a pipe or unix target: `-w`'s
+    /// %{url_effective} shows it in that form.
+    target_form: bool,
+}
+
+impl Options {
+    /// The route and the URL for a URL as given on the command line.
+    fn target(&self, input: &str) -> Result<(Target, Url), Failure> {
+        let malformed = |why: String| Failure::new(exit::URL_MALFORMAT, why);
+        if let Some(c) = input.chars().find(|c| c.is_whitespace() || c.is_control()) {
+            return Err(malformed(format!(
+                "the URL '{input}' contains {c:?}: percent-encode it"
+            )));
+        }
+        let text = if input.contains("://") {
+            input.to_owned()
+        } else {
+            format!("http://{input}")
+        };
+        let scheme_end = text.find("://").unwrap_or(0);
+        let scheme = text[..scheme_end].to_ascii_lowercase();
+        if scheme != "http" && scheme != "https" {
+            return Err(Failure::new(
+                exit::UNSUPPORTED_PROTOCOL,
+                format!("'{scheme}' is not a protocol pipehttp speaks: use http:// or https://"),
+            ));
+        }
+        let rest = &text[scheme_end + 3..];
+        if rest.starts_with("pipe:") || rest.starts_with("unix:") {
+            if self.args.pipe.is_some() || self.args.unix_socket.is_some() {
+                return Err(Failure::usage(
+                    "--pipe and --unix-socket take an ordinary URL such as http://localhost/test",
+                ));
+            }
+            let target: RequestTarget = text.parse().map_err(|e| malformed(format!("{e}")))?;
+            let url = Url::parse(&format!("{scheme}://localhost{}", target.path_and_query()))
+                .map_err(|e| malformed(format!("the URL '{input}' is malformed: {e}")))?;
+            return Ok((
+                Target {
+                    route: Route::Fixed(target.endpoint().clone()),
+                    target_form: true,
+                },
+                url,
+            ));
+        }
+        let url = Url::parse(&text)
+            .map_err(|e| malformed(format!("the URL '{input}' is malformed: {e}")))?;
+        if url.host_str().is_none_or(str::is_empty) {
+            return Err(malformed(format!("the URL '{input}' has no host")));
+        }
+        let route = if let Some(name) = &self.args.pipe {
+            Route::Fixed(Endpoint::Pipe(
+                PipeName::new(name).map_err(|e| Failure::usage(e.to_string()))?,
+            ))
+        } else if let Some(path) = &self.args.unix_socket {
+            Route::Fixed(Endpoint::Unix(path.clone()))
+        } else if let Some(name) = &self.args.abstract_unix_socket {
+            if !cfg!(any(target_os = "linux", target_os = "android")) {
+                return Err(Failure::usage("--abstract-unix-socket is Linux only"));
+            }
+            // A path that starts with NUL is the abstract namespace.
+            Route::Fixed(Endpoint::Unix(PathBuf::from(format!("\0{name}"))))
+        } else {
+            Route::Tcp
+        };
+        Ok((
+            Target {
+                route,
+                target_form: false,
+            },
+            url,
+        ))
+    }
+}
+
+impl Target {
+    /// The URL as -w's %{url_effective} shows it.
+    fn display(&self, url: &Url) -> String {
+        match (&self.route, self.target_form) {
+            (Route::Fixed(endpoint), true) => {
+                let scheme = if url.scheme() == "https" {
+                    Scheme::Https
+                } else {
+                    Scheme::Http
+                };
+                let mut path = url.path().to_owned();
+                if let Some(q) = url.query() {
+                    path.push('?');
+                    path.push_str(q);
+                }
+                RequestTarget::new(scheme, endpoint.clone(), &path)
+                    .map_or_else(|_| url.to_string(), |t| t.to_string())
+            }
+            _ => url.to_string(),
+        }
+    }
+
+    /// The endpoint a request to `url` connects to.
+    fn endpoint(&self, url: &Url) -> Result<Endpoint, Failure> {
+        match &self.route {
+            Route::Fixed(endpoint) => Ok(endpoint.clone()),
+            Route::Tcp => {
+                let port = url.port_or_known_default().unwrap_or(80);
+                let host = match url.host() {
+                    Some(url::Host::Ipv4(ip)) => pipehttp::address::Host::Ip(ip.into()),
+                    Some(url::Host::Ipv6(ip)) => pipehttp::address::Host::Ip(ip.into()),
+                    Some(url::Host::Domain(d)) if d.eq_ignore_ascii_case("localhost") => {
+                        pipehttp::address::Host::Localhost
+                    }
+                    Some(url::Host::Domain(d)) => pipehttp::address::Host::Name(d.to_owned()),
+                    None => {
+                        return Err(Failure::new(
+                            exit::URL_MALFORMAT,
+                            format!("{url} has no host"),
+                        ));
+                    }
+                };
+                Ok(Endpoint::Tcp { host, port })
+            }
+        }
+    }
+
+    /// Whether a missing server is waited for: only for pipe names, whose
+    /// servers restart in place; curl's own habit, failing at once, for the rest.
+    fn waits_for_server(&self) -> bool {
+        matches!(self.route, Route::Fixed(Endpoint::Pipe(_)))
+    }
+}

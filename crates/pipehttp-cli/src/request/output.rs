@@ -1,0 +1,224 @@
+//! Where the body and the heads go: stdout or a file (created when the
+//! first byte comes, as curl does), and a progress bar on a terminal.
+
+use std::fs::File;
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+
+use crate::exit::{self, Failure};
+
+/// Bodies larger than this get a progress bar when stderr is a terminal.
+const PROGRESS_THRESHOLD: u64 = 1024 * 1024;
+
+/// The body's destination.
+pub struct Output {
+    path: Option<PathBuf>,
+    create_dirs: bool,
+    file: Option<File>,
+    /// Bytes written so far.
+    pub written: u64,
+}
+
+impl Output {
+    pub fn new(path: Option<PathBuf>, create_dirs: bool) -> Self {
+        Self {
+            path,
+            create_dirs,
+            file: None,
+            written: 0,
+        }
+    }
+
+    /// The file's name, for %{filename_effective}.
+    pub fn name(&self) -> Option<String> {
+        self.path.as_ref().map(|p| p.display().to_string())
+    }
+
+    fn open(&mut self) -> Result<(), Failure> {
+        let (Some(path), None) = (&self.path, &self.file) else {
+            return Ok(());
+        };
+        if self.create_dirs {
+            if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                std::fs::create_dir_all(parent).map_err(|e| {
+                    Failure::new(
+                        exit::WRITE_ERROR,
+                        format!("cannot create {}: {e}", parent.display()),
+                    )
+                })?;
+            }
+        }
+        let file = File::create(path).map_err(|e| {
+            Failure::new(
+                exit::WRITE_ERROR,
+                format!("cannot create {}: {e}", path.display()),
+            )
+        })?;
+        self.file = Some(file);
+        Ok(())
+    }
+
+    pub fn write(&mut self, bytes: &[u8]) -> Result<(), Failure> {
+        self.open()?;
+        let result = match &mut self.file {
+            Some(file) => file.write_all(bytes),
+            None => {
+                let mut out = std::io::stdout().lock();
+                out.write_all(bytes).and_then(|()| out.flush())
+            }
+        };
+        result.map_err(|e| {
+            let name = self.name().unwrap_or_else(|| "stdout".into());
+            Failure::new(exit::WRITE_ERROR, format!("cannot write to {name}: {e}"))
+        })?;
+        self.written += bytes.len() as u64;
+        Ok(())
+    }
+
+    /// Starts over, for a retry: a file is truncated; what went to stdout
+    /// stays there, as with curl.
+    pub fn rewind(&mut self) {
+        if self.file.take().is_some() {
+            self.written = 0;
+        }
+    }
+
+    /// Ends a successful transfer: an empty body still makes its file.
+    pub fn finish(&mut self) -> Result<(), Failure> {
+        self.open()?;
+        if let Some(file) = &mut self.file {
+            file.flush()
+                .map_err(|e| Failure::new(exit::WRITE_ERROR, format!("cannot write: {e}")))?;
+        }
+        Ok(())
+    }
+}
+
+/// A progress bar on stderr for large bodies, only when a person watches.
+pub struct Progress {
+    bar: Option<indicatif::ProgressBar>,
+    enabled: bool,
+    length: Option<u64>,
+    done: u64,
+}
+
+impl Progress {
+    pub fn new(enabled: bool, length: Option<u64>) -> Self {
+        let mut progress = Self {
+            bar: None,
+            enabled: enabled && std::io::stderr().is_terminal(),
+            length,
+            done: 0,
+        };
+        progress.advance(0);
+        progress
+    }
+
+    pub fn advance(&mut self, n: usize) {
+        self.done += n as u64;
+        if self.bar.is_none()
+            && self.enabled
+            && self.length.unwrap_or(self.done) > PROGRESS_THRESHOLD
+        {
+            let bar = match self.length {
+                Some(n) => indicatif::ProgressBar::new(n),
+                None => indicatif::ProgressBar::no_length(),
+            };
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{bytes}/{total_bytes} {wide_bar} {bytes_per_sec} {eta}",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            );
+            bar.set_position(self.done);
+            self.bar = Some(bar);
+        } else if let Some(bar) = &self.bar {
+            bar.inc(n as u64);
+        }
+    }
+
+    pub fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+/// An upload read through a progress bar.
+pub struct Uploading<R> {
+    inner: R,
+    progress: Progress,
+}
+
+impl<R> Uploading<R> {
+    pub fn new(inner: R, enabled: bool, length: u64) -> Self {
+        Self {
+            inner,
+            progress: Progress::new(enabled, Some(length)),
+        }
+    }
+}
+
+impl<R: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Uploading<R> {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let poll = std::pin::Pin::new(&mut this.inner).poll_read(cx, buf);
+        if let std::task::Poll::Ready(Ok(())) = &poll {
+            let n = buf.filled().len() - before;
+            if n == 0 {
+                this.progress.finish();
+            } else {
+                this.progress.advance(n);
+            }
+        }
+        poll
+    }
+}
+
+/// `-D FILE`: every response head, as received.
+pub struct HeaderDump {
+    file: Option<File>,
+    stdout: bool,
+}
+
+impl HeaderDump {
+    pub fn open(path: Option<&PathBuf>) -> Result<Self, Failure> {
+        Ok(match path {
+            None => Self {
+                file: None,
+                stdout: false,
+            },
+            Some(p) if p.as_os_str() == "-" => Self {
+                file: None,
+                stdout: true,
+            },
+            Some(p) => Self {
+                file: Some(File::create(p).map_err(|e| {
+                    Failure::new(
+                        exit::WRITE_ERROR,
+                        format!("cannot create {}: {e}", p.display()),
+                    )
+                })?),
+                stdout: false,
+            },
+        })
+    }
+
+    pub fn write(&mut self, head: &[u8]) -> Result<(), Failure> {
+        let result = match (&mut self.file, self.stdout) {
+            (Some(file), _) => file.write_all(head),
+            (None, true) => {
+                let mut out = std::io::stdout().lock();
+                out.write_all(head).and_then(|()| out.flush())
+            }
+            (None, false) => Ok(()),
+        };
+        result
+            .map_err(|e| Failure::new(exit::WRITE_ERROR, format!("cannot write the headers: {e}")))
+    }
+}
