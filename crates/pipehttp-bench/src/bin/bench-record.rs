@@ -214,10 +214,9 @@ fn run(
     };
     if let (Some(before), Some(after), Some(&n)) =
         (cpu_before, cpu_after, values.get(metric::REQUESTS))
+        && n > 0.0
     {
-        if n > 0.0 {
-            values.insert(metric::CPU.to_owned(), (after - before) / n);
-        }
+        values.insert(metric::CPU.to_owned(), (after - before) / n);
     }
     let show = |m: &str| values.get(m).copied();
     let mut summary = Vec::new();

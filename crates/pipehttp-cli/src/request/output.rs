@@ -38,15 +38,15 @@ impl Output {
         let (Some(path), None) = (&self.path, &self.file) else {
             return Ok(());
         };
-        if self.create_dirs {
-            if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-                std::fs::create_dir_all(parent).map_err(|e| {
-                    Failure::new(
-                        exit::WRITE_ERROR,
-                        format!("cannot create {}: {e}", parent.display()),
-                    )
-                })?;
-            }
+        if self.create_dirs
+            && let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty())
+        {
+            std::fs::create_dir_all(parent).map_err(|e| {
+                Failure::new(
+                    exit::WRITE_ERROR,
+                    format!("cannot create {}: {e}", parent.display()),
+                )
+            })?;
         }
         let file = File::create(path).map_err(|e| {
             Failure::new(

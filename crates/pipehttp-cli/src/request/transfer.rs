@@ -163,31 +163,31 @@ impl Options {
             info.time_total = started_attempt.elapsed();
             let code = result.as_ref().err().map_or(0, |f| f.code);
 
-            if retries_left > 0 {
-                if let Some(why) = self.transient(code, info.http_code, &target) {
-                    let pause = attempt.retry_after.or(fixed_delay).unwrap_or(backoff);
-                    let in_time = max_retry_time.is_none_or(|max| started.elapsed() + pause <= max);
-                    if in_time {
-                        if !self.args.silent {
-                            eprintln!(
-                                "Warning: Problem {why}. Will retry in {} seconds. {} retries left.",
-                                pause.as_secs(),
-                                retries_left
-                            );
-                        }
-                        retries_left -= 1;
-                        tokio::time::sleep(pause).await;
-                        backoff = (backoff * 2).min(Duration::from_secs(600));
-                        out.rewind();
-                        continue;
+            if retries_left > 0
+                && let Some(why) = self.transient(code, info.http_code, &target)
+            {
+                let pause = attempt.retry_after.or(fixed_delay).unwrap_or(backoff);
+                let in_time = max_retry_time.is_none_or(|max| started.elapsed() + pause <= max);
+                if in_time {
+                    if !self.args.silent {
+                        eprintln!(
+                            "Warning: Problem {why}. Will retry in {} seconds. {} retries left.",
+                            pause.as_secs(),
+                            retries_left
+                        );
                     }
+                    retries_left -= 1;
+                    tokio::time::sleep(pause).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(600));
+                    out.rewind();
+                    continue;
                 }
             }
             info.filename_effective = out.name();
-            if code == 0 {
-                if let Err(f) = out.finish() {
-                    return self.finish(f.code, Some(f), &mut info);
-                }
+            if code == 0
+                && let Err(f) = out.finish()
+            {
+                return self.finish(f.code, Some(f), &mut info);
             }
             return self.finish(code, result.err(), &mut info);
         }
@@ -472,13 +472,14 @@ impl Options {
             .client
             .connector(&ListenAddress::new(scheme, endpoint.clone()))?
             .wait_for_server(target.waits_for_server());
-        if https && !target.target_form {
-            if let Some(host) = url.host_str() {
-                // Over a socket the certificate is checked for the URL's
-                // host, as curl does, not for the socket.
-                let host = host.trim_start_matches('[').trim_end_matches(']');
-                connector = connector.tls_server_name(host)?;
-            }
+        if https
+            && !target.target_form
+            && let Some(host) = url.host_str()
+        {
+            // Over a socket the certificate is checked for the URL's
+            // host, as curl does, not for the socket.
+            let host = host.trim_start_matches('[').trim_end_matches(']');
+            connector = connector.tls_server_name(host)?;
         }
         let host = url.host_str().unwrap_or("localhost").to_owned();
         let port = url.port_or_known_default().unwrap_or(80);

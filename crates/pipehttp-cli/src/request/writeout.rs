@@ -211,27 +211,27 @@ pub fn write(format: &str, info: &Info) {
     let mut rest = format;
     while let Some(c) = rest.chars().next() {
         let sink = if to_stderr { &mut err } else { &mut out };
-        if let Some(tail) = rest.strip_prefix("%{") {
-            if let Some(end) = tail.find('}') {
-                let name = &tail[..end];
-                rest = &tail[end + 1..];
-                match name {
-                    "stdout" => to_stderr = false,
-                    "stderr" => to_stderr = true,
-                    _ => match info.variable(name) {
-                        Some(v) => sink.extend_from_slice(v.as_bytes()),
-                        None => eprintln!("pipehttp: unknown --write-out variable: '{name}'"),
-                    },
-                }
-                continue;
+        if let Some(tail) = rest.strip_prefix("%{")
+            && let Some(end) = tail.find('}')
+        {
+            let name = &tail[..end];
+            rest = &tail[end + 1..];
+            match name {
+                "stdout" => to_stderr = false,
+                "stderr" => to_stderr = true,
+                _ => match info.variable(name) {
+                    Some(v) => sink.extend_from_slice(v.as_bytes()),
+                    None => eprintln!("pipehttp: unknown --write-out variable: '{name}'"),
+                },
             }
+            continue;
         }
-        if let Some(tail) = rest.strip_prefix("%header{") {
-            if let Some(end) = tail.find('}') {
-                sink.extend_from_slice(info.header(&tail[..end]).as_bytes());
-                rest = &tail[end + 1..];
-                continue;
-            }
+        if let Some(tail) = rest.strip_prefix("%header{")
+            && let Some(end) = tail.find('}')
+        {
+            sink.extend_from_slice(info.header(&tail[..end]).as_bytes());
+            rest = &tail[end + 1..];
+            continue;
         }
         if let Some(tail) = rest.strip_prefix("%%") {
             sink.push(b'%');
