@@ -109,6 +109,13 @@ impl Spawned {
         }
     }
 
+    /// The child's exit status if it has exited, without waiting.
+    pub fn try_exit(&mut self) -> Option<ExitStatus> {
+        let status = self.child.try_wait().expect("try_wait")?;
+        self.wait_output_closed();
+        Some(status)
+    }
+
     /// Waits for the child to exit by itself and returns its status.
     pub fn wait_exit(&mut self) -> ExitStatus {
         let deadline = Instant::now() + READY_TIMEOUT;
@@ -481,5 +488,79 @@ impl Deref for Nginx {
     type Target = Spawned;
     fn deref(&self) -> &Spawned {
         &self.process
+    }
+}
+
+/// What a client that trickled a request body saw.
+#[cfg(unix)]
+#[derive(Debug)]
+pub struct Trickled {
+    /// The answer's status line and headers.
+    pub head: String,
+    /// How long after the first body byte the answer came.
+    pub after: Duration,
+    /// When the answer came.
+    pub answered_at: Instant,
+}
+
+/// Sends `POST target` on `conn`, announcing `length` body bytes, then
+/// sends them one at a time, `every` apart (a slowloris on the body),
+/// until the server answers. Panics if no answer comes within `patience`.
+/// The caller connects, so that clients queue in the order it chooses.
+#[cfg(unix)]
+pub fn trickle_body(
+    mut conn: std::os::unix::net::UnixStream,
+    target: &str,
+    length: usize,
+    every: Duration,
+    patience: Duration,
+) -> Trickled {
+    use std::io::Write;
+    use std::sync::atomic::AtomicBool;
+
+    write!(
+        conn,
+        "POST {target} HTTP/1.1\r\nHost: localhost\r\nContent-Length: {length}\r\n\r\n"
+    )
+    .expect("send the head");
+    let started = Instant::now();
+    let answered = Arc::new(AtomicBool::new(false));
+    let mut writer = conn.try_clone().expect("a second handle");
+    let stop = answered.clone();
+    std::thread::spawn(move || {
+        for _ in 0..length {
+            if stop.load(Ordering::SeqCst) || writer.write_all(b"x").is_err() {
+                return;
+            }
+            std::thread::sleep(every);
+        }
+    });
+    conn.set_read_timeout(Some(patience))
+        .expect("a read timeout");
+    let mut got = Vec::new();
+    let mut buf = [0u8; 1024];
+    let end = loop {
+        if let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+            break end;
+        }
+        match conn.read(&mut buf) {
+            Ok(0) => panic!(
+                "the server closed a trickled body's connection without an answer after {:?}: {:?}",
+                started.elapsed(),
+                String::from_utf8_lossy(&got)
+            ),
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) => panic!(
+                "no answer to a trickled body after {:?}: {e}",
+                started.elapsed()
+            ),
+        }
+    };
+    let answered_at = Instant::now();
+    answered.store(true, Ordering::SeqCst);
+    Trickled {
+        head: String::from_utf8_lossy(&got[..end]).into_owned(),
+        after: answered_at - started,
+        answered_at,
     }
 }

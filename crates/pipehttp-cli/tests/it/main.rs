@@ -6,6 +6,7 @@
 mod activation;
 mod bench;
 mod cli;
+mod edges;
 mod load;
 mod serve;
 mod server_process;

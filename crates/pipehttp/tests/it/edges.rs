@@ -164,47 +164,6 @@ async fn at_a_limit_of_one_ten_sequential_curls_are_each_served() {
 // ---------------------------------------------------------------------------
 // Minimum data rates (issue item 5)
 
-/// What a trickling client saw: the answer's head, and how long after its
-/// first body byte it came.
-struct Trickled {
-    head: String,
-    after: Duration,
-    answered_at: Instant,
-}
-
-/// Sends a request head announcing `length` body bytes, then one byte
-/// every 500 ms, until the server answers.
-async fn trickle_body(address: &str, length: usize) -> Trickled {
-    let conn = connect_raw(address).await;
-    let (mut reader, mut writer) = tokio::io::split(conn);
-    writer
-        .write_all(
-            format!("POST /echo HTTP/1.1\r\nHost: localhost\r\nContent-Length: {length}\r\n\r\n")
-                .as_bytes(),
-        )
-        .await
-        .unwrap();
-    let started = Instant::now();
-    let trickler = tokio::spawn(async move {
-        loop {
-            if writer.write_all(b"x").await.is_err() {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
-    });
-    let (head, _) = within(read_response(&mut reader))
-        .await
-        .unwrap_or_else(|e| panic!("a trickled body got no answer: {e}"));
-    let answered_at = Instant::now();
-    trickler.abort();
-    Trickled {
-        head,
-        after: answered_at - started,
-        answered_at,
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bodies_trickled_below_the_minimum_rate_get_408_and_free_their_slots() {
     // Three clients take all three slots with bodies sent at 2 bytes/s;
@@ -218,12 +177,17 @@ async fn bodies_trickled_below_the_minimum_rate_get_408_and_free_their_slots() {
     })))
     .await;
     let address = server.address(0);
+    let socket = socket_path(&server);
     let attackers: Vec<_> = (0..3)
-        .map(|_| tokio::spawn(trickle_body_owned(address.clone())))
+        .map(|_| {
+            let conn = std::os::unix::net::UnixStream::connect(&socket).unwrap();
+            tokio::task::spawn_blocking(move || {
+                testkit::trickle_body(conn, "/echo", 1000, Duration::from_millis(500), PATIENCE)
+            })
+        })
         .collect();
     // Connected after the tricklers (the listen queue is in order), so it
     // finds every slot taken.
-    tokio::time::sleep(Duration::from_millis(100)).await;
     let normal = tokio::spawn({
         let address = address.clone();
         async move {
@@ -250,10 +214,6 @@ async fn bodies_trickled_below_the_minimum_rate_get_408_and_free_their_slots() {
         "the normal client was served while the tricklers held every slot"
     );
     server.stop().await.unwrap();
-}
-
-async fn trickle_body_owned(address: String) -> Trickled {
-    trickle_body(&address, 1000).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -18,7 +18,7 @@ Modes:
                                each, sent as fast as the server's windows
                                allow, whose answers are never read (no
                                WINDOW_UPDATE is ever sent for them); runs
-                               until stdin closes
+                               until killed or --max
     get PATH                   one ordinary GET, answer read in full
 
 It prints one line per event, flushed: SECONDS EVENT [DETAILS], where
@@ -283,11 +283,8 @@ def echo_flood(sock, deadline, streams, size):
         elif not said_stalled and now - last_progress > 1.0:
             say("stalled", total)
             said_stalled = True
-        ready, _, _ = select.select([sock, sys.stdin], [], [], 0.2)
-        if sys.stdin in ready and not sys.stdin.buffer.read1(1):
-            say("sent", total)
-            return
-        if sock in ready:
+        ready, _, _ = select.select([sock], [], [], 0.2)
+        if ready:
             try:
                 data = sock.recv(65536)
             except (ConnectionResetError, BrokenPipeError):
