@@ -684,3 +684,32 @@ async fn a_fresh_socket_is_bound_at_its_public_path() {
     }
     server.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "BUG: a successor's socket keeps the address of its staging path (.pipehttp-PID-N/NAME), which no longer exists"]
+async fn a_successors_socket_is_bound_at_its_public_path() {
+    // The same after a takeover: the successor's socket was made in a
+    // private directory and renamed over the old one.
+    let (builder, name) = on_new_pipe("edge-addr-takeover");
+    let old = start(builder).await;
+    let path = socket_path(&old);
+    let new = start(
+        Server::builder()
+            .listen(format!("http://pipe:/{name}").as_str())
+            .takeover(true),
+    )
+    .await;
+    old.finished().await.unwrap();
+    let peer = tokio::net::UnixStream::connect(&path)
+        .await
+        .unwrap()
+        .peer_addr()
+        .unwrap();
+    assert_eq!(
+        peer.as_pathname(),
+        Some(path.as_path()),
+        "the successor's socket at {} calls itself {peer:?}",
+        path.display()
+    );
+    new.stop().await.unwrap();
+}
