@@ -43,11 +43,32 @@ const QUIET: Duration = Duration::from_millis(300);
 
 const KEEP_ALIVE_GET: &[u8] = b"GET /test HTTP/1.1\r\nHost: localhost\r\n\r\n";
 
-/// Limits with the given changes from the defaults.
-fn limits(change: impl FnOnce(&mut Limits)) -> Limits {
+/// The sample app on a new pipe with `slots` connection slots (`None`:
+/// no limit), whose request bodies must come at 240 B/s after [`GRACE`].
+async fn start_body_rated(prefix: &str, slots: Option<usize>) -> Running {
+    let (builder, _) = on_new_pipe(prefix);
     let mut limits = Limits::default();
-    change(&mut limits);
-    limits
+    limits.max_concurrent_connections = slots;
+    limits.min_request_body_data_rate = Some(MinDataRate::new(240, GRACE));
+    start(builder.limits(limits)).await
+}
+
+/// The sample app on a new pipe with `slots` connection slots, whose
+/// responses must be taken at 1 MiB/s after [`GRACE`]. The watchdog looks
+/// at an idle connection every `headers_timeout` (`None`: the default).
+async fn start_response_rated(
+    prefix: &str,
+    slots: usize,
+    headers_timeout: Option<Duration>,
+) -> Running {
+    let (builder, _) = on_new_pipe(prefix);
+    let mut limits = Limits::default();
+    if let Some(timeout) = headers_timeout {
+        limits.request_headers_timeout = timeout;
+    }
+    limits.max_concurrent_connections = Some(slots);
+    limits.min_response_data_rate = Some(MinDataRate::new(1 << 20, GRACE));
+    start(builder.limits(limits)).await
 }
 
 fn socket_path(server: &Running) -> PathBuf {
@@ -81,6 +102,28 @@ fn h2client(socket: &Path, args: &[&str]) -> Spawned {
     let mut cmd = Command::new("python3");
     cmd.arg(script).arg(socket).args(args);
     Spawned::start(cmd)
+}
+
+/// Starts an h2client for each of `attacks` (its arguments) and waits
+/// until each has reported `event`; returns each with that event's time.
+async fn h2_attack(socket: &Path, attacks: &[&[&str]], event: &str) -> Vec<(Spawned, f64)> {
+    let clients: Vec<Spawned> = attacks.iter().map(|args| h2client(socket, args)).collect();
+    let mut reached = Vec::new();
+    for client in clients {
+        let at = h2_event(&client, event).await;
+        reached.push((client, at));
+    }
+    reached
+}
+
+/// A normal client that connects now, behind whoever holds the slots, and
+/// must be served: the handle gives when it was.
+fn normal_client_behind(server: &Running) -> tokio::task::JoinHandle<Instant> {
+    let address = server.address(0);
+    tokio::spawn(async move {
+        normal_get(&address).await;
+        Instant::now()
+    })
 }
 
 /// Waits (off the runtime's threads) for the h2client line with `event`
@@ -170,13 +213,7 @@ async fn bodies_trickled_below_the_minimum_rate_get_408_and_free_their_slots() {
     // a fourth, normal client waits. Each trickler is answered 408 with
     // Connection: close once the grace period is over, and the normal
     // client is served after that.
-    let (builder, _) = on_new_pipe("edge-trickle");
-    let server = start(builder.limits(limits(|l| {
-        l.max_concurrent_connections = Some(3);
-        l.min_request_body_data_rate = Some(MinDataRate::new(240, GRACE));
-    })))
-    .await;
-    let address = server.address(0);
+    let server = start_body_rated("edge-trickle", Some(3)).await;
     let socket = socket_path(&server);
     let attackers: Vec<_> = (0..3)
         .map(|_| {
@@ -188,13 +225,7 @@ async fn bodies_trickled_below_the_minimum_rate_get_408_and_free_their_slots() {
         .collect();
     // Connected after the tricklers (the listen queue is in order), so it
     // finds every slot taken.
-    let normal = tokio::spawn({
-        let address = address.clone();
-        async move {
-            normal_get(&address).await;
-            Instant::now()
-        }
-    });
+    let normal = normal_client_behind(&server);
     let mut first_cut = None::<Instant>;
     for attacker in attackers {
         let t = attacker.await.unwrap();
@@ -219,16 +250,22 @@ async fn bodies_trickled_below_the_minimum_rate_get_408_and_free_their_slots() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "BUG: the watchdog only notices a response waiting for the client at its next look, up to request_headers_timeout (30 s) later"]
 async fn a_response_read_at_one_byte_a_second_is_cut_and_frees_its_slot() {
-    // The only slot goes to a client that asks for a gigabyte and reads it
-    // a byte a second. Once the socket's buffers are full, the piece the
-    // server handed over is not taken within the grace period, and the
-    // connection is closed: a normal client waiting behind it is served.
-    let (builder, _) = on_new_pipe("edge-slowread");
-    let server = start(builder.limits(limits(|l| {
-        l.max_concurrent_connections = Some(1);
-        l.min_response_data_rate = Some(MinDataRate::new(1 << 20, GRACE));
-    })))
-    .await;
+    slow_reader_attack(None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_response_read_at_one_byte_a_second_is_cut_when_the_watchdog_looks_every_second() {
+    // The same with a headers timeout of 1 s, so that the watchdog looks
+    // every second whatever it saw last: the rate itself is enforced.
+    slow_reader_attack(Some(Duration::from_secs(1))).await;
+}
+
+/// The only slot goes to a client that asks for a gigabyte and reads it
+/// a byte a second. Once the socket's buffers are full, the piece the
+/// server handed over is not taken within the grace period, and the
+/// connection is closed: a normal client waiting behind it is served.
+async fn slow_reader_attack(headers_timeout: Option<Duration>) {
+    let server = start_response_rated("edge-slowread", 1, headers_timeout).await;
     let address = server.address(0);
     let total: u64 = 1 << 30;
     let mut slow = connect_raw(&address).await;
@@ -283,28 +320,33 @@ async fn a_response_read_at_one_byte_a_second_is_cut_and_frees_its_slot() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "BUG: the watchdog only notices a response waiting for the client at its next look, up to request_headers_timeout (30 s) later"]
 async fn http2_streams_at_zero_window_are_cut_and_free_their_slots() {
-    // Python's h2 opens its streams with a window of 0, so the server can
-    // send no DATA: a small answer (/test) and a large one (/bytes) both
-    // wait for the client. Both connections are closed once the grace
-    // period is over, and a normal client waiting behind them is served.
-    let (builder, _) = on_new_pipe("edge-zerowin");
-    let server = start(builder.limits(limits(|l| {
-        l.max_concurrent_connections = Some(2);
-        l.min_response_data_rate = Some(MinDataRate::new(1 << 20, GRACE));
-    })))
-    .await;
+    zero_window_attack(None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_streams_at_zero_window_are_cut_when_the_watchdog_looks_every_second() {
+    // The same with a headers timeout of 1 s (see the slow reader's).
+    zero_window_attack(Some(Duration::from_secs(1))).await;
+}
+
+/// Python's h2 opens its streams with a window of 0, so the server can
+/// send no DATA: a small answer (/test) and a large one (/bytes) both wait
+/// for the client. Both connections are closed once the grace period is
+/// over, and a normal client waiting behind them is served.
+async fn zero_window_attack(headers_timeout: Option<Duration>) {
+    let server = start_response_rated("edge-zerowin", 2, headers_timeout).await;
     let path = socket_path(&server);
-    let small = h2client(&path, &["zero-window", "/test", "--max", "30"]);
-    let large = h2client(&path, &["zero-window", "/bytes/10000000", "--max", "30"]);
-    let answered = [
-        h2_event(&small, "response 1 200").await,
-        h2_event(&large, "response 1 200").await,
-    ];
-    let normal = tokio::spawn({
-        let address = server.address(0);
-        async move { normal_get(&address).await }
-    });
-    for (client, answered) in [(&small, answered[0]), (&large, answered[1])] {
+    let attackers = h2_attack(
+        &path,
+        &[
+            &["zero-window", "/test", "--max", "30"],
+            &["zero-window", "/bytes/10000000", "--max", "30"],
+        ],
+        "response 1 200",
+    )
+    .await;
+    let normal = normal_client_behind(&server);
+    for (client, answered) in &attackers {
         let closed = h2_event(client, "closed").await;
         assert!(
             closed - answered <= (GRACE + Duration::from_secs(1) + SLACK).as_secs_f64(),
@@ -338,17 +380,17 @@ async fn an_http2_header_block_that_never_ends_is_cut_at_the_headers_timeout() {
     )
     .await;
     let path = socket_path(&server);
-    let silent = h2client(&path, &["open-headers", "--max", "30"]);
-    let trickling = h2client(&path, &["open-headers", "--trickle", "--max", "30"]);
-    let began = [
-        h2_event(&silent, "headers-sent").await,
-        h2_event(&trickling, "headers-sent").await,
-    ];
-    let normal = tokio::spawn({
-        let address = server.address(0);
-        async move { normal_get(&address).await }
-    });
-    for (client, began) in [(&silent, began[0]), (&trickling, began[1])] {
+    let attackers = h2_attack(
+        &path,
+        &[
+            &["open-headers", "--max", "30"],
+            &["open-headers", "--trickle", "--max", "30"],
+        ],
+        "headers-sent",
+    )
+    .await;
+    let normal = normal_client_behind(&server);
+    for (client, began) in &attackers {
         let held = h2_event(client, "closed").await - began;
         assert!(
             held >= headers_timeout.as_secs_f64() - 0.1
@@ -365,11 +407,7 @@ async fn an_http2_header_block_that_never_ends_is_cut_at_the_headers_timeout() {
 async fn an_http2_request_body_trickled_below_the_rate_gets_408_on_its_stream() {
     // One byte of body every half second on one stream of an HTTP/2
     // connection: the stream is answered 408 once the grace period is over.
-    let (builder, _) = on_new_pipe("edge-h2trickle");
-    let server = start(builder.limits(limits(|l| {
-        l.min_request_body_data_rate = Some(MinDataRate::new(240, GRACE));
-    })))
-    .await;
+    let server = start_body_rated("edge-h2trickle", None).await;
     let path = socket_path(&server);
     let client = h2client(
         &path,
@@ -391,53 +429,40 @@ async fn an_http2_request_body_trickled_below_the_rate_gets_408_on_its_stream() 
 // Bodies over the limit (issue item 6)
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn pipehttp_client_reads_the_413_for_a_body_well_over_the_limit() {
-    // 20 MB against a 1 MB limit, with a length and streamed (chunked):
-    // the server answers before the body is sent, and the client, still
+async fn pipehttp_client_reads_the_413_for_bodies_well_over_the_limit() {
+    // 20 MB against a 1 MB limit, with a length and streamed (chunked),
+    // and 96 MiB, past the 64 MiB the server reads after its 413: the
+    // server answers before the body is sent, and the client, still
     // sending, must return that answer instead of a write error.
     let (builder, _) = on_new_pipe("edge-413");
     let server = start(builder.max_request_body_size(Some(1_000_000))).await;
     let target = format!("{}:/echo", server.address(0));
     let client = Client::builder().timeout(PATIENCE).build();
+    let streamed =
+        |len: u64| pipehttp::client::Body::from_reader(tokio::io::repeat(b'x').take(len));
+    let mut uploads = Vec::new();
     for round in 0..3 {
-        let res = client
-            .post(&target)
-            .body(Bytes::from(vec![b'x'; 20_000_000]))
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("round {round}, 20 MB with a length: {e:#}"));
-        assert_eq!(res.status(), StatusCode::PAYLOAD_TOO_LARGE);
-        let streamed =
-            pipehttp::client::Body::from_reader(tokio::io::repeat(b'x').take(20_000_000));
-        let res = client
-            .post(&target)
-            .body(streamed)
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("round {round}, 20 MB streamed: {e:#}"));
-        assert_eq!(res.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        let whole = pipehttp::client::Body::from(Bytes::from(vec![b'x'; 20_000_000]));
+        uploads.push((format!("round {round}, 20 MB with a length"), whole, None));
+        uploads.push((
+            format!("round {round}, 20 MB streamed"),
+            streamed(20_000_000),
+            None,
+        ));
     }
-    server.stop().await.unwrap();
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn pipehttp_client_reads_the_413_even_past_the_lingering_budget() {
-    // 96 MiB against a 1 MB limit: the server stops lingering after 64 MiB
-    // and closes, so the upload cannot finish; the 413 came long before,
-    // and it is what the client reports.
-    let (builder, _) = on_new_pipe("edge-413big");
-    let server = start(builder.max_request_body_size(Some(1_000_000))).await;
-    let target = format!("{}:/echo", server.address(0));
-    let client = Client::builder().timeout(PATIENCE).build();
-    let body = pipehttp::client::Body::from_reader(tokio::io::repeat(b'x').take(96 << 20));
-    let res = client
-        .post(&target)
-        .header("content-length", (96u64 << 20).to_string())
-        .body(body)
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("96 MiB over a 1 MB limit: {e:#}"));
-    assert_eq!(res.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    uploads.push((
+        "96 MiB with a length".to_owned(),
+        streamed(96 << 20),
+        Some(96u64 << 20),
+    ));
+    for (what, body, length) in uploads {
+        let mut req = client.post(&target).body(body);
+        if let Some(length) = length {
+            req = req.header("content-length", length.to_string());
+        }
+        let res = req.send().await.unwrap_or_else(|e| panic!("{what}: {e:#}"));
+        assert_eq!(res.status(), StatusCode::PAYLOAD_TOO_LARGE, "{what}");
+    }
     server.stop().await.unwrap();
 }
 
@@ -669,20 +694,24 @@ async fn a_fresh_socket_is_bound_at_its_public_path() {
     let (builder, _) = on_new_pipe("edge-addr");
     let server = start(builder.listen(format!("http://unix:{}", unix.display()).as_str())).await;
     for bound in &server.addresses {
-        let path = bound.path.clone().expect("a socket path");
-        let peer = tokio::net::UnixStream::connect(&path)
-            .await
-            .unwrap()
-            .peer_addr()
-            .unwrap();
-        assert_eq!(
-            peer.as_pathname(),
-            Some(path.as_path()),
-            "the socket at {} calls itself {peer:?}",
-            path.display()
-        );
+        assert_bound_at(bound.path.as_deref().expect("a socket path")).await;
     }
     server.stop().await.unwrap();
+}
+
+/// Panics unless the socket at `path` calls itself `path`.
+async fn assert_bound_at(path: &Path) {
+    let peer = tokio::net::UnixStream::connect(path)
+        .await
+        .unwrap()
+        .peer_addr()
+        .unwrap();
+    assert_eq!(
+        peer.as_pathname(),
+        Some(path),
+        "the socket at {} calls itself {peer:?}",
+        path.display()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -700,16 +729,6 @@ async fn a_successors_socket_is_bound_at_its_public_path() {
     )
     .await;
     old.finished().await.unwrap();
-    let peer = tokio::net::UnixStream::connect(&path)
-        .await
-        .unwrap()
-        .peer_addr()
-        .unwrap();
-    assert_eq!(
-        peer.as_pathname(),
-        Some(path.as_path()),
-        "the successor's socket at {} calls itself {peer:?}",
-        path.display()
-    );
+    assert_bound_at(&path).await;
     new.stop().await.unwrap();
 }

@@ -92,39 +92,47 @@ def report(event):
     return False
 
 
+class Over(Exception):
+    """The connection is over: the server closed it, or --max ran out."""
+
+
+def receive(sock, deadline, wait):
+    """Bytes the server sent within `wait` seconds (b"" if none came).
+    Raises Over, after saying "closed" or "timeout", when it is over."""
+    left = deadline - time.monotonic()
+    if left <= 0:
+        say("timeout")
+        raise Over
+    ready, _, _ = select.select([sock], [], [], max(0.0, min(wait, left)))
+    if not ready:
+        return b""
+    try:
+        data = sock.recv(65536)
+    except (ConnectionResetError, BrokenPipeError):
+        data = b""
+    if not data:
+        say("closed")
+        raise Over
+    return data
+
+
 def pump(sock, conn, deadline, on_tick=None, tick=None, on_event=None):
     """Reads and reports until the server closes or the deadline passes;
-    `on_tick` runs every `tick` seconds (to trickle or ping)."""
+    `on_tick` runs every `tick` seconds (to trickle)."""
     next_tick = time.monotonic() + tick if tick else None
     while True:
-        now = time.monotonic()
-        if now >= deadline:
-            say("timeout")
-            return
-        wait = deadline - now
-        if next_tick is not None:
-            wait = max(0.0, min(wait, next_tick - now))
-        ready, _, _ = select.select([sock], [], [], wait)
-        if ready:
-            try:
-                data = sock.recv(65536)
-            except (ConnectionResetError, BrokenPipeError):
-                data = b""
-            if not data:
-                say("closed")
-                return
-            if conn is not None:
-                for event in conn.receive_data(data):
-                    report(event)
-                    if on_event:
-                        on_event(event)
-                send(sock, conn.data_to_send())
+        wait = (deadline if next_tick is None else next_tick) - time.monotonic()
+        data = receive(sock, deadline, wait)
+        if data:
+            for event in conn.receive_data(data):
+                report(event)
+                if on_event:
+                    on_event(event)
+            send(sock, conn.data_to_send())
         if next_tick is not None and time.monotonic() >= next_tick:
             next_tick += tick
-            if on_tick:
-                on_tick()
-                if conn is not None:
-                    send(sock, conn.data_to_send())
+            on_tick()
+            send(sock, conn.data_to_send())
 
 
 def send(sock, data):
@@ -170,19 +178,8 @@ def open_headers(sock, deadline, trickle):
         return frames
 
     while True:
-        now = time.monotonic()
-        if now >= deadline:
-            say("timeout")
-            return
-        ready, _, _ = select.select([sock], [], [], min(0.5, deadline - now))
-        if ready:
-            try:
-                data = sock.recv(65536)
-            except (ConnectionResetError, BrokenPipeError):
-                data = b""
-            if not data:
-                say("closed")
-                return
+        data = receive(sock, deadline, 0.5)
+        if data:
             buffered += data
             for frame in next_frames():
                 if isinstance(frame, out.GoAwayFrame):
@@ -256,9 +253,6 @@ def echo_flood(sock, deadline, streams, size):
     chunk = b"x" * 16384
     while True:
         now = time.monotonic()
-        if now >= deadline:
-            say("timeout")
-            return
         # Send what the windows allow.
         progressed = False
         for stream in ids:
@@ -283,15 +277,8 @@ def echo_flood(sock, deadline, streams, size):
         elif not said_stalled and now - last_progress > 1.0:
             say("stalled", total)
             said_stalled = True
-        ready, _, _ = select.select([sock], [], [], 0.2)
-        if ready:
-            try:
-                data = sock.recv(65536)
-            except (ConnectionResetError, BrokenPipeError):
-                data = b""
-            if not data:
-                say("closed")
-                return
+        data = receive(sock, deadline, 0.2)
+        if data:
             for event in conn.receive_data(data):
                 # Answers are received but never acknowledged: the server's
                 # windows for them never reopen.
@@ -328,6 +315,13 @@ def main(argv):
     path, mode, args = argv[0], argv[1], argv[2:]
     sock = connect(path)
     deadline = START + max_seconds
+    try:
+        run(sock, deadline, mode, args)
+    except Over:
+        pass
+
+
+def run(sock, deadline, mode, args):
     if mode == "zero-window":
         zero_window(sock, deadline, args[0])
     elif mode == "open-headers":
