@@ -1,9 +1,10 @@
 //! The server's promises under attack, as `pipehttp serve` processes: a
 //! takeover request forwarded by nginx (the same user), concurrent
 //! takeovers, takeovers under load, trickling clients at the connection
-//! limit, real clients (Python, Node) uploading past the body limit,
-//! `/echo`'s memory under uploads nobody reads, another user's stale
-//! socket, and accept failures at the descriptor limit. TESTING.md's table
+//! limit, real clients (Python, Node) uploading past the body limit and
+//! the connections that linger after their 413, `/echo`'s memory under
+//! uploads nobody reads and after a load, another user's stale socket, and
+//! accept failures at the descriptor limit. TESTING.md's table
 //! "Attacks and limits" lists them; the in-process attacks are in the
 //! library's `tests/it/edges.rs`.
 //!
@@ -13,7 +14,7 @@
 #![cfg(target_os = "linux")]
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -25,7 +26,9 @@ use testkit::{Nginx, Serve, Spawned};
 use tokio::io::AsyncWriteExt;
 
 use crate::load::{Conn, PATIENCE, Served, connect_unix, raise_fd_limit, runtime, serial};
-use crate::server_process::{OTHER_UID, SERVER_UID, needs_root, serve_command, shared_dir};
+use crate::server_process::{
+    OTHER_UID, SERVER_UID, curl, needs_root, serve_command, shared_dir, stdout,
+};
 
 const BIN: &str = env!("CARGO_BIN_EXE_pipehttp");
 /// Slack on top of a limit before it counts as missed: CI machines are busy.
@@ -36,20 +39,6 @@ fn script(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../pipehttp/tests/it/edges")
         .join(name)
-}
-
-/// curl with `args`, never through a proxy, bounded in time.
-fn curl(args: &[&str]) -> Output {
-    Command::new("curl")
-        .args(["-sS", "--noproxy", "*", "--max-time", "20"])
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("curl runs")
-}
-
-fn stdout(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// The pid of the server that answers on `socket` now.

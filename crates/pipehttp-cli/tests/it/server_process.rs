@@ -59,7 +59,7 @@ fn curl_as(uid: Option<u32>, args: &[&str]) -> Output {
     cmd.output().expect("curl runs")
 }
 
-fn curl(args: &[&str]) -> Output {
+pub(crate) fn curl(args: &[&str]) -> Output {
     curl_as(None, args)
 }
 
@@ -74,7 +74,7 @@ fn curl_test(socket: &Path) -> String {
     stdout(&out)
 }
 
-fn stdout(out: &Output) -> String {
+pub(crate) fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
