@@ -416,25 +416,54 @@ fn trickling_clients_at_the_connection_limit_get_408_and_the_next_client_is_serv
 // ---------------------------------------------------------------------------
 // Bodies over the limit (issue item 6)
 
-/// Runs a helper that uploads `bytes` to /echo and prints its answer.
-fn upload(program: &str, helper: &str, socket: &Path, bytes: usize, chunked: bool) -> String {
-    let mut cmd = Command::new(program);
-    cmd.arg(script(helper))
-        .arg(socket)
-        .arg("/echo")
-        .arg(bytes.to_string());
-    if chunked {
-        cmd.arg("chunked");
+/// Python's http.client and Node's http, each with its upload helper.
+const UPLOADERS: [(&str, &str); 2] = [
+    ("python3", "post_over_limit.py"),
+    ("node", "post_over_limit.js"),
+];
+
+/// Runs every uploader once per round, posting `bytes` to `target` on
+/// `socket` (with a length, and chunked when asked), and returns what went
+/// wrong: any answer other than `status`.
+fn uploads_read(
+    socket: &Path,
+    target: &str,
+    bytes: usize,
+    chunked: &[bool],
+    rounds: usize,
+    status: u16,
+) -> Vec<String> {
+    let mut failures = Vec::new();
+    for round in 0..rounds {
+        for (program, helper) in UPLOADERS {
+            for &chunked in chunked {
+                let mut cmd = Command::new(program);
+                cmd.arg(script(helper))
+                    .arg(socket)
+                    .arg(target)
+                    .arg(bytes.to_string());
+                if chunked {
+                    cmd.arg("chunked");
+                }
+                let out = cmd
+                    .stdin(Stdio::null())
+                    .output()
+                    .expect("the uploader runs");
+                let answer = format!(
+                    "{}{}",
+                    stdout(&out).trim(),
+                    String::from_utf8_lossy(&out.stderr).trim()
+                );
+                if !answer.starts_with(&format!("status {status}")) {
+                    let how = if chunked { "chunked" } else { "with a length" };
+                    failures.push(format!(
+                        "round {round}: {program}, {bytes} bytes {how} to {target}: {answer}"
+                    ));
+                }
+            }
+        }
     }
-    let out = cmd
-        .stdin(Stdio::null())
-        .output()
-        .expect("the uploader runs");
-    format!(
-        "{}{}",
-        stdout(&out).trim(),
-        String::from_utf8_lossy(&out.stderr).trim()
-    )
+    failures
 }
 
 #[test]
@@ -445,29 +474,15 @@ fn python_and_node_read_the_413_for_bodies_well_over_the_limit() {
     // chunked), and 60 MB against the default 30 MB.
     let small = Served::start("edge-413", &["--max-request-body-size", "1000000"]);
     let default = Served::start("edge-413-default", &[]);
-    let mut failures = Vec::new();
-    for round in 0..3 {
-        for (program, helper) in [
-            ("python3", "post_over_limit.py"),
-            ("node", "post_over_limit.js"),
-        ] {
-            for chunked in [false, true] {
-                let answer = upload(program, helper, &small.path, 20_000_000, chunked);
-                if !answer.starts_with("status 413") {
-                    failures.push(format!(
-                        "round {round}: {program}, 20 MB{}: {answer}",
-                        if chunked { " chunked" } else { "" }
-                    ));
-                }
-            }
-            if round == 0 {
-                let answer = upload(program, helper, &default.path, 60_000_000, false);
-                if !answer.starts_with("status 413") {
-                    failures.push(format!("{program}, 60 MB over the default limit: {answer}"));
-                }
-            }
-        }
-    }
+    let mut failures = uploads_read(&small.path, "/echo", 20_000_000, &[false, true], 3, 413);
+    failures.extend(uploads_read(
+        &default.path,
+        "/echo",
+        60_000_000,
+        &[false],
+        1,
+        413,
+    ));
     assert!(
         failures.is_empty(),
         "the 413 was lost:\n{}",
@@ -475,6 +490,30 @@ fn python_and_node_read_the_413_for_bodies_well_over_the_limit() {
     );
     small.assert_alive();
     default.assert_alive();
+}
+
+#[test]
+#[ignore = "BUG: an answer the app gives before reading the body (404, 405) is followed by a close without lingering: Python and Node get a broken pipe"]
+fn python_and_node_read_an_early_answer_to_an_upload_the_app_does_not_read() {
+    // The same clients upload 20 MB to paths the app answers without
+    // reading the body: 404 (no such route) and 405 (POST /test). The
+    // answer comes first, as the 413 does, and must be read the same way.
+    let server = Served::start("edge-early", &[]);
+    let mut failures = uploads_read(&server.path, "/nothing", 20_000_000, &[false, true], 2, 404);
+    failures.extend(uploads_read(
+        &server.path,
+        "/test",
+        20_000_000,
+        &[false],
+        2,
+        405,
+    ));
+    assert!(
+        failures.is_empty(),
+        "the early answer was lost:\n{}",
+        failures.join("\n")
+    );
+    server.assert_alive();
 }
 
 #[test]
