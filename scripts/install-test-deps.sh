@@ -77,6 +77,23 @@ PROBES=(
 # Configuration tests (see PACKAGES above).
 PROBES+=(/usr/bin/openssl)
 
+# --- Edge tests (TESTING.md, "Attacks and limits") ---------------------------
+# Node's http client uploads past the body limit; Python's h2 (with its
+# hyperframe and hpack) makes the HTTP/2 attacks. Debian's python3-h2 serves
+# Debian's python3. When the python3 on PATH is another one (pyenv, a venv)
+# that has pip, h2 comes from PyPI for it, here, before anything else: the
+# probes below only look at Debian's files.
+PACKAGES+=(nodejs python3-h2)
+PROBES+=(/usr/bin/node /usr/lib/python3/dist-packages/h2)
+if command -v python3 >/dev/null && ! python3 -c 'import h2, hyperframe, hpack' 2>/dev/null \
+    && python3 -m pip --version >/dev/null 2>&1; then
+    echo "install-test-deps: installing Python's h2 for $(command -v python3)" >&2
+    python3 -m pip install --quiet h2 2>/dev/null \
+        || python3 -m pip install --quiet --break-system-packages h2 \
+        || echo "install-test-deps: pip could not install h2; Debian's python3-h2 is next" >&2
+fi
+# --- End of the edge tests' block --------------------------------------------
+
 present() {
     local probe=$1
     if [[ $probe == /* ]]; then [[ -e $probe ]]; else command -v "$probe" >/dev/null; fi

@@ -109,6 +109,13 @@ impl Spawned {
         }
     }
 
+    /// The child's exit status if it has exited, without waiting.
+    pub fn try_exit(&mut self) -> Option<ExitStatus> {
+        let status = self.child.try_wait().expect("try_wait")?;
+        self.wait_output_closed();
+        Some(status)
+    }
+
     /// Waits for the child to exit by itself and returns its status.
     pub fn wait_exit(&mut self) -> ExitStatus {
         let deadline = Instant::now() + READY_TIMEOUT;
@@ -339,5 +346,218 @@ impl Deref for Serve {
 impl DerefMut for Serve {
     fn deref_mut(&mut self) -> &mut Spawned {
         &mut self.process
+    }
+}
+
+/// Polls the Unix socket at `path` until a server accepts there: an
+/// external server (Python's, nginx's) prints no readiness line to wait
+/// for. Panics with `server`'s output if nothing accepts in time.
+#[cfg(unix)]
+pub fn wait_accepting(path: &Path, server: &Spawned) {
+    let deadline = Instant::now() + READY_TIMEOUT;
+    while std::os::unix::net::UnixStream::connect(path).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "nothing accepted on {} in time; the server's output:\n{}",
+            path.display(),
+            server.output()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Removes a file (a socket a killed server left behind) when dropped.
+pub struct RemoveOnDrop(pub PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// nginx (Debian's `/usr/sbin/nginx`) in the foreground, as one process
+/// (`master_process off`) running as the test's user (`user root` when
+/// that is root, as in CI), with every file it writes in a temp dir of its
+/// own. Dropping it kills nginx.
+#[cfg(unix)]
+pub struct Nginx {
+    process: Spawned,
+    dir: TempDir,
+    port: u16,
+}
+
+#[cfg(unix)]
+impl Nginx {
+    /// Starts nginx with `http(dir, port)` as the body of its `http { }`
+    /// block: `server { }` blocks, log formats, upstreams. `dir` is nginx's
+    /// own temp dir (for sockets and logs), and `port` a TCP port on
+    /// 127.0.0.1 that was free a moment ago, for a `listen` that needs
+    /// one. Returns once nginx has opened every listening socket (it
+    /// writes its pid file right after); a port someone took meanwhile
+    /// is retried with another.
+    pub fn start(http: impl Fn(&Path, u16) -> String) -> Self {
+        for _ in 0..5 {
+            let dir = tempdir().expect("a temp dir");
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .expect("a free port")
+                .port();
+            let d = dir.path().display();
+            let conf = format!(
+                "user root;\n\
+                 master_process off;\n\
+                 pid {d}/nginx.pid;\n\
+                 error_log {d}/error.log;\n\
+                 events {{ worker_connections 1024; }}\n\
+                 http {{\n\
+                 client_body_temp_path {d}/body;\n\
+                 proxy_temp_path {d}/proxy;\n\
+                 fastcgi_temp_path {d}/fastcgi;\n\
+                 uwsgi_temp_path {d}/uwsgi;\n\
+                 scgi_temp_path {d}/scgi;\n\
+                 {}\n\
+                 }}\n",
+                http(dir.path(), port)
+            );
+            let conf_path = dir.path().join("nginx.conf");
+            std::fs::write(&conf_path, conf).expect("write nginx.conf");
+            let mut cmd = Command::new("/usr/sbin/nginx");
+            cmd.arg("-p")
+                .arg(dir.path())
+                .arg("-e")
+                .arg(dir.path().join("error.log"))
+                .arg("-c")
+                .arg(&conf_path)
+                .args(["-g", "daemon off;"]);
+            let mut process = Spawned::start(cmd);
+            let pid_file = dir.path().join("nginx.pid");
+            let deadline = Instant::now() + READY_TIMEOUT;
+            loop {
+                if pid_file.exists() {
+                    return Self { process, dir, port };
+                }
+                if let Ok(Some(status)) = process.child.try_wait() {
+                    process.wait_output_closed();
+                    let log =
+                        std::fs::read_to_string(dir.path().join("error.log")).unwrap_or_default();
+                    if log.contains("Address already in use") {
+                        break;
+                    }
+                    panic!(
+                        "nginx exited with {status}; its output:\n{}\nerror.log:\n{log}",
+                        process.output()
+                    );
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "nginx never wrote its pid file; its output:\n{}",
+                    process.output()
+                );
+                // nginx announces nothing on its output: its pid file is
+                // the one sign, and no event tells of a file's creation.
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+        panic!("nginx found its port taken five times in a row");
+    }
+
+    /// nginx's temp dir, where its sockets and logs are.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The port given to the `http` block.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// nginx's access log so far (`{dir}/access.log`, if the config
+    /// writes one there).
+    pub fn access_log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("access.log")).unwrap_or_default()
+    }
+
+    /// nginx's error log so far.
+    pub fn error_log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("error.log")).unwrap_or_default()
+    }
+}
+
+#[cfg(unix)]
+impl Deref for Nginx {
+    type Target = Spawned;
+    fn deref(&self) -> &Spawned {
+        &self.process
+    }
+}
+
+/// What a client that trickled a request body saw.
+#[cfg(unix)]
+#[derive(Debug)]
+pub struct Trickled {
+    /// The answer's status line and headers.
+    pub head: String,
+    /// How long after the first body byte the answer came.
+    pub after: Duration,
+}
+
+/// Sends `POST target` on `conn`, announcing `length` body bytes, then
+/// sends them one at a time, `every` apart (a slowloris on the body),
+/// until the server answers. Panics if no answer comes within `patience`.
+/// The caller connects, so that clients queue in the order it chooses.
+#[cfg(unix)]
+pub fn trickle_body(
+    mut conn: std::os::unix::net::UnixStream,
+    target: &str,
+    length: usize,
+    every: Duration,
+    patience: Duration,
+) -> Trickled {
+    use std::io::Write;
+    use std::sync::atomic::AtomicBool;
+
+    write!(
+        conn,
+        "POST {target} HTTP/1.1\r\nHost: localhost\r\nContent-Length: {length}\r\n\r\n"
+    )
+    .expect("send the head");
+    let started = Instant::now();
+    let answered = Arc::new(AtomicBool::new(false));
+    let mut writer = conn.try_clone().expect("a second handle");
+    let stop = answered.clone();
+    std::thread::spawn(move || {
+        for _ in 0..length {
+            if stop.load(Ordering::SeqCst) || writer.write_all(b"x").is_err() {
+                return;
+            }
+            std::thread::sleep(every);
+        }
+    });
+    conn.set_read_timeout(Some(patience))
+        .expect("a read timeout");
+    let mut got = Vec::new();
+    let mut buf = [0u8; 1024];
+    let end = loop {
+        if let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+            break end;
+        }
+        match conn.read(&mut buf) {
+            Ok(0) => panic!(
+                "the server closed a trickled body's connection without an answer after {:?}: {:?}",
+                started.elapsed(),
+                String::from_utf8_lossy(&got)
+            ),
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) => panic!(
+                "no answer to a trickled body after {:?}: {e}",
+                started.elapsed()
+            ),
+        }
+    };
+    let after = started.elapsed();
+    answered.store(true, Ordering::SeqCst);
+    Trickled {
+        head: String::from_utf8_lossy(&got[..end]).into_owned(),
+        after,
     }
 }

@@ -28,17 +28,17 @@ use tokio::task::JoinHandle;
 
 const BIN: &str = env!("CARGO_BIN_EXE_pipehttp");
 /// The longest any single wait may take before it counts as a hang.
-const PATIENCE: Duration = Duration::from_secs(30);
+pub(crate) const PATIENCE: Duration = Duration::from_secs(30);
 
 /// One load test at a time, in this binary.
-fn serial() -> MutexGuard<'static, ()> {
+pub(crate) fn serial() -> MutexGuard<'static, ()> {
     static LOCK: Mutex<()> = Mutex::new(());
     LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Raises this process's open-file limit to its hard limit (the server
 /// child inherits it) and returns the new limit.
-fn raise_fd_limit() -> u64 {
+pub(crate) fn raise_fd_limit() -> u64 {
     // SAFETY: getrlimit and setrlimit get a valid, initialised struct.
     unsafe {
         let mut lim = libc::rlimit {
@@ -54,7 +54,7 @@ fn raise_fd_limit() -> u64 {
     }
 }
 
-fn runtime() -> tokio::runtime::Runtime {
+pub(crate) fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -66,17 +66,35 @@ fn runtime() -> tokio::runtime::Runtime {
 // The server process
 
 /// A running `pipehttp serve` on its own pipe name and TMPDIR.
-struct Served {
-    process: Serve,
-    path: PathBuf,
+pub(crate) struct Served {
+    pub(crate) process: Serve,
+    pub(crate) path: PathBuf,
     _tmp: testkit::TempDir,
 }
 
 impl Served {
-    fn start(prefix: &str, args: &[&str]) -> Self {
+    /// The server's TMPDIR, where its pipe names live.
+    pub(crate) fn tmp(&self) -> &Path {
+        self._tmp.path()
+    }
+
+    pub(crate) fn start(prefix: &str, args: &[&str]) -> Self {
+        Self::start_wrapped(prefix, &[], args)
+    }
+
+    /// The same, run by `wrapper` (a command and its arguments, such as
+    /// `prlimit --nofile=64`) when it is not empty.
+    pub(crate) fn start_wrapped(prefix: &str, wrapper: &[&str], args: &[&str]) -> Self {
         let tmp = testkit::tempdir().expect("a temp dir");
         let name = testkit::unique_name(prefix);
-        let mut cmd = testkit::command(BIN, Some(tmp.path()));
+        let mut cmd = match wrapper {
+            [] => testkit::command(BIN, Some(tmp.path())),
+            [program, wrapper_args @ ..] => {
+                let mut cmd = testkit::command(program, Some(tmp.path()));
+                cmd.args(wrapper_args).arg(BIN);
+                cmd
+            }
+        };
         cmd.arg("serve")
             .arg("--urls")
             .arg(format!("http://pipe:/{name}"))
@@ -95,14 +113,14 @@ impl Served {
     }
 
     /// The server's open file descriptors.
-    fn fds(&self) -> usize {
+    pub(crate) fn fds(&self) -> usize {
         std::fs::read_dir(self.proc_path("fd"))
             .unwrap_or_else(|e| panic!("the server is gone ({e}); output:\n{}", self.output()))
             .count()
     }
 
     /// The server's resident memory, in KiB.
-    fn rss_kib(&self) -> u64 {
+    pub(crate) fn rss_kib(&self) -> u64 {
         self.status_field("VmRSS:")
             .split_whitespace()
             .next()
@@ -123,7 +141,7 @@ impl Served {
 
     /// Panics unless the server process is still running (not exited, not
     /// a zombie waiting to be reaped).
-    fn assert_alive(&self) {
+    pub(crate) fn assert_alive(&self) {
         let state = self.status_field("State:");
         assert!(
             !state.starts_with('Z') && !state.starts_with('X'),
@@ -132,13 +150,13 @@ impl Served {
         );
     }
 
-    fn output(&self) -> String {
+    pub(crate) fn output(&self) -> String {
         self.process.output()
     }
 
     /// Waits until the server's descriptor count is `want`: the kernel has
     /// no event for it, so it is polled, within PATIENCE.
-    fn wait_for_fds(&self, want: usize, what: &str) -> Duration {
+    pub(crate) fn wait_for_fds(&self, want: usize, what: &str) -> Duration {
         let started = Instant::now();
         loop {
             let now = self.fds();
@@ -155,7 +173,7 @@ impl Served {
 
     /// The descriptor count once it has been the same for a moment: the
     /// baseline before a load.
-    fn settled_fds(&self) -> usize {
+    pub(crate) fn settled_fds(&self) -> usize {
         let started = Instant::now();
         let mut last = self.fds();
         loop {
@@ -174,7 +192,7 @@ impl Served {
 // Clients
 
 /// Connects to the socket; a full listen queue (EAGAIN) is retried.
-async fn connect_unix(path: &Path) -> io::Result<UnixStream> {
+pub(crate) async fn connect_unix(path: &Path) -> io::Result<UnixStream> {
     let deadline = Instant::now() + PATIENCE;
     loop {
         match UnixStream::connect(path).await {
@@ -187,13 +205,13 @@ async fn connect_unix(path: &Path) -> io::Result<UnixStream> {
 }
 
 /// One keep-alive HTTP/1.1 connection.
-struct Conn {
+pub(crate) struct Conn {
     sender: SendRequest<Full<Bytes>>,
     task: JoinHandle<()>,
 }
 
 impl Conn {
-    async fn open(path: &Path) -> Result<Self, String> {
+    pub(crate) async fn open(path: &Path) -> Result<Self, String> {
         let stream = connect_unix(path)
             .await
             .map_err(|e| format!("connect: {e}"))?;
@@ -206,7 +224,7 @@ impl Conn {
         Ok(Self { sender, task })
     }
 
-    async fn request(
+    pub(crate) async fn request(
         &mut self,
         method: Method,
         path: &str,
@@ -238,7 +256,7 @@ impl Conn {
     }
 
     /// GET /test, which must answer 200 `Hello world!`.
-    async fn hello(&mut self) -> Result<(), String> {
+    pub(crate) async fn hello(&mut self) -> Result<(), String> {
         match self.request(Method::GET, "/test", Bytes::new()).await? {
             (StatusCode::OK, body) if body == "Hello world!" => Ok(()),
             (status, body) => Err(format!("GET /test: {status} {body:?}")),
@@ -246,7 +264,7 @@ impl Conn {
     }
 
     /// Closes the connection and waits until it is closed on this side.
-    async fn close(self) {
+    pub(crate) async fn close(self) {
         drop(self.sender);
         let _ = self.task.await;
     }

@@ -8,6 +8,7 @@ mod bench;
 mod cli;
 mod curl_diff;
 mod curl_habits;
+mod edges;
 mod load;
 mod serve;
 mod server_process;

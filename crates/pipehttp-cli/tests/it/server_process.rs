@@ -17,9 +17,9 @@ use testkit::{Serve, Spawned, as_user};
 const BIN: &str = env!("CARGO_BIN_EXE_pipehttp");
 const CURL: &str = "/usr/bin/curl";
 /// `nobody`, the user the server runs as in the other-user tests.
-const SERVER_UID: u32 = 65534;
+pub(crate) const SERVER_UID: u32 = 65534;
 /// Another unprivileged user, for a client that is neither root nor the server.
-const OTHER_UID: u32 = 65533;
+pub(crate) const OTHER_UID: u32 = 65533;
 /// Any single wait longer than this is a hang, not slowness.
 const PATIENCE: Duration = Duration::from_secs(20);
 
@@ -29,7 +29,7 @@ fn start(tmp: &Path, uid: Option<u32>, args: &[&str], count: usize) -> Serve {
     Serve::start(serve_command(tmp, uid, args), count)
 }
 
-fn serve_command(tmp: &Path, uid: Option<u32>, args: &[&str]) -> Command {
+pub(crate) fn serve_command(tmp: &Path, uid: Option<u32>, args: &[&str]) -> Command {
     let mut cmd = as_user(uid, BIN);
     // setpriv passes the environment on to the server.
     let clean = testkit::command(BIN, Some(tmp));
@@ -59,7 +59,7 @@ fn curl_as(uid: Option<u32>, args: &[&str]) -> Output {
     cmd.output().expect("curl runs")
 }
 
-fn curl(args: &[&str]) -> Output {
+pub(crate) fn curl(args: &[&str]) -> Output {
     curl_as(None, args)
 }
 
@@ -74,7 +74,7 @@ fn curl_test(socket: &Path) -> String {
     stdout(&out)
 }
 
-fn stdout(out: &Output) -> String {
+pub(crate) fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -87,18 +87,19 @@ fn is_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
 
-/// A temp dir under /tmp that every user may create sockets in.
-fn shared_dir() -> tempfile::TempDir {
+/// A temp dir under /tmp that every user may create sockets in, sticky as
+/// /tmp is: only a file's owner (or root) may remove it.
+pub(crate) fn shared_dir() -> tempfile::TempDir {
     let dir = tempfile::Builder::new()
         .prefix("pipehttp-shared-")
         .tempdir_in("/tmp")
         .unwrap();
-    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o777)).unwrap();
+    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o1777)).unwrap();
     dir
 }
 
 /// Skips (returning true) unless we are root, who alone can switch users.
-fn needs_root() -> bool {
+pub(crate) fn needs_root() -> bool {
     if is_root() {
         // The server binary must be executable by the user it runs as.
         let check = as_user(Some(SERVER_UID), BIN).arg("--version").output();

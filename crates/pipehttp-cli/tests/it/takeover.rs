@@ -19,7 +19,7 @@ use std::time::Duration;
 use pipehttp::Client;
 use pipehttp::address::PipeName;
 use pipehttp::transport::pipe_endpoint;
-use testkit::Serve;
+use testkit::{RemoveOnDrop, Serve};
 use tokio::sync::watch;
 
 const BIN: &str = env!("CARGO_BIN_EXE_pipehttp");
@@ -30,15 +30,6 @@ const TAKEOVERS: usize = 3;
 const STRETCH: usize = REQUESTS / (TAKEOVERS + 1);
 /// How far into a stretch the next takeover starts.
 const LEAD: usize = STRETCH / 4;
-
-/// Removes a socket file that a server killed by a failing test left.
-struct RemoveOnDrop(std::path::PathBuf);
-
-impl Drop for RemoveOnDrop {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
 
 /// `pipehttp serve --urls http://pipe:/NAME EXTRA…`.
 fn serve_command(name: &str, extra: &[&str]) -> Command {

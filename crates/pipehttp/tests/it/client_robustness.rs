@@ -43,14 +43,14 @@ fn count_worker_panics() {
 }
 
 /// A server that runs `behave` on every connection it accepts.
-struct Misbehaving {
+pub(crate) struct Misbehaving {
     name: String,
     accepted: Arc<AtomicUsize>,
     task: JoinHandle<()>,
 }
 
 impl Misbehaving {
-    async fn start<F, Fut>(prefix: &str, behave: F) -> Self
+    pub(crate) async fn start<F, Fut>(prefix: &str, behave: F) -> Self
     where
         F: Fn(Connection) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = ()> + Send + 'static,
@@ -76,7 +76,7 @@ impl Misbehaving {
         }
     }
 
-    fn target(&self, path: &str) -> String {
+    pub(crate) fn target(&self, path: &str) -> String {
         format!("http://pipe:/{}:{path}", self.name)
     }
 
@@ -92,7 +92,7 @@ impl Drop for Misbehaving {
 }
 
 /// Reads until the end of a request head; false if the stream ended first.
-async fn read_head(conn: &mut Connection) -> bool {
+pub(crate) async fn read_head(conn: &mut Connection) -> bool {
     let mut got = Vec::new();
     let mut buf = [0u8; 4096];
     while !got.windows(4).any(|w| w == b"\r\n\r\n") {

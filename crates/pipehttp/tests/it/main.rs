@@ -12,6 +12,7 @@ mod axum_router;
 mod client;
 mod client_robustness;
 mod config;
+mod edges;
 mod fuzz_regressions;
 mod hostile;
 mod server;

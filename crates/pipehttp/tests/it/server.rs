@@ -25,30 +25,38 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// The longest any single wait in these tests may take before it counts as
 /// a failure (a hang), never as a measure of speed.
-const PATIENCE: Duration = Duration::from_secs(20);
+pub(crate) const PATIENCE: Duration = Duration::from_secs(20);
 
 /// A server running in this test's runtime until [`Running::stop`].
-struct Running {
-    addresses: Vec<BoundAddress>,
+pub(crate) struct Running {
+    pub(crate) addresses: Vec<BoundAddress>,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<pipehttp::Result<()>>,
 }
 
 impl Running {
     /// The bound address of the `i`-th `listen()` call, e.g. the real TCP port.
-    fn address(&self, i: usize) -> String {
+    pub(crate) fn address(&self, i: usize) -> String {
         self.addresses[i].address.to_string()
     }
 
+    /// Waits until the server stops by itself (it handed its names over),
+    /// without asking it to.
+    // The takeover edge tests that use it are Unix only.
+    #[cfg_attr(not(unix), allow(dead_code))]
+    pub(crate) async fn finished(self) -> pipehttp::Result<()> {
+        within(self.task).await.expect("the server task panicked")
+    }
+
     /// Asks the server to stop and waits until `serve_with_shutdown` returns.
-    async fn stop(mut self) -> pipehttp::Result<()> {
+    pub(crate) async fn stop(mut self) -> pipehttp::Result<()> {
         let _ = self.stop.take().expect("stopped once").send(());
         within(self.task).await.expect("the server task panicked")
     }
 }
 
 /// Binds `builder` (the server is ready once this returns) and serves `app`.
-async fn start_with<S, B>(builder: ServerBuilder, app: S) -> Running
+pub(crate) async fn start_with<S, B>(builder: ServerBuilder, app: S) -> Running
 where
     S: tower_service::Service<Request<RequestBody>, Response = Response<B>>
         + Clone
@@ -73,19 +81,19 @@ where
 }
 
 /// Binds `builder` and serves the sample app (`/test`, `/echo`, `/whoami`…).
-async fn start(builder: ServerBuilder) -> Running {
+pub(crate) async fn start(builder: ServerBuilder) -> Running {
     start_with(builder, SampleApp::new()).await
 }
 
 /// A builder listening on a new pipe; returns the builder and the name.
-fn on_new_pipe(prefix: &str) -> (ServerBuilder, String) {
+pub(crate) fn on_new_pipe(prefix: &str) -> (ServerBuilder, String) {
     let name = testkit::unique_name(prefix);
     let builder = Server::builder().listen(format!("http://pipe:/{name}").as_str());
     (builder, name)
 }
 
 /// Awaits `fut`, failing the test if it hangs.
-async fn within<F: std::future::Future>(fut: F) -> F::Output {
+pub(crate) async fn within<F: std::future::Future>(fut: F) -> F::Output {
     tokio::time::timeout(PATIENCE, fut)
         .await
         .expect("the operation hung")
@@ -101,7 +109,7 @@ async fn get(target: &str) -> (StatusCode, String) {
 }
 
 /// A raw connection to a listen address, for tests about the wire itself.
-async fn connect_raw(address: &str) -> Connection {
+pub(crate) async fn connect_raw(address: &str) -> Connection {
     within(Connector::new(address).expect("an address").connect())
         .await
         .expect("connect")
@@ -109,7 +117,9 @@ async fn connect_raw(address: &str) -> Connection {
 
 /// Reads one HTTP/1.1 response whose body has a Content-Length; returns
 /// the head (status line and headers) and the body.
-async fn read_response(conn: &mut (impl AsyncRead + Unpin)) -> io::Result<(String, Vec<u8>)> {
+pub(crate) async fn read_response(
+    conn: &mut (impl AsyncRead + Unpin),
+) -> io::Result<(String, Vec<u8>)> {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 4096];
     loop {
@@ -147,7 +157,7 @@ async fn read_response(conn: &mut (impl AsyncRead + Unpin)) -> io::Result<(Strin
 
 /// Reads until the peer closes (EOF, or a reset / broken pipe, which is how
 /// a pipe's close may show) and returns every byte that came before.
-async fn read_until_closed(conn: &mut (impl AsyncRead + Unpin)) -> Vec<u8> {
+pub(crate) async fn read_until_closed(conn: &mut (impl AsyncRead + Unpin)) -> Vec<u8> {
     let mut got = Vec::new();
     let mut chunk = [0u8; 4096];
     loop {
