@@ -142,7 +142,6 @@ fn successor(server: &Served, url: &str) -> Spawned {
 }
 
 #[test]
-#[ignore = "BUG: a successor that records its identity after another successor renamed over it never notices it lost the name"]
 fn five_concurrent_takeovers_leave_exactly_one_server() {
     // Five `serve --takeover` started at once against a running server:
     // every server that loses the name exits by itself, and exactly one
@@ -493,7 +492,6 @@ fn python_and_node_read_the_413_for_bodies_well_over_the_limit() {
 }
 
 #[test]
-#[ignore = "BUG: an answer the app gives before reading the body (404, 405) is followed by a close without lingering: Python and Node get a broken pipe"]
 fn python_and_node_read_an_early_answer_to_an_upload_the_app_does_not_read() {
     // The same clients upload 20 MB to paths the app answers without
     // reading the body: 404 (no such route) and 405 (POST /test). The
@@ -517,7 +515,6 @@ fn python_and_node_read_an_early_answer_to_an_upload_the_app_does_not_read() {
 }
 
 #[test]
-#[ignore = "BUG: connections lingering after a 413 hold descriptors outside max_concurrent_connections"]
 fn connections_lingering_after_a_413_count_against_the_connection_limit() {
     // 50 clients announce bodies over the limit and keep their connections
     // open: each is answered 413 at once and then lingers, for up to 5 s.

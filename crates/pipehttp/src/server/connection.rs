@@ -227,9 +227,9 @@ where
             tokio::spawn(async move {
                 let slot = admit.slot().await;
                 let peer = conn.peer().clone();
-                let ctx = ConnCtx::new(peer, &shared, service, phase, protocols);
+                let ctx = ConnCtx::new(peer, &shared, service, phase, protocols, slot);
                 serve_connection(conn, ctx).await;
-                drop((slot, open));
+                drop(open);
             });
         }
         Some(tls) => {
@@ -242,13 +242,13 @@ where
                     tokio::time::timeout(shared.limits.request_headers_timeout, tls.accept(conn));
                 match handshake.await {
                     Ok(Ok(stream)) => {
-                        let ctx = ConnCtx::new(peer, &shared, service, phase, protocols);
+                        let ctx = ConnCtx::new(peer, &shared, service, phase, protocols, slot);
                         serve_connection(stream, ctx).await;
                     }
                     Ok(Err(e)) => tracing::debug!("TLS handshake failed: {e}"),
                     Err(_) => tracing::debug!("TLS handshake timed out"),
                 }
-                drop((slot, open));
+                drop(open);
             });
         }
     }
@@ -270,6 +270,8 @@ struct ConnCtx<'a, S> {
     service: S,
     phase: watch::Receiver<Phase>,
     protocols: Protocols,
+    /// Its `max_concurrent_connections` slot, if it counts.
+    slot: Option<OwnedSemaphorePermit>,
 }
 
 impl<'a, S> ConnCtx<'a, S> {
@@ -279,6 +281,7 @@ impl<'a, S> ConnCtx<'a, S> {
         service: S,
         phase: watch::Receiver<Phase>,
         protocols: Protocols,
+        slot: Option<OwnedSemaphorePermit>,
     ) -> Self {
         Self {
             peer,
@@ -286,6 +289,7 @@ impl<'a, S> ConnCtx<'a, S> {
             service,
             phase,
             protocols,
+            slot,
         }
     }
 }
@@ -388,9 +392,13 @@ where
         service,
         mut phase,
         protocols,
+        slot,
     } = ctx;
     let current = *phase.borrow_and_update();
     let state = Arc::new(ConnState::new());
+    // Held by the state, so a connection that lingers on close still
+    // counts against the limit until it is gone.
+    state.hold_slot(slot);
     let service = ConnService {
         service,
         peer,

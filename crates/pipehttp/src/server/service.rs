@@ -42,6 +42,9 @@ pub struct RequestBody {
     rate: Option<Box<RateTimer>>,
     /// Tells the response what went wrong with the body, if anything.
     verdict: Arc<Verdict>,
+    /// The connection, told when the body is read to its end (see
+    /// `ConnState::body_unread`); `None` once it is, or without a body.
+    conn: Option<Arc<ConnState>>,
 }
 
 #[derive(Debug)]
@@ -211,6 +214,11 @@ impl Body for RequestBody {
                 kind: BodyErrorKind::Read(e),
             })?,
         };
+        if frame.is_none()
+            && let Some(conn) = this.conn.take()
+        {
+            conn.body_unread(false);
+        }
         if let Some(data) = frame.as_ref().and_then(Frame::data_ref) {
             let len = data.len() as u64;
             if let Some(rate) = &mut this.rate {
@@ -421,11 +429,9 @@ where
         let declared = inner.size_hint().exact();
         let limit = match (self.limits.max_body, declared) {
             (Some(max), Some(len)) if len > max => {
-                if version < Version::HTTP_2 {
-                    // The body is coming anyway; the client reads the 413
-                    // only if it may finish sending.
-                    self.state.linger_on_close();
-                }
+                // The body is coming anyway; the client reads the 413 only
+                // if it may finish sending: see `ConnState::body_unread`.
+                self.state.body_unread(true);
                 return ResponseFuture::immediate(
                     too_large(version, max),
                     version,
@@ -448,11 +454,16 @@ where
             .filter(|_| has_body)
             .map(|min| Box::new(RateTimer::new(min)));
         let verdict = Arc::new(Verdict::default());
+        let conn = has_body.then(|| {
+            self.state.body_unread(true);
+            self.state.clone()
+        });
         let body = RequestBody {
             inner,
             limit,
             rate,
             verdict: verdict.clone(),
+            conn,
         };
         let req = Request::from_parts(parts, body);
         ResponseFuture {
@@ -497,15 +508,10 @@ fn host_problem<B>(req: &Request<B>) -> Option<&'static str> {
     if hosts.next().is_some() {
         return Some("more than one Host header");
     }
-    if let Some(host) = host {
-        // A Host is an authority (host and optional port) or empty, as
-        // Kestrel checks it: no path, blanks, user information or controls.
-        let valid = host.is_empty()
-            || (!host.as_bytes().contains(&b'@')
-                && http::uri::Authority::try_from(host.as_bytes()).is_ok());
-        if !valid {
-            return Some("the Host header is not a host and port");
-        }
+    if let Some(host) = host
+        && !is_host_and_port(host.as_bytes())
+    {
+        return Some("the Host header is not a host and port");
     }
     match (host, req.uri().authority()) {
         (None, _) if req.version() == Version::HTTP_11 => Some("no Host header"),
@@ -518,6 +524,40 @@ fn host_problem<B>(req: &Request<B>) -> Option<&'static str> {
         }
         _ => None,
     }
+}
+
+/// Whether a Host value is a host and an optional port, or empty, as
+/// Kestrel checks it: no path, blanks, user information or controls, an
+/// IPv6 literal in brackets, and digits alone after the `:`. (The http
+/// crate's `Authority` parses the port lazily, so it is checked here.)
+fn is_host_and_port(value: &[u8]) -> bool {
+    if value.is_empty() {
+        return true;
+    }
+    if value.contains(&b'@') || http::uri::Authority::try_from(value).is_err() {
+        return false;
+    }
+    let port = match value.strip_prefix(b"[") {
+        Some(rest) => {
+            let Some(end) = rest.iter().position(|&b| b == b']') else {
+                return false;
+            };
+            let literal = std::str::from_utf8(&rest[..end]).unwrap_or_default();
+            if literal.parse::<std::net::Ipv6Addr>().is_err() {
+                return false;
+            }
+            match &rest[end + 1..] {
+                [] => return true,
+                [b':', port @ ..] => port,
+                _ => return false,
+            }
+        }
+        None => match value.iter().rposition(|&b| b == b':') {
+            Some(colon) => &value[colon + 1..],
+            None => return true,
+        },
+    };
+    port.iter().all(u8::is_ascii_digit)
 }
 
 /// A plain-text answer of the server's own.
@@ -656,11 +696,6 @@ where
                 match verdict.get() {
                     Verdict::FINE => {}
                     refused => {
-                        if *this.version < Version::HTTP_2
-                            && let Some(in_flight) = this.in_flight.as_ref()
-                        {
-                            in_flight.connection().linger_on_close();
-                        }
                         let res = if refused == Verdict::TOO_LARGE {
                             too_large(*this.version, *this.max_body)
                         } else {

@@ -57,10 +57,18 @@ pub(crate) struct ConnState {
     /// waiting to close the connection after it.
     draining: AtomicBool,
     began: Notify,
-    /// Set when a response was sent before its request body was read (413,
-    /// 408): the connection then reads and drops what the client still
-    /// sends before closing, so the client reads the answer.
-    linger: AtomicBool,
+    /// Set while a request's body has not been read to its end: a
+    /// connection that closes then (an answer given before the body was
+    /// read: 413, 408, or the app's own) reads and drops what the client
+    /// still sends before closing, so the client reads the answer.
+    body_unread: AtomicBool,
+    /// The connection's `max_concurrent_connections` slot, given back when
+    /// the last holder of this state goes: a lingering close keeps it.
+    slot: std::sync::Mutex<Option<tokio::sync::OwnedSemaphorePermit>>,
+    /// Set while the watchdog sleeps its long idle sleep, so the request
+    /// that begins next wakes it (`wake`) to time the response.
+    watchdog_idle: AtomicBool,
+    wake: Notify,
     /// An upgraded-connection slot: the connection's I/O holds this state,
     /// so the slot is given back when the upgraded connection is dropped.
     upgrade_slot: std::sync::Mutex<Option<tokio::sync::OwnedSemaphorePermit>>,
@@ -78,7 +86,10 @@ impl ConnState {
             http2: AtomicBool::new(false),
             draining: AtomicBool::new(false),
             began: Notify::new(),
-            linger: AtomicBool::new(false),
+            body_unread: AtomicBool::new(false),
+            slot: std::sync::Mutex::new(None),
+            watchdog_idle: AtomicBool::new(false),
+            wake: Notify::new(),
             upgrade_slot: std::sync::Mutex::new(None),
         }
     }
@@ -103,7 +114,14 @@ impl ConnState {
     /// Marks a request as begun; the returned guard ends it when dropped
     /// (with the response body, once it is sent).
     pub(crate) fn request_started(self: &Arc<Self>) -> InFlight {
-        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        // SeqCst with the watchdog's two steps: either it sees this request
+        // before it sleeps, or this sees it asleep and wakes it.
+        self.in_flight.fetch_add(1, Ordering::SeqCst);
+        if self.watchdog_idle.load(Ordering::SeqCst)
+            && self.watchdog_idle.swap(false, Ordering::SeqCst)
+        {
+            self.wake.notify_one();
+        }
         self.head_since.store(0, Ordering::Relaxed);
         if self.draining.load(Ordering::Relaxed) {
             self.began.notify_waiters();
@@ -140,9 +158,15 @@ impl ConnState {
         began.await;
     }
 
-    /// A response was sent before its request body was read: see `linger`.
-    pub(crate) fn linger_on_close(&self) {
-        self.linger.store(true, Ordering::Relaxed);
+    /// A request with a body began (`true`), or its body was read to the
+    /// end (`false`): see `body_unread`.
+    pub(crate) fn body_unread(&self, unread: bool) {
+        self.body_unread.store(unread, Ordering::Relaxed);
+    }
+
+    /// Keeps the connection's slot for as long as this state lives.
+    pub(crate) fn hold_slot(&self, slot: Option<tokio::sync::OwnedSemaphorePermit>) {
+        *self.slot.lock().expect("slot lock poisoned") = slot;
     }
 
     /// A response body handed hyper `bytes` and now waits for the client to
@@ -220,16 +244,30 @@ pub(crate) async fn watch(state: &ConnState, limits: &Limits) {
             };
             (Some(deadline), after(now, period))
         };
-        match deadline {
+        let until = match deadline {
             Some(at) if at <= now => {
                 tracing::debug!(
                     "closing a connection: idle, too slow sending a request head, or too slow taking a response"
                 );
                 return;
             }
-            Some(at) => tokio::time::sleep_until(at.min(next_look)).await,
-            None => tokio::time::sleep_until(next_look).await,
+            Some(at) => at.min(next_look),
+            None => next_look,
+        };
+        if state.busy() {
+            tokio::time::sleep_until(until).await;
+            continue;
         }
+        // A long sleep while idle: a request that begins meanwhile wakes
+        // the watchdog, so its response is timed from the start.
+        state.watchdog_idle.store(true, Ordering::SeqCst);
+        if state.in_flight.load(Ordering::SeqCst) == 0 {
+            tokio::select! {
+                () = tokio::time::sleep_until(until) => {}
+                () = state.wake.notified() => {}
+            }
+        }
+        state.watchdog_idle.store(false, Ordering::SeqCst);
     }
 }
 
@@ -397,14 +435,17 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> AsyncWrite for Monitore
 
 impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Drop for Monitored<T> {
     fn drop(&mut self) {
-        if !self.state.linger.load(Ordering::Relaxed) {
+        // HTTP/2 ends a stream, not the connection, for an unread body.
+        if !self.state.body_unread.load(Ordering::Relaxed) || self.state.is_http2() {
             return;
         }
         let (Some(io), Ok(runtime)) = (self.io.take(), tokio::runtime::Handle::try_current())
         else {
             return;
         };
-        runtime.spawn(linger(io));
+        // The state goes along: it holds the connection's slot, so a
+        // lingering connection still counts against the limit.
+        runtime.spawn(linger(io, self.state.clone()));
     }
 }
 
@@ -414,7 +455,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Drop for Monitored<T> {
 /// report the reset instead of the answer. So the write side is shut, and
 /// what the client sends is read and dropped, for a bounded time and
 /// number of bytes, before the close.
-async fn linger<T: AsyncRead + AsyncWrite + Unpin>(mut io: T) {
+async fn linger<T: AsyncRead + AsyncWrite + Unpin>(mut io: T, _state: Arc<ConnState>) {
     const PATIENCE: Duration = Duration::from_secs(5);
     const BUDGET: u64 = 64 * 1024 * 1024;
     let _ = io.shutdown().await;

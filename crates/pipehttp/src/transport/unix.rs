@@ -70,7 +70,7 @@ pub(crate) struct Listener {
     /// Device and inode of our socket file, so that releasing the listener
     /// never removes a socket another server has put at the path since;
     /// `None` for sockets someone else (systemd) created and owns.
-    identity: Option<(u64, u64)>,
+    identity: Option<Identity>,
     current_user_only: bool,
     uid: u32,
     describe: String,
@@ -106,22 +106,23 @@ impl Listener {
         ))
     }
 
+    /// `identity` is the socket file's, taken where the file was made: by
+    /// now another server may have put its own at `path`.
     fn listening(
-        socket: Socket,
+        (socket, identity): (Socket, Identity),
         path: PathBuf,
         endpoint: &Endpoint,
         options: &PipeOptions,
     ) -> Result<Self> {
         let bind_err = |source| Error::at(Kind::Bind, endpoint).with_source(source);
         socket.set_nonblocking(true).map_err(bind_err)?;
-        let meta = fs::symlink_metadata(&path).map_err(bind_err)?;
         let listener = UnixListener::from_std(std::os::unix::net::UnixListener::from(socket))
             .map_err(bind_err)?;
         Ok(Self {
             listener,
             describe: Named(endpoint, Some(&path)).to_string(),
             path,
-            identity: Some((meta.dev(), meta.ino())),
+            identity: Some(identity),
             current_user_only: options.current_user_only,
             uid: current_uid(),
         })
@@ -246,18 +247,18 @@ async fn predecessor(path: &Path, endpoint: &Endpoint) -> Result<Option<Option<u
 /// before the socket listens, so nobody can connect while the file has the
 /// looser mode the umask gave it. Its own address is `path`, which is what
 /// `ss` and the peers' `getpeername` show.
-fn bind_in_place(path: &Path, mode: u32) -> io::Result<Socket> {
+fn bind_in_place(path: &Path, mode: u32) -> io::Result<(Socket, Identity)> {
     let socket = Socket::new(Domain::UNIX, Type::STREAM, None)?;
     socket.bind(&SockAddr::unix(path)?)?;
     let ours = fs::symlink_metadata(path)?;
+    let identity = (ours.dev(), ours.ino());
     let placed = fs::set_permissions(path, fs::Permissions::from_mode(mode))
         .and_then(|()| socket.listen(BACKLOG));
     // Another server may have judged our file stale in the instant before
     // it listened, and put its own there: then the name is not ours.
-    let still_ours = fs::symlink_metadata(path)
-        .is_ok_and(|now| (now.dev(), now.ino()) == (ours.dev(), ours.ino()));
+    let still_ours = fs::symlink_metadata(path).is_ok_and(|now| (now.dev(), now.ino()) == identity);
     match placed {
-        Ok(()) if still_ours => Ok(socket),
+        Ok(()) if still_ours => Ok((socket, identity)),
         Ok(()) => Err(io::ErrorKind::AddrInUse.into()),
         Err(e) => {
             if still_ours {
@@ -273,7 +274,7 @@ fn bind_in_place(path: &Path, mode: u32) -> io::Result<Socket> {
 /// in a private directory beside `path` first, so the file never exists at
 /// the public path with a looser mode than asked; its own address is the
 /// path it was made at there.
-fn replace(path: &Path, mode: u32) -> io::Result<Socket> {
+fn replace(path: &Path, mode: u32) -> io::Result<(Socket, Identity)> {
     let private = PrivateDir::create(path)?;
     let name = path.file_name().unwrap_or_default();
     let mut staged = private.path.join(name);
@@ -285,9 +286,16 @@ fn replace(path: &Path, mode: u32) -> io::Result<Socket> {
     socket.bind(&SockAddr::unix(&staged)?)?;
     fs::set_permissions(&staged, fs::Permissions::from_mode(mode))?;
     socket.listen(BACKLOG)?;
+    // Taken before the rename (which keeps the inode): once the file is at
+    // `path`, another successor may rename its own over it at any moment.
+    let staged_meta = fs::symlink_metadata(&staged)?;
     fs::rename(&staged, path)?;
-    Ok(socket)
+    Ok((socket, (staged_meta.dev(), staged_meta.ino())))
 }
+
+/// A socket file's device and inode: which file is ours, whoever renames
+/// what over the path.
+type Identity = (u64, u64);
 
 /// Closes a refused connection so that its client reads a clean end of
 /// stream, not a reset: closing a socket with unread bytes makes the kernel
