@@ -25,6 +25,9 @@
 //! listener_queue_count = 4
 //! current_user_only = false
 //! mode = "0660"                        # or 0o660
+//! allow_users = ["alice", 1001]        # names or ids, beside our own user
+//! allow_groups = ["docker"]            # one group: the socket is root:docker 0660
+//! pipe_sddl = "D:P(A;;GA;;;OW)"         # Windows: the exact descriptor
 //! ```
 //!
 //! The JSON shape is the same tree with .NET's names, under `Kestrel`:
@@ -387,6 +390,13 @@ fn read_config<V: Node>(mut root: Table<V>) -> Result<Config, String> {
             &mut p.mode,
             t.value("mode", V::as_mode, V::MODE_FORMS)?.map(Some),
         );
+        set(&mut p.allow_users, t.names("allow_users")?);
+        set(&mut p.allow_groups, t.names("allow_groups")?);
+        set(
+            &mut p.pipe_sddl,
+            t.value("pipe_sddl", |v| v.as_str().map(str::to_owned), "a string")?
+                .map(Some),
+        );
         // A misspelt key is the likelier cause of a conflict: name it first.
         let path = t.path.clone();
         t.finish()?;
@@ -438,6 +448,7 @@ trait Node: Sized {
     fn is_unlimited(&self) -> bool;
     fn as_duration(&self) -> Option<Duration>;
     fn as_mode(&self) -> Option<u32>;
+    fn items(&self) -> Option<Vec<&Self>>;
 }
 
 impl Node for toml::Value {
@@ -496,6 +507,10 @@ impl Node for toml::Value {
             toml::Value::String(mode) => parse_octal(mode),
             _ => None,
         }
+    }
+
+    fn items(&self) -> Option<Vec<&Self>> {
+        self.as_array().map(|items| items.iter().collect())
     }
 }
 
@@ -564,6 +579,10 @@ impl Node for serde_json::Value {
 
     fn as_mode(&self) -> Option<u32> {
         self.as_str().and_then(parse_octal)
+    }
+
+    fn items(&self) -> Option<Vec<&Self>> {
+        self.as_array().map(|items| items.iter().collect())
     }
 }
 
@@ -693,6 +712,25 @@ impl<V: Node> Table<V> {
     fn duration(&mut self, snake: &str) -> Result<Option<Duration>, String> {
         let parse = |v: &V| v.as_duration().filter(|d| !d.is_zero());
         self.value(snake, parse, V::DURATION_FORMS)
+    }
+
+    /// A list of user or group names and numeric ids.
+    fn names(&mut self, snake: &str) -> Result<Option<Vec<String>>, String> {
+        let parse = |v: &V| {
+            v.items()?
+                .into_iter()
+                .map(|item| match item.as_str() {
+                    Some(name) if !name.trim().is_empty() => Some(name.to_owned()),
+                    Some(_) => None,
+                    None => item.as_u64().map(|id| id.to_string()),
+                })
+                .collect()
+        };
+        self.value(
+            snake,
+            parse,
+            "a list of non-empty names or numeric ids, such as [\"docker\"]",
+        )
     }
 
     fn required_string(&mut self, snake: &str) -> Result<(String, String), String> {

@@ -292,6 +292,40 @@ impl ServerBuilder {
         /// Unix: the socket file mode when `current_user_only` is off.
         mode: Option<u32> => pipes.mode);
 
+    /// Also admit `user` (a name or numeric uid on Unix, an account name or
+    /// SID on Windows) beside the server's own; each call adds one. See
+    /// [`PipeOptions::allow_users`].
+    pub fn allow_user(mut self, user: impl Into<String>) -> Self {
+        self.pipes.allow_users.push(user.into());
+        self
+    }
+
+    /// Also admit the members of `group` (a name or numeric gid on Unix, an
+    /// account name or SID on Windows); each call adds one. One group on
+    /// Unix makes the socket file that group's, mode 0660, as dockerd's
+    /// `--group`. See [`PipeOptions::allow_groups`].
+    ///
+    /// ```no_run
+    /// # async fn run() -> pipehttp::Result<()> {
+    /// let server = pipehttp::Server::builder()
+    ///     .listen("http://pipe:/agent")
+    ///     .allow_group("docker")
+    ///     .bind()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn allow_group(mut self, group: impl Into<String>) -> Self {
+        self.pipes.allow_groups.push(group.into());
+        self
+    }
+
+    /// Windows: every pipe instance gets exactly this security descriptor,
+    /// in SDDL, as Kestrel's `PipeSecurity`. See [`PipeOptions::pipe_sddl`].
+    pub fn pipe_sddl(mut self, sddl: impl Into<String>) -> Self {
+        self.pipes.pipe_sddl = Some(sddl.into());
+        self
+    }
+
     /// How long requests in flight may take to finish once a stop is asked
     /// (default 30 s); connections still open then are closed.
     pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
