@@ -73,9 +73,12 @@ pub struct RequestArgs {
     /// Exit 22 without printing the body when the status is 400 or more.
     #[arg(short = 'f', long)]
     fail: bool,
-    /// Refuse a server that runs as another user.
+    /// Refuse a server that runs as another user on Unix socket paths too (pipe names always are checked).
     #[arg(long)]
     current_user_only: bool,
+    /// Accept a pipe server that runs as USER (a name or uid; Windows: an account or SID) beside this user and root; repeatable.
+    #[arg(long = "allow-server-user", value_name = "USER")]
+    allow_server_users: Vec<String>,
     /// Trust the CA certificate(s) in this PEM file for https.
     #[arg(long, value_name = "FILE")]
     cacert: Option<PathBuf>,
@@ -148,8 +151,13 @@ async fn send(args: RequestArgs, verb: Verb) -> Result<ExitCode, Failure> {
 
     let mut builder = Client::builder()
         .connect_timeout(seconds("--connect-timeout", args.connect_timeout)?)
-        .current_user_only(args.current_user_only)
         .retry(RetryPolicy::new(args.retry, Duration::from_secs(1)));
+    if args.current_user_only {
+        builder = builder.current_user_only(true);
+    }
+    for user in &args.allow_server_users {
+        builder = builder.allow_server_user(user);
+    }
     if args.http2 {
         builder = builder.http2_prior_knowledge();
     }

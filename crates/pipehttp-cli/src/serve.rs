@@ -70,6 +70,18 @@ pub struct ServeArgs {
     #[arg(long, value_name = "OCTAL", value_parser = parse_mode)]
     mode: Option<u32>,
 
+    /// Also admit this user: a name or uid (Windows: an account or SID); repeatable, replaces the config file's list.
+    #[arg(long = "allow-user", value_name = "USER")]
+    allow_users: Vec<String>,
+
+    /// Also admit this group's members: a name or gid (Windows: an account or SID); repeatable, replaces the config file's list. Unix: one group makes the socket that group's, mode 0660.
+    #[arg(long = "allow-group", value_name = "GROUP")]
+    allow_groups: Vec<String>,
+
+    /// Windows: every pipe instance's exact security descriptor, in SDDL (Kestrel's PipeSecurity).
+    #[arg(long, value_name = "SDDL")]
+    pipe_sddl: Option<String>,
+
     /// Certificate chain (PEM) for https endpoints that have none of their own.
     #[arg(long, value_name = "FILE", requires = "key")]
     cert: Option<PathBuf>,
@@ -155,6 +167,13 @@ async fn serve(args: ServeArgs) -> pipehttp::Result<()> {
     set(&mut pipes.listener_queue_count, args.listener_queue_count);
     set(&mut pipes.current_user_only, args.current_user_only);
     set(&mut pipes.mode, args.mode.map(Some));
+    if !args.allow_users.is_empty() {
+        pipes.allow_users = args.allow_users;
+    }
+    if !args.allow_groups.is_empty() {
+        pipes.allow_groups = args.allow_groups;
+    }
+    set(&mut pipes.pipe_sddl, args.pipe_sddl.map(Some));
 
     let mut builder = Server::builder().config(&config).takeover(args.takeover);
     for listener in activated {
