@@ -250,6 +250,20 @@ pub fn as_user(uid: Option<u32>, program: &str) -> Command {
     }
 }
 
+/// A temp dir under /tmp that every user may create sockets in, for tests
+/// that run processes as other users.
+#[cfg(unix)]
+pub fn shared_tempdir() -> TempDir {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::Builder::new()
+        .prefix("pipehttp-shared-")
+        .tempdir_in("/tmp")
+        .expect("a temp dir in /tmp");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777))
+        .expect("chmod 0777 the shared temp dir");
+    dir
+}
+
 /// `program` run as user `uid` with primary group `gid` and exactly the
 /// supplementary `groups` (through `setpriv`), whatever the user database
 /// says of that user.
@@ -385,16 +399,7 @@ impl Drop for Accounts {
 /// characters and the `[a-z_][a-z0-9_-]*` shape that `useradd` accepts.
 #[cfg(unix)]
 fn account_name() -> String {
-    static COUNTER: AtomicU32 = AtomicU32::new(0);
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos());
-    format!(
-        "pht-{}-{}-{:x}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed),
-        nanos & 0xffff
-    )
+    unique_name("pht")
 }
 
 /// Runs `useradd`, `groupadd`, … and panics with its output if it fails.

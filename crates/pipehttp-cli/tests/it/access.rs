@@ -21,16 +21,6 @@ const PYTHON: &str = "/usr/bin/python3";
 /// `nobody`: the squatter, and the client of a root server.
 const NOBODY: u32 = 65534;
 
-/// A temp dir under /tmp that every user may create sockets in.
-fn shared_dir() -> tempfile::TempDir {
-    let dir = tempfile::Builder::new()
-        .prefix("pipehttp-access-")
-        .tempdir_in("/tmp")
-        .unwrap();
-    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o777)).unwrap();
-    dir
-}
-
 /// `pipehttp serve ARGS` run by `cmd` (setpriv as some user), with the
 /// clean environment and TMPDIR=`tmp`, once it listens.
 fn serve(mut cmd: Command, tmp: &Path, args: &[&str]) -> Serve {
@@ -80,7 +70,7 @@ fn one_allowed_group_gets_the_socket_0660_and_only_its_members_are_served() {
     let server_user = accounts.user(&[&group]);
     let member = accounts.user(&[&group]);
     let outsider = accounts.user(&[]);
-    let dir = shared_dir();
+    let dir = testkit::shared_tempdir();
     let url = pipe_url("group1");
     let server = serve(
         server_user.command(BIN),
@@ -129,7 +119,7 @@ fn several_groups_and_users_open_the_socket_and_the_peer_check_sorts_the_callers
     let by_name = accounts.user(&[]);
     let by_uid = accounts.user(&[]);
     let outsider = accounts.user(&[]);
-    let dir = shared_dir();
+    let dir = testkit::shared_tempdir();
     let config = dir.path().join("appsettings.json");
     fs::write(
         &config,
@@ -183,7 +173,7 @@ fn a_server_outside_the_group_cannot_give_it_the_socket_and_says_so() {
     };
     let group = accounts.group();
     let outsider = accounts.user(&[]);
-    let dir = shared_dir();
+    let dir = testkit::shared_tempdir();
     let name = testkit::unique_name("nogroup");
     let url = format!("http://pipe:/{name}");
     let mut cmd = outsider.command(BIN);
@@ -258,7 +248,7 @@ fn a_client_refuses_a_squatter_of_another_user_before_sending_a_byte() {
     if Accounts::new().is_none() {
         return;
     }
-    let dir = shared_dir();
+    let dir = testkit::shared_tempdir();
     let name = testkit::unique_name("squat");
     let path = dir.path().join(format!("CoreFxPipe_{name}"));
     let squatter = squat(&path);
@@ -324,7 +314,7 @@ fn a_client_of_another_user_accepts_a_root_server() {
     if Accounts::new().is_none() {
         return;
     }
-    let dir = shared_dir();
+    let dir = testkit::shared_tempdir();
     let url = pipe_url("rootsrv");
     let open = ["--urls", &url, "--current-user-only", "false"];
     let server = serve(as_user(None, BIN), dir.path(), &open);

@@ -101,13 +101,10 @@ impl Listener {
         } else {
             None
         };
-        let group = match options.socket_group() {
-            Some(name) => Some(
-                resolve_group(name)
-                    .map_err(|e| Error::options(format!("{describe}: allow_groups: {e}")))?,
-            ),
-            None => None,
-        };
+        // The one group the file is given to is the one the peer check admits.
+        let group = options
+            .socket_group()
+            .and_then(|_| admits.as_ref()?.groups.first().cloned());
         let predecessor = if takeover {
             predecessor(&path, endpoint).await?
         } else {
@@ -117,10 +114,10 @@ impl Listener {
 
         // The socket is created, given its group and chmod'ed in a private
         // directory, then moved into place, so the file never exists at the
-        // public path with a looser mode or another owner than asked. A
-        // fresh start links it, which
-        // refuses to replace a socket another server bound meanwhile; a
-        // takeover renames it over the old server's socket in one step.
+        // public path with a looser mode or another group than asked. A
+        // fresh start links it, which refuses to replace a socket another
+        // server bound meanwhile; a takeover renames it over the old
+        // server's socket in one step.
         let private = PrivateDir::create(&path).map_err(bind_err)?;
         let staged = private.path.join("s");
         check_path_len(&staged).map_err(bind_err)?;
@@ -193,8 +190,11 @@ impl Listener {
             let pid = cred.pid().and_then(|p| u32::try_from(p).ok());
             if let Some(admits) = &self.admits {
                 if let Err(groups) = admits.check(&stream, cred.uid(), cred.gid()) {
+                    let groups = groups
+                        .map(|g| format!(" (supplementary groups: {g})"))
+                        .unwrap_or_default();
                     tracing::warn!(
-                        "{}: refused a connection from pid {} uid {} gid {} (supplementary groups: {groups}): {admits}",
+                        "{}: refused a connection from pid {} uid {} gid {}{groups}: {admits}",
                         self.describe,
                         pid.map_or_else(|| "?".to_owned(), |p| p.to_string()),
                         cred.uid(),
@@ -735,33 +735,32 @@ impl Admits {
     }
 
     /// Whether the peer on `stream`, of `uid` and group `gid`, may connect;
-    /// when not, the groups that were looked at, for the log.
-    fn check(&self, stream: &UnixStream, uid: u32, gid: u32) -> std::result::Result<(), String> {
+    /// when not, its supplementary groups if they were looked at, for the log.
+    fn check(
+        &self,
+        stream: &UnixStream,
+        uid: u32,
+        gid: u32,
+    ) -> std::result::Result<(), Option<String>> {
         if uid == self.uid || self.users.iter().any(|u| u.id == uid) {
             return Ok(());
         }
         if self.groups.is_empty() {
-            return Err("not asked".into());
+            return Err(None);
         }
         if self.groups.iter().any(|g| g.id == gid) {
             return Ok(());
         }
+        let allowed = |g: &u32| self.groups.iter().any(|a| a.id == *g);
         match peer_groups(stream, uid, gid) {
-            Ok(groups)
-                if groups
-                    .iter()
-                    .any(|g| self.groups.iter().any(|a| a.id == *g)) =>
-            {
-                Ok(())
+            Ok(groups) if groups.iter().any(allowed) => Ok(()),
+            Ok(groups) if groups.is_empty() => Err(Some("none".into())),
+            Ok(groups) => {
+                let listed: Vec<String> = groups.iter().map(u32::to_string).collect();
+                Err(Some(listed.join(",")))
             }
-            Ok(groups) if groups.is_empty() => Err("none".into()),
-            Ok(groups) => Err(groups
-                .iter()
-                .map(u32::to_string)
-                .collect::<Vec<_>>()
-                .join(",")),
-            // Unknown groups admit nobody: the peer is refused.
-            Err(e) => Err(format!("unknown: {e}")),
+            // Groups that cannot be read admit nobody: the peer is refused.
+            Err(e) => Err(Some(format!("unknown: {e}"))),
         }
     }
 }

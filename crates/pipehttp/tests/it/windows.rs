@@ -330,8 +330,9 @@ mod security {
         SE_KERNEL_OBJECT,
     };
     use windows_sys::Win32::Security::{
-        DACL_SECURITY_INFORMATION, GetTokenInformation, OWNER_SECURITY_INFORMATION,
-        PSECURITY_DESCRIPTOR, PSID, SECURITY_ATTRIBUTES, TOKEN_QUERY, TOKEN_USER, TokenUser,
+        DACL_SECURITY_INFORMATION, GetTokenInformation, OBJECT_SECURITY_INFORMATION,
+        OWNER_SECURITY_INFORMATION, PSECURITY_DESCRIPTOR, SECURITY_ATTRIBUTES, TOKEN_QUERY,
+        TOKEN_USER, TokenUser,
     };
     use windows_sys::Win32::System::Threading::{GetCurrentProcess, OpenProcessToken};
 
@@ -377,6 +378,18 @@ mod security {
 
     /// The DACL of the pipe instance behind a client handle, in SDDL.
     pub fn dacl_sddl(pipe: &NamedPipeClient) -> String {
+        sddl(pipe, DACL_SECURITY_INFORMATION)
+    }
+
+    /// The owner of the pipe instance behind a client handle, as a SID string.
+    pub fn owner_sid(pipe: &NamedPipeClient) -> String {
+        let owner = sddl(pipe, OWNER_SECURITY_INFORMATION);
+        owner.strip_prefix("O:").unwrap_or(&owner).to_owned()
+    }
+
+    /// The parts `info` of the descriptor of the pipe instance behind a
+    /// client handle, in SDDL.
+    fn sddl(pipe: &NamedPipeClient, info: OBJECT_SECURITY_INFORMATION) -> String {
         // SAFETY: the handle is open; the descriptor and string that the
         // calls allocate are freed here.
         unsafe {
@@ -384,7 +397,7 @@ mod security {
             let status = GetSecurityInfo(
                 pipe.as_raw_handle(),
                 SE_KERNEL_OBJECT,
-                DACL_SECURITY_INFORMATION,
+                info,
                 std::ptr::null_mut(),
                 std::ptr::null_mut(),
                 std::ptr::null_mut(),
@@ -396,36 +409,10 @@ mod security {
             let ok = ConvertSecurityDescriptorToStringSecurityDescriptorW(
                 sd,
                 SDDL_REVISION_1,
-                DACL_SECURITY_INFORMATION,
+                info,
                 &mut text,
                 std::ptr::null_mut(),
             );
-            LocalFree(sd);
-            assert_ne!(ok, 0);
-            take_string(text)
-        }
-    }
-
-    /// The owner of the pipe instance behind a client handle, as a SID string.
-    pub fn owner_sid(pipe: &NamedPipeClient) -> String {
-        // SAFETY: the handle is open; the descriptor and string that the
-        // calls allocate are freed here; the owner points into the descriptor.
-        unsafe {
-            let mut owner: PSID = std::ptr::null_mut();
-            let mut sd: PSECURITY_DESCRIPTOR = std::ptr::null_mut();
-            let status = GetSecurityInfo(
-                pipe.as_raw_handle(),
-                SE_KERNEL_OBJECT,
-                OWNER_SECURITY_INFORMATION,
-                &mut owner,
-                std::ptr::null_mut(),
-                std::ptr::null_mut(),
-                std::ptr::null_mut(),
-                &mut sd,
-            );
-            assert_eq!(status, 0, "GetSecurityInfo failed: {status}");
-            let mut text = std::ptr::null_mut();
-            let ok = ConvertSidToStringSidW(owner, &mut text);
             LocalFree(sd);
             assert_ne!(ok, 0);
             take_string(text)
