@@ -16,12 +16,17 @@ PACKAGES=(
     curl nginx nghttp2-client util-linux protobuf-compiler python3
     rustc-web cargo-web rust-web-src rust-web-clippy gcc-mingw-w64-x86-64 wine wine64
 )
+# Access tests (crates/pipehttp-cli/tests/it/access.rs): groupadd, useradd,
+# userdel and groupdel make the test's users and groups; setpriv
+# (util-linux, above) runs clients as them; python3 (above) is the squatter.
+PACKAGES+=(passwd)
 # One file or command per package above, to tell whether it is there.
 PROBES=(
     /usr/bin/curl /usr/sbin/nginx /usr/bin/h2load /usr/bin/setpriv /usr/bin/protoc python3
     /usr/bin/rustc /usr/bin/cargo /usr/lib/rustlib/src/rust/library /usr/bin/clippy-driver
     /usr/bin/x86_64-w64-mingw32-gcc /usr/bin/wine /usr/lib/wine/wine64
 )
+PROBES+=(/usr/sbin/useradd)
 
 present() {
     local probe=$1
