@@ -66,6 +66,10 @@ PACKAGES=(
 # Configuration tests: `openssl` writes the .pfx files and encrypted PEM
 # keys that appsettings certificates point at.
 PACKAGES+=(openssl)
+# Access tests (crates/pipehttp-cli/tests/it/access.rs): groupadd, useradd,
+# userdel and groupdel make the test's users and groups; setpriv
+# (util-linux, above) runs clients as them; python3 (above) is the squatter.
+PACKAGES+=(passwd)
 # One file or command per package above, to tell whether it is there.
 PROBES=(
     /usr/bin/curl /usr/sbin/nginx /usr/bin/h2load /usr/bin/setpriv /usr/bin/protoc python3
@@ -93,6 +97,7 @@ if command -v python3 >/dev/null && ! python3 -c 'import h2, hyperframe, hpack' 
         || echo "install-test-deps: pip could not install h2; Debian's python3-h2 is next" >&2
 fi
 # --- End of the edge tests' block --------------------------------------------
+PROBES+=(/usr/sbin/useradd)
 
 present() {
     local probe=$1

@@ -167,8 +167,22 @@ fn check_config(text: &str, result: pipehttp::Result<Config>) {
     assert!(pipes.max_read_buffer_size >= 1 && pipes.max_write_buffer_size >= 1);
     assert!(pipes.listener_queue_count >= 1);
     if pipes.current_user_only {
-        assert!(matches!(pipes.mode, None | Some(0o600)), "{:?}", pipes.mode);
+        // The allow lists open the socket to one group (0660) or to all
+        // and the peer check (0666); nothing else is accepted.
+        let widened = !pipes.allow_users.is_empty() || !pipes.allow_groups.is_empty();
+        let allowed: &[u32] = if widened { &[0o660, 0o666] } else { &[0o600] };
+        assert!(
+            pipes.mode.is_none_or(|mode| allowed.contains(&mode)),
+            "{:?}",
+            pipes.mode
+        );
+    } else {
+        assert!(pipes.allow_users.is_empty() && pipes.allow_groups.is_empty());
     }
+    assert!(
+        pipes.pipe_sddl.is_none()
+            || (pipes.allow_users.is_empty() && pipes.allow_groups.is_empty())
+    );
     if let Some(mode) = pipes.mode {
         assert!(mode <= 0o777, "mode {mode:o}");
     }

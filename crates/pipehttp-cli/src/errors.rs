@@ -23,6 +23,9 @@ fn in_flag_terms(remedy: Remedy) -> String {
         }
         Remedy::RaiseConnectTimeout => "retry later, or raise --connect-timeout".into(),
         Remedy::RaiseTimeout => "retry, or raise --max-time".into(),
+        Remedy::AllowServerUser => {
+            "if that user is trusted, allow it with --allow-server-user USER".into()
+        }
         // A remedy newer than this tool: the library's words still help.
         other => other.to_string(),
     }

@@ -11,7 +11,7 @@ use clap::builder::ValueParser;
 use clap::{Arg, ArgAction, ArgMatches, Args, Command, FromArgMatches};
 use pipehttp::Config;
 use pipehttp::config::CertificateConfig;
-use pipehttp::options::{OPTIONS, OptionInfo, Raw, Syntax, Value};
+use pipehttp::options::{Kind, OPTIONS, OptionInfo, Raw, Syntax, Value};
 
 const HEADING: &str = "Server options";
 
@@ -78,7 +78,13 @@ fn option_arg(info: &'static OptionInfo) -> Arg {
             info.default_text()
         ))
         .value_parser(ValueParser::new(parse))
-        .action(ArgAction::Set)
+        // A list option takes one item per flag (`--allow-user a
+        // --allow-user b`), and the flags replace the config file's list.
+        .action(if info.kind == Kind::Names {
+            ArgAction::Append
+        } else {
+            ArgAction::Set
+        })
         .help_heading(HEADING)
 }
 
@@ -150,9 +156,22 @@ impl FromArgMatches for ServerFlags {
             self.cert_password = Some(password.clone());
         }
         for info in OPTIONS {
-            if let Some(value) = matches.get_one::<Value>(info.name) {
+            let value = if info.kind == Kind::Names {
+                matches.get_many::<Value>(info.name).map(|items| {
+                    let names = items
+                        .flat_map(|item| match item {
+                            Value::Names(names) => names.clone(),
+                            _ => Vec::new(),
+                        })
+                        .collect();
+                    Value::Names(names)
+                })
+            } else {
+                matches.get_one::<Value>(info.name).cloned()
+            };
+            if let Some(value) = value {
                 self.options.retain(|(i, _)| i.name != info.name);
-                self.options.push((info, value.clone()));
+                self.options.push((info, value));
             }
         }
         Ok(())

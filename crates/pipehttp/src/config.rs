@@ -59,6 +59,9 @@
 //! [pipes]
 //! current_user_only = false
 //! mode = "0660"                        # or 0o660
+//! allow_users = ["alice", 1001]        # names or ids, beside our own user
+//! allow_groups = ["docker"]            # one group: the socket is root:docker 0660
+//! pipe_sddl = "D:P(A;;GA;;;OW)"         # Windows: the exact descriptor
 //! ```
 //!
 //! Endpoints are listed sorted by name, without case, as .NET's

@@ -432,7 +432,6 @@ impl Error {
         self.inner.remedy
     }
 
-    #[cfg_attr(not(feature = "tls"), allow(dead_code))]
     pub(crate) fn with_remedy(self, remedy: Remedy) -> Self {
         self.map_inner(|inner| inner.remedy = Some(remedy))
     }
@@ -492,6 +491,8 @@ pub enum Remedy {
     RaiseConnectTimeout,
     /// The response did not complete in time: retry, or wait longer.
     RaiseTimeout,
+    /// A pipe server runs as another user: if that user is trusted, allow it.
+    AllowServerUser,
 }
 
 /// The remedy in terms of this library's API.
@@ -513,6 +514,9 @@ impl Remedy {
             Remedy::TrustServerCa => "trust its CA with ClientBuilder::add_root_certificate_pem",
             Remedy::RaiseConnectTimeout => "retry later, or raise ClientBuilder::connect_timeout",
             Remedy::RaiseTimeout => "retry, or raise the request's timeout",
+            Remedy::AllowServerUser => {
+                "if that user is trusted, allow it with ClientBuilder::allow_server_user"
+            }
         }
     }
 }

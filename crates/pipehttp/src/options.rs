@@ -40,7 +40,7 @@ macro_rules! options {
             $(
                 $(#[doc = $doc:literal])*
                 $name:ident => $f:ident: $T:ty = $default:expr, $kkey:literal, $kind:expr
-                    $(, default_text $dtext:literal)?;
+                    $(, default_text $dtext:literal)? $(, flag $flag:literal)?;
             )*
         }
         $(sections { $($nf:ident: $NT:ty, $ndoc:literal;)* })?
@@ -85,6 +85,7 @@ macro_rules! options {
                     kind: $kind,
                     doc: &[$($doc),*],
                     fixed_default_text: options!(@text $($dtext)?),
+                    flag_override: options!(@text $($flag)?),
                     get: |o| OptionValue::to_value(&<$S as Section>::of(o).$f),
                     set: |o, v| <$S as Section>::of_mut(o).$f = OptionValue::from_value(v),
                 },
@@ -290,6 +291,31 @@ options! {
         /// pipe; with `current_user_only` on, only 0o600 is allowed.
         mode => mode: Option<u32> = None, "Mode", Kind::MODE,
             default_text "0666 when current_user_only is off";
+        /// Users admitted beside the server's own, with `current_user_only`
+        /// on: names or numeric uids on Unix, account names or SIDs on
+        /// Windows. Unix: the socket becomes 0666 and the peer check admits
+        /// them; Windows: each gets read and write access in every
+        /// instance's DACL. The command line takes one per `--allow-user`.
+        allow_users => allow_users: Vec<String> = Vec::new(), "AllowUsers", Kind::NAMES,
+            flag "allow-user";
+        /// Groups whose members are admitted beside the server's own user,
+        /// with `current_user_only` on: names or numeric gids on Unix,
+        /// account names or SIDs on Windows. Unix: with one group (and no
+        /// `allow_users`) the socket file is given to that group with mode
+        /// 0660, as dockerd's `root:docker` socket; with more, it is 0666.
+        /// Either way a peer is admitted when its group or one of its
+        /// supplementary groups is allowed. Windows: as `allow_users`. The
+        /// command line takes one per `--allow-group`.
+        allow_groups => allow_groups: Vec<String> = Vec::new(), "AllowGroups", Kind::NAMES,
+            flag "allow-group";
+        /// Windows: the exact security descriptor of every pipe instance,
+        /// in SDDL, as Kestrel's `PipeSecurity`; it replaces the descriptor
+        /// that `current_user_only` and the allow lists would make. It must
+        /// grant the server's own user the right to create instances (`GA`
+        /// or `GW`), such as `"D:P(A;;GA;;;OW)(A;;GRGW;;;BU)"`. Unix sockets
+        /// have no such descriptor: binding one with it set fails.
+        pipe_sddl => pipe_sddl: Option<String> = None, "PipeSddl", Kind::TEXT,
+            default_text "none";
     }
 
     /// What endpoints use unless they say otherwise, Kestrel's
@@ -330,7 +356,7 @@ impl ServerOptions {
                 ));
             }
         }
-        self.pipes.socket_mode()?;
+        self.pipes.check_access()?;
         let limits = &self.limits;
         if let Some(buffer) = limits.max_request_buffer_size {
             for (name, size) in [
@@ -391,16 +417,72 @@ impl PipeOptions {
     /// The socket file mode to apply on Unix, or an error message when the
     /// options contradict each other.
     pub(crate) fn socket_mode(&self) -> Result<u32, String> {
-        match (self.current_user_only, self.mode) {
-            (true, None | Some(0o600)) => Ok(0o600),
-            (true, Some(mode)) => Err(format!(
-                "mode {mode:04o} needs current_user_only = false (with it on, the socket is 0600)"
-            )),
-            (false, Some(mode)) if mode > 0o777 => Err(format!(
-                "mode {mode:o} is not a permission mode (0000 to 0777)"
-            )),
-            (false, mode) => Ok(mode.unwrap_or(0o666)),
+        if !self.current_user_only {
+            return match self.mode {
+                Some(mode) if mode > 0o777 => Err(format!(
+                    "mode {mode:o} is not a permission mode (0000 to 0777)"
+                )),
+                mode => Ok(mode.unwrap_or(0o666)),
+            };
         }
+        // One group can be given the file; anything wider needs the file
+        // open to all and the peer check to sort the callers.
+        let mode = match (self.allow_groups.len(), self.allow_users.is_empty()) {
+            (0, true) => 0o600,
+            (1, true) => 0o660,
+            _ => 0o666,
+        };
+        match self.mode {
+            None => Ok(mode),
+            Some(asked) if asked == mode => Ok(mode),
+            Some(asked) if mode == 0o600 => Err(format!(
+                "mode {asked:04o} needs current_user_only = false (with it on, the socket is 0600)"
+            )),
+            Some(asked) => Err(format!(
+                "mode {asked:04o} contradicts allow_users and allow_groups, which make the socket {mode:04o}: leave mode unset"
+            )),
+        }
+    }
+
+    /// The one group the Unix socket file is given to, if any.
+    #[cfg_attr(not(unix), allow(dead_code))]
+    pub(crate) fn socket_group(&self) -> Option<&str> {
+        match (self.allow_groups.as_slice(), self.allow_users.is_empty()) {
+            ([group], true) if self.current_user_only => Some(group),
+            _ => None,
+        }
+    }
+
+    /// How the access options fit together: the allow lists widen
+    /// `current_user_only`, and a descriptor replaces them.
+    fn check_access(&self) -> Result<(), String> {
+        let widened = !self.allow_users.is_empty() || !self.allow_groups.is_empty();
+        if widened && !self.current_user_only {
+            return Err(
+                "allow_users and allow_groups admit callers beside the current user and need current_user_only = true; with it off, anyone who can open the pipe may connect already"
+                    .into(),
+            );
+        }
+        for (list, names) in [
+            ("allow_users", &self.allow_users),
+            ("allow_groups", &self.allow_groups),
+        ] {
+            if let Some(bad) = names
+                .iter()
+                .find(|n| n.trim().is_empty() || n.contains('\0'))
+            {
+                return Err(format!(
+                    "{list} holds {bad:?}, which is no user or group name: give a name or a numeric id"
+                ));
+            }
+        }
+        if self.pipe_sddl.is_some() && widened {
+            return Err(
+                "pipe_sddl sets the whole descriptor: grant those accounts in it instead of in allow_users and allow_groups"
+                    .into(),
+            );
+        }
+        self.socket_mode().map(drop)
     }
 }
 
@@ -582,6 +664,9 @@ pub struct OptionInfo {
     /// Its documentation, one entry per line.
     pub doc: &'static [&'static str],
     fixed_default_text: Option<&'static str>,
+    /// The flag, where it is not the name in kebab-case (a list option's
+    /// flag names one item: `--allow-user` for `allow_users`).
+    flag_override: Option<&'static str>,
     get: fn(&ServerOptions) -> Value,
     set: fn(&mut ServerOptions, Value),
 }
@@ -598,7 +683,10 @@ impl OptionInfo {
     /// Its CLI flag without the dashes: the name in kebab-case.
     #[must_use]
     pub fn flag(&self) -> String {
-        self.name.replace('_', "-")
+        match self.flag_override {
+            Some(flag) => flag.to_owned(),
+            None => self.name.replace('_', "-"),
+        }
     }
 
     /// Its full TOML key, `limits.max_request_body_size`.
@@ -764,6 +852,10 @@ pub enum Value {
     SslProtocols(SslProtocols),
     /// Client certificates.
     ClientCertificateMode(ClientCertificateMode),
+    /// Names (of users, of groups).
+    Names(Vec<String>),
+    /// Text given as it is (a security descriptor).
+    Text(String),
 }
 
 impl Value {
@@ -779,6 +871,9 @@ impl Value {
             Value::Protocols(p) => p.to_string(),
             Value::SslProtocols(p) => p.to_string(),
             Value::ClientCertificateMode(m) => m.to_string(),
+            Value::Names(names) if names.is_empty() => "none".into(),
+            Value::Names(names) => names.join(","),
+            Value::Text(text) => text.clone(),
         }
     }
 }
@@ -843,6 +938,30 @@ plain_value!(
     ClientCertificateMode => ClientCertificateMode
 );
 
+impl OptionValue for Vec<String> {
+    fn to_value(&self) -> Value {
+        Value::Names(self.clone())
+    }
+    fn from_value(value: Value) -> Self {
+        match value {
+            Value::Names(names) => names,
+            other => unreachable!("not names: {other:?}"),
+        }
+    }
+}
+
+impl OptionValue for String {
+    fn to_value(&self) -> Value {
+        Value::Text(self.clone())
+    }
+    fn from_value(value: Value) -> Self {
+        match value {
+            Value::Text(text) => text,
+            other => unreachable!("not text: {other:?}"),
+        }
+    }
+}
+
 impl<T: OptionValue> OptionValue for Option<T> {
     fn to_value(&self) -> Value {
         self.as_ref().map_or(Value::None, T::to_value)
@@ -889,6 +1008,10 @@ pub enum Kind {
     SslProtocols,
     /// [`ClientCertificateMode`].
     ClientCertificateMode,
+    /// Names: a list in config files, one per flag.
+    Names,
+    /// Text, non-empty; or not set.
+    Text,
 }
 
 impl Kind {
@@ -898,6 +1021,8 @@ impl Kind {
     const PROTOCOLS: Kind = Kind::Protocols;
     const SSL_PROTOCOLS: Kind = Kind::SslProtocols;
     const CLIENT_CERTIFICATE_MODE: Kind = Kind::ClientCertificateMode;
+    const NAMES: Kind = Kind::Names;
+    const TEXT: Kind = Kind::Text;
 
     const fn bytes(min: u64, max: u64) -> Kind {
         Kind::Count {
@@ -989,6 +1114,8 @@ impl Kind {
             Kind::Protocols => "Http1|Http2|Http1AndHttp2",
             Kind::SslProtocols => "Tls12,Tls13",
             Kind::ClientCertificateMode => "NoCertificate|AllowCertificate|RequireCertificate",
+            Kind::Names => "NAME",
+            Kind::Text => "TEXT",
         };
         if self.allows_unlimited() {
             format!("{base}|unlimited")
@@ -1047,6 +1174,16 @@ impl Kind {
             Kind::ClientCertificateMode => {
                 "NoCertificate, AllowCertificate or RequireCertificate".into()
             }
+            Kind::Names => match syntax {
+                Syntax::Flag => "a name or numeric id".into(),
+                Syntax::Toml => {
+                    "an array of names or numeric ids, such as [\"alice\", 1001]".into()
+                }
+                Syntax::Dotnet => {
+                    "an array of names or numeric ids, such as [\"alice\", \"1001\"]".into()
+                }
+            },
+            Kind::Text => "a non-empty string".into(),
         };
         if self.allows_unlimited() {
             format!("{base}, or {}", syntax.unlimited())
@@ -1059,7 +1196,9 @@ impl Kind {
     #[must_use]
     pub fn allows(self, value: &Value) -> bool {
         match (self, value) {
-            (kind, Value::None) => kind.allows_unlimited() || kind == Kind::Mode,
+            (kind, Value::None) => {
+                kind.allows_unlimited() || kind == Kind::Mode || kind == Kind::Text
+            }
             (Kind::Count { min, max, .. }, Value::Count(n)) => (min..=max).contains(n),
             (Kind::Seconds { min, .. }, Value::Duration(d)) => *d >= min,
             (Kind::Mode, Value::Count(m)) => *m <= 0o777,
@@ -1070,6 +1209,8 @@ impl Kind {
             | (Kind::Protocols, Value::Protocols(_))
             | (Kind::ClientCertificateMode, Value::ClientCertificateMode(_)) => true,
             (Kind::SslProtocols, Value::SslProtocols(p)) => p.tls12 || p.tls13,
+            (Kind::Names, Value::Names(names)) => names.iter().all(|n| !n.trim().is_empty()),
+            (Kind::Text, Value::Text(text)) => !text.trim().is_empty(),
             _ => false,
         }
     }
@@ -1096,6 +1237,20 @@ impl Kind {
             Kind::Protocols => text(raw, syntax).and_then(protocols),
             Kind::SslProtocols => text(raw, syntax).and_then(|t| ssl_protocols(t.split(','))),
             Kind::ClientCertificateMode => text(raw, syntax).and_then(client_certificate_mode),
+            // One name, or several joined by `,` (the config loader joins a
+            // list's items so); numbers are names too (uids, gids).
+            Kind::Names => match (raw, syntax) {
+                // TOML has arrays for lists (read item by item).
+                (_, Syntax::Toml) => None,
+                (Raw::Text(t) | Raw::Number(t), _) => {
+                    Some(Value::Names(t.split(',').map(|n| n.trim().to_owned()).collect()).into())
+                }
+                _ => None,
+            },
+            Kind::Text => match raw {
+                Raw::Text(t) => Some(Value::Text(t.trim().to_owned()).into()),
+                _ => None,
+            },
         };
         match parsed {
             Some(parsed) if self.allows(&parsed.value) => Ok(parsed),

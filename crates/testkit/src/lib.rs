@@ -215,6 +215,13 @@ const CONFIG_VARS: [&str; 6] = [
 /// directory.
 pub fn command(program: &str, tmp: Option<&Path>) -> Command {
     let mut cmd = Command::new(program);
+    clean_env(&mut cmd, tmp);
+    cmd
+}
+
+/// Gives `cmd` the environment [`command`] gives, for a command that runs
+/// a pipehttp binary through another (`setpriv`), which passes it on.
+pub fn clean_env<'a>(cmd: &'a mut Command, tmp: Option<&Path>) -> &'a mut Command {
     for var in CONFIG_VARS {
         cmd.env_remove(var);
     }
@@ -248,6 +255,214 @@ pub fn as_user(uid: Option<u32>, program: &str) -> Command {
             cmd
         }
     }
+}
+
+/// A temp dir under /tmp that every user may create sockets in, for tests
+/// that run processes as other users; sticky as /tmp is, so only a file's
+/// owner (or root) may remove it.
+#[cfg(unix)]
+pub fn shared_tempdir() -> TempDir {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::Builder::new()
+        .prefix("pipehttp-shared-")
+        .tempdir_in("/tmp")
+        .expect("a temp dir in /tmp");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o1777))
+        .expect("chmod 1777 the shared temp dir");
+    dir
+}
+
+/// `program` run as user `uid` with primary group `gid` and exactly the
+/// supplementary `groups` (through `setpriv`), whatever the user database
+/// says of that user.
+#[cfg(unix)]
+pub fn as_ids(uid: u32, gid: u32, groups: &[u32], program: &str) -> Command {
+    let mut cmd = Command::new("setpriv");
+    cmd.arg(format!("--reuid={uid}"))
+        .arg(format!("--regid={gid}"));
+    if groups.is_empty() {
+        cmd.arg("--clear-groups");
+    } else {
+        let list: Vec<String> = groups.iter().map(u32::to_string).collect();
+        cmd.arg(format!("--groups={}", list.join(",")));
+    }
+    cmd.arg(program);
+    cmd
+}
+
+/// A group made for one test by [`Accounts`].
+#[cfg(unix)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TestGroup {
+    /// Its name.
+    pub name: String,
+    /// Its gid.
+    pub gid: u32,
+}
+
+/// A user made for one test by [`Accounts`], with a primary group of its own.
+#[cfg(unix)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TestUser {
+    /// Its name.
+    pub name: String,
+    /// Its uid.
+    pub uid: u32,
+    /// Its primary group's gid.
+    pub gid: u32,
+}
+
+#[cfg(unix)]
+impl TestUser {
+    /// `program` run as this user with the groups the user database gives
+    /// it, as a login would (`setpriv --init-groups`).
+    pub fn command(&self, program: &str) -> Command {
+        let mut cmd = Command::new("setpriv");
+        cmd.arg(format!("--reuid={}", self.uid))
+            .arg(format!("--regid={}", self.gid))
+            .arg("--init-groups")
+            .arg(program);
+        cmd
+    }
+}
+
+/// Users and groups made for one test with `groupadd` and `useradd`, under
+/// names no other test or run uses, and deleted when this drops. Only root
+/// can make them: [`Accounts::new`] says so and returns `None` otherwise.
+#[cfg(unix)]
+#[derive(Debug, Default)]
+pub struct Accounts {
+    users: Vec<String>,
+    groups: Vec<String>,
+}
+
+#[cfg(unix)]
+impl Accounts {
+    /// An empty set, or `None` (with a note on stderr) when this process
+    /// is not root.
+    pub fn new() -> Option<Self> {
+        let root = Command::new("id")
+            .arg("-u")
+            .output()
+            .is_ok_and(|o| o.stdout.trim_ascii() == b"0");
+        if !root {
+            eprintln!("skipped: only root can add the users and groups this test needs");
+            return None;
+        }
+        Some(Self::default())
+    }
+
+    /// A new group.
+    pub fn group(&mut self) -> TestGroup {
+        let name = account_name();
+        account_tool("groupadd", &["--system", &name]);
+        self.groups.push(name.clone());
+        let gid = id_of("group", &name);
+        TestGroup { name, gid }
+    }
+
+    /// A new user with a new primary group, and member of `groups` in the
+    /// group database.
+    pub fn user(&mut self, groups: &[&TestGroup]) -> TestUser {
+        let primary = self.group();
+        let name = account_name();
+        let mut args = vec![
+            "--system",
+            "--no-create-home",
+            "--shell",
+            "/usr/sbin/nologin",
+            "--gid",
+            &primary.name,
+        ];
+        let list: Vec<&str> = groups.iter().map(|g| g.name.as_str()).collect();
+        let list = list.join(",");
+        if !groups.is_empty() {
+            args.extend(["--groups", &list]);
+        }
+        args.push(&name);
+        account_tool("useradd", &args);
+        self.users.push(name.clone());
+        let uid = id_of("passwd", &name);
+        TestUser {
+            name,
+            uid,
+            gid: primary.gid,
+        }
+    }
+}
+
+#[cfg(unix)]
+impl Drop for Accounts {
+    fn drop(&mut self) {
+        for user in self.users.drain(..).rev() {
+            account_tool_quiet("userdel", &[&user]);
+        }
+        for group in self.groups.drain(..).rev() {
+            account_tool_quiet("groupdel", &[&group]);
+        }
+    }
+}
+
+/// A user or group name no other test or run uses, within the 32
+/// characters and the `[a-z_][a-z0-9_-]*` shape that `useradd` accepts.
+#[cfg(unix)]
+fn account_name() -> String {
+    unique_name("pht")
+}
+
+/// Runs `useradd`, `groupadd`, … and panics with its output if it fails.
+#[cfg(unix)]
+fn account_tool(tool: &str, args: &[&str]) {
+    if let Err(e) = try_account_tool(tool, args) {
+        panic!("{e}");
+    }
+}
+
+/// Cleanup: a failure is reported, never a panic inside a drop.
+#[cfg(unix)]
+fn account_tool_quiet(tool: &str, args: &[&str]) {
+    if let Err(e) = try_account_tool(tool, args) {
+        eprintln!("could not clean up: {e}");
+    }
+}
+
+/// One account tool at a time in this process. While another process
+/// holds the account files' lock the tool fails at once, so then it is run
+/// again, a bounded number of times.
+#[cfg(unix)]
+fn try_account_tool(tool: &str, args: &[&str]) -> Result<(), String> {
+    static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let mut attempt = 0;
+    loop {
+        let out = Command::new(tool)
+            .args(args)
+            .output()
+            .map_err(|e| format!("cannot run {tool}: {e}"))?;
+        if out.status.success() {
+            return Ok(());
+        }
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        attempt += 1;
+        if !stderr.contains("lock") || attempt >= 20 {
+            return Err(format!("{tool} {args:?} failed: {}: {stderr}", out.status));
+        }
+        std::thread::sleep(Duration::from_millis(50 * attempt));
+    }
+}
+
+/// The id `getent DATABASE NAME` gives: the third `:` field.
+#[cfg(unix)]
+fn id_of(database: &str, name: &str) -> u32 {
+    let out = Command::new("getent")
+        .args([database, name])
+        .output()
+        .expect("run getent");
+    let line = String::from_utf8_lossy(&out.stdout);
+    line.split(':')
+        .nth(2)
+        .and_then(|id| id.trim().parse().ok())
+        .unwrap_or_else(|| panic!("getent {database} {name} said {line:?}"))
 }
 
 /// One endpoint a server announced with `Now listening on: URL (PATH)`.

@@ -160,9 +160,12 @@ pub struct RequestArgs {
     /// Send to the Unix socket NAME in Linux's abstract namespace.
     #[arg(long, value_name = "NAME")]
     abstract_unix_socket: Option<String>,
-    /// Refuse a server that runs as another user.
+    /// Refuse a server that runs as another user on Unix socket paths too (pipe names always are checked).
     #[arg(long)]
     current_user_only: bool,
+    /// Accept a pipe server that runs as USER (a name or uid; Windows: an account or SID) beside this user and root; repeatable.
+    #[arg(long = "allow-server-user", value_name = "USER")]
+    allow_server_users: Vec<String>,
 
     /// Send cookies: 'NAME=VALUE; ...', or read a cookie file (and keep the
     /// cookies the server sets during the transfer).
@@ -254,9 +257,13 @@ async fn prepare(args: RequestArgs, verb: Verb) -> Result<(Options, Vec<String>)
         .max_time
         .map(|t| spec::seconds("--max-time", t))
         .transpose()?;
-    let mut builder = Client::builder()
-        .connect_timeout(connect_timeout)
-        .current_user_only(args.current_user_only);
+    let mut builder = Client::builder().connect_timeout(connect_timeout);
+    if args.current_user_only {
+        builder = builder.current_user_only(true);
+    }
+    for user in &args.allow_server_users {
+        builder = builder.allow_server_user(user);
+    }
     if args.http2_prior_knowledge {
         builder = builder.http2_prior_knowledge();
     } else if args.http1_1 || args.http1_0 {

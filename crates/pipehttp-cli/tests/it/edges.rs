@@ -26,9 +26,7 @@ use testkit::{Nginx, Serve, Spawned};
 use tokio::io::AsyncWriteExt;
 
 use crate::load::{Conn, PATIENCE, Served, connect_unix, raise_fd_limit, runtime, serial};
-use crate::server_process::{
-    OTHER_UID, SERVER_UID, curl, needs_root, serve_command, shared_dir, stdout,
-};
+use crate::server_process::{OTHER_UID, SERVER_UID, curl, needs_root, serve_command, stdout};
 
 const BIN: &str = env!("CARGO_BIN_EXE_pipehttp");
 /// Slack on top of a limit before it counts as missed: CI machines are busy.
@@ -743,7 +741,7 @@ fn another_users_stale_socket_is_named_in_the_bind_error() {
     if needs_root() {
         return;
     }
-    let dir = shared_dir();
+    let dir = testkit::shared_tempdir();
     for (mode, extra) in [
         ("0600", &[][..]),
         (

@@ -3,6 +3,7 @@
 //! each starts the binary cargo built for the tests
 //! (`CARGO_BIN_EXE_pipehttp`) through testkit's harness.
 
+mod access;
 mod activation;
 mod bench;
 mod cli;

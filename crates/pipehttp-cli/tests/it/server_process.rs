@@ -87,17 +87,6 @@ fn is_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
 
-/// A temp dir under /tmp that every user may create sockets in, sticky as
-/// /tmp is: only a file's owner (or root) may remove it.
-pub(crate) fn shared_dir() -> tempfile::TempDir {
-    let dir = tempfile::Builder::new()
-        .prefix("pipehttp-shared-")
-        .tempdir_in("/tmp")
-        .unwrap();
-    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o1777)).unwrap();
-    dir
-}
-
 /// Skips (returning true) unless we are root, who alone can switch users.
 pub(crate) fn needs_root() -> bool {
     if is_root() {
@@ -309,7 +298,7 @@ fn a_server_refuses_clients_running_as_other_users() {
     if needs_root() {
         return;
     }
-    let dir = shared_dir();
+    let dir = testkit::shared_tempdir();
     let url = format!("http://pipe:/{}", testkit::unique_name("cli-private"));
     let server = start(dir.path(), Some(SERVER_UID), &["--urls", &url], 1);
     let path = server.path(0).to_owned();
@@ -362,7 +351,7 @@ fn current_user_only_false_with_mode_0666_serves_other_users() {
     if needs_root() {
         return;
     }
-    let dir = shared_dir();
+    let dir = testkit::shared_tempdir();
     let url = format!("http://pipe:/{}", testkit::unique_name("cli-open"));
     let args = [
         "--urls",

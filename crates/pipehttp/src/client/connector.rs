@@ -28,7 +28,9 @@ use crate::error::Remedy;
 use crate::error::{Error, Kind, Result};
 #[cfg(feature = "tls")]
 use crate::tls::{self, Trust};
-use crate::transport::{self, ConnectFailure, ConnectOptions, Connection, PeerInfo};
+use crate::transport::{
+    self, CheckScope, ConnectFailure, ConnectOptions, Connection, PeerInfo, ServerUsers,
+};
 
 /// Default time to wait for a server to appear and accept.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -58,7 +60,7 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct Connector {
     endpoint: Arc<Endpoint>,
     connect_timeout: Duration,
-    current_user_only: bool,
+    server_users: ServerUsers,
     wait_for_server: bool,
     #[cfg(feature = "tls")]
     tls: Option<(TlsConnector, ServerName<'static>)>,
@@ -69,7 +71,7 @@ impl std::fmt::Debug for Connector {
         let mut d = f.debug_struct("Connector");
         d.field("endpoint", &self.endpoint)
             .field("connect_timeout", &self.connect_timeout)
-            .field("current_user_only", &self.current_user_only)
+            .field("server_users", &self.server_users)
             .field("wait_for_server", &self.wait_for_server);
         #[cfg(feature = "tls")]
         d.field("tls_server_name", &self.tls.as_ref().map(|(_, name)| name));
@@ -106,7 +108,7 @@ impl Connector {
         Self {
             endpoint: Arc::new(endpoint),
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
-            current_user_only: false,
+            server_users: ServerUsers::default(),
             wait_for_server: true,
             #[cfg(feature = "tls")]
             tls: None,
@@ -149,11 +151,38 @@ impl Connector {
         self
     }
 
-    /// Refuse a server that runs as another user (default off): the defence
-    /// against a process that took the name first.
+    /// Which server users to accept. By default a pipe name's server must
+    /// run as this process's user or as root (Windows: SYSTEM): the
+    /// defence against a process of another user that took the name
+    /// first. `true` checks Unix socket paths too; `false` accepts a
+    /// server of any user everywhere, as [`any_server_user`](Self::any_server_user).
     #[must_use]
     pub fn current_user_only(mut self, enabled: bool) -> Self {
-        self.current_user_only = enabled;
+        self.server_users.scope = if enabled {
+            CheckScope::Local
+        } else {
+            CheckScope::Off
+        };
+        self
+    }
+
+    /// Also accept a server that runs as `user`: a name or numeric uid on
+    /// Unix, an account name or SID on Windows. Each call adds one; an
+    /// unknown name fails the connection that would need it.
+    #[must_use]
+    pub fn allow_server_user(mut self, user: impl Into<String>) -> Self {
+        self.server_users.allowed.push(user.into());
+        self
+    }
+
+    /// Accept a server of any user: no check at all.
+    #[must_use]
+    pub fn any_server_user(self) -> Self {
+        self.current_user_only(false)
+    }
+
+    pub(crate) fn server_users(mut self, users: ServerUsers) -> Self {
+        self.server_users = users;
         self
     }
 
@@ -185,7 +214,7 @@ impl Connector {
     pub async fn connect(&self) -> Result<Connection> {
         let deadline = Instant::now() + self.connect_timeout;
         let options = ConnectOptions {
-            current_user_only: self.current_user_only,
+            server_users: &self.server_users,
         };
         let mut attempt = 0;
         loop {

@@ -46,6 +46,7 @@ use crate::address::{Endpoint, ListenAddress, RequestTarget, Scheme};
 use crate::error::{Chain, Error, Kind, Result};
 #[cfg(feature = "tls")]
 use crate::tls::Trust;
+use crate::transport::{CheckScope, ServerUsers};
 
 type Pool = legacy::Client<Connector, Body>;
 
@@ -92,7 +93,7 @@ struct Config {
     connect_timeout: Duration,
     timeout: Option<Duration>,
     retry: RetryPolicy,
-    current_user_only: bool,
+    server_users: ServerUsers,
     wait_for_server: bool,
     http2_prior_knowledge: bool,
     http1_only: bool,
@@ -109,7 +110,7 @@ impl Default for Config {
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             timeout: None,
             retry: RetryPolicy::none(),
-            current_user_only: false,
+            server_users: ServerUsers::default(),
             wait_for_server: true,
             http2_prior_knowledge: false,
             http1_only: false,
@@ -167,9 +168,22 @@ impl ClientBuilder {
         self
     }
 
-    /// Refuse servers that run as another user (default off).
+    /// Which server users to accept. By default a pipe name's server must
+    /// run as this process's user or as root (Windows: SYSTEM), so that a
+    /// process of another user that took the name first receives nothing;
+    /// Unix socket paths, which the caller chose, are not checked. `true`
+    /// checks them too; `false` accepts a server of any user everywhere, as
+    /// [`any_server_user`](Self::any_server_user).
+    ///
+    /// A refused server fails the request before any byte of it is sent,
+    /// with an error whose [`is_refused_peer`](crate::Error::is_refused_peer)
+    /// is true.
     pub fn current_user_only(mut self, enabled: bool) -> Self {
-        self.config.current_user_only = enabled;
+        self.config.server_users.scope = if enabled {
+            CheckScope::Local
+        } else {
+            CheckScope::Off
+        };
         self
     }
 
@@ -178,6 +192,23 @@ impl ClientBuilder {
     pub fn wait_for_server(mut self, wait: bool) -> Self {
         self.config.wait_for_server = wait;
         self
+    }
+
+    /// Also accept a server that runs as `user`: a name or numeric uid on
+    /// Unix, an account name or SID on Windows. Each call adds one; an
+    /// unknown name fails the request that would need it.
+    ///
+    /// ```
+    /// let client = pipehttp::Client::builder().allow_server_user("www-data").build();
+    /// ```
+    pub fn allow_server_user(mut self, user: impl Into<String>) -> Self {
+        self.config.server_users.allowed.push(user.into());
+        self
+    }
+
+    /// Accept a server of any user: no check at all.
+    pub fn any_server_user(self) -> Self {
+        self.current_user_only(false)
     }
 
     /// Speak HTTP/2 from the first byte on cleartext connections.
@@ -370,7 +401,7 @@ impl Client {
         #[cfg_attr(not(feature = "tls"), allow(unused_mut))]
         let mut connector = Connector::for_endpoint(address.endpoint().clone())
             .connect_timeout(config.connect_timeout)
-            .current_user_only(config.current_user_only)
+            .server_users(config.server_users.clone())
             .wait_for_server(config.wait_for_server);
         #[cfg(not(feature = "tls"))]
         if address.scheme() == Scheme::Https {

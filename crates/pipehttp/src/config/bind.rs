@@ -173,11 +173,20 @@ pub(crate) fn bind(store: &Store) -> Result<Config> {
 
     for entry in store.entries() {
         if let Some(name) = entry.key.strip_prefix("pipehttp:") {
+            // An array's items come as `path:0`, `path:1`, ….
+            let (name, item) = match name.rsplit_once(':') {
+                Some((name, i)) if i.parse::<usize>().is_ok() => (name, true),
+                _ => (name, false),
+            };
             let info = OPTIONS
                 .iter()
                 .find(|o| o.toml_path() == name)
                 .expect("the TOML reader names only options");
-            singles.push((info, entry));
+            if item {
+                lists.entry(info.name).or_default().push(entry);
+            } else {
+                singles.push((info, entry));
+            }
             continue;
         }
         let Some(parts) = entry.kestrel_parts() else {
@@ -252,7 +261,7 @@ pub(crate) fn bind(store: &Store) -> Result<Config> {
                 (Kind::Rate, [k]) if eq(k, "GracePeriod") => {
                     rates.entry(info.name).or_default().grace_period = Some(entry);
                 }
-                (Kind::SslProtocols, [i]) if i.parse::<usize>().is_ok() => {
+                (Kind::SslProtocols | Kind::Names, [i]) if i.parse::<usize>().is_ok() => {
                     lists.entry(info.name).or_default().push(entry);
                 }
                 _ => return Err(unknown(entry, &parts, &[])),
@@ -405,7 +414,7 @@ fn unknown(entry: &Entry, parts: &[&str], extra: &[String]) -> Error {
     }
 }
 
-/// A list option (`SslProtocols`) from its items, in index order.
+/// A list option (`SslProtocols`, names) from its items, in index order.
 fn list(kind: Kind, entries: &[&Entry]) -> Result<crate::options::Parsed> {
     let mut items: Vec<(usize, &Entry)> = entries
         .iter()
@@ -419,6 +428,8 @@ fn list(kind: Kind, entries: &[&Entry]) -> Result<crate::options::Parsed> {
     for (_, entry) in &items {
         match &entry.value {
             Raw::Text(t) => names.push(t.as_str()),
+            // A uid or gid written as a number.
+            Raw::Number(n) if kind == Kind::Names => names.push(n.as_str()),
             other => {
                 return Err(bad_value(
                     entry,

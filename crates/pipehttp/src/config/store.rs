@@ -431,7 +431,7 @@ fn push_toml(
         toml::Value::Integer(i) => Raw::Number(i.to_string()),
         toml::Value::Float(f) => Raw::Number(f.to_string()),
         toml::Value::Boolean(b) => Raw::Bool(b),
-        toml::Value::Array(items) if path.last() == Some(&"ssl_protocols") => {
+        toml::Value::Array(items) if takes_a_list(path) => {
             for (i, item) in items.into_iter().enumerate() {
                 push_toml(
                     out,
@@ -453,6 +453,18 @@ fn push_toml(
     };
     out.push(source.entry(key, shown, raw, Syntax::Toml, Style::Toml));
     Ok(())
+}
+
+/// Whether the TOML key at `path` takes an array: SSL protocols, and the
+/// options whose values are names.
+fn takes_a_list(path: &[&str]) -> bool {
+    let Some(last) = path.last() else {
+        return false;
+    };
+    *last == "ssl_protocols"
+        || crate::options::OPTIONS
+            .iter()
+            .any(|o| o.kind == crate::options::Kind::Names && o.toml_key == *last)
 }
 
 fn show_toml(value: &toml::Value) -> String {

@@ -324,6 +324,33 @@ impl ServerBuilder {
         self
     }
 
+    /// Also admits `user` (a name or numeric uid on Unix, an account name
+    /// or SID on Windows) beside the server's own; each call adds one to
+    /// [`PipeOptions::allow_users`].
+    pub fn allow_user(mut self, user: impl Into<String>) -> Self {
+        self.options.pipes.allow_users.push(user.into());
+        self
+    }
+
+    /// Also admits the members of `group` (a name or numeric gid on Unix,
+    /// an account name or SID on Windows); each call adds one to
+    /// [`PipeOptions::allow_groups`]. One group on Unix makes the socket
+    /// file that group's, mode 0660, as dockerd's `--group`.
+    ///
+    /// ```no_run
+    /// # async fn run() -> pipehttp::Result<()> {
+    /// let server = pipehttp::Server::builder()
+    ///     .listen("http://pipe:/agent")
+    ///     .allow_group("docker")
+    ///     .bind()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn allow_group(mut self, group: impl Into<String>) -> Self {
+        self.options.pipes.allow_groups.push(group.into());
+        self
+    }
+
     /// Replaces all HTTP limits at once.
     pub fn limits(mut self, limits: Limits) -> Self {
         self.options.limits = limits;

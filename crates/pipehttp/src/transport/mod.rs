@@ -26,7 +26,7 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use crate::address::{Endpoint, ListenAddress, PipeName, Scheme};
-use crate::error::{Error, Kind, PeerMismatch, Result};
+use crate::error::{Error, Kind, PeerMismatch, Remedy, Result};
 use crate::options::PipeOptions;
 
 mod tcp;
@@ -353,8 +353,9 @@ impl Listener {
         }
     }
 
-    /// Waits for the next connection. Peers that `current_user_only` turns
-    /// away are closed inside and never returned.
+    /// Waits for the next connection. Peers that the access options
+    /// (`current_user_only`, `allow_users`, `allow_groups`) turn away are
+    /// closed inside and never returned.
     pub async fn accept(&self) -> io::Result<Connection> {
         let (io, mut peer) = match &self.inner {
             Inner::Local(l) => {
@@ -411,11 +412,46 @@ pub(crate) enum Activated {
     Tcp(std::net::TcpListener),
 }
 
+/// Which users a client accepts as the server of a pipe or Unix socket.
+/// Our own user and root (Windows: SYSTEM) always are.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct ServerUsers {
+    /// Where the check runs.
+    pub(crate) scope: CheckScope,
+    /// Users accepted beside ours and root: names or numeric uids on Unix,
+    /// account names or SIDs on Windows. Resolved only when a server of
+    /// another user turns up.
+    pub(crate) allowed: Vec<String>,
+}
+
+/// Where a client checks the server's user.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) enum CheckScope {
+    /// On pipe names: their sockets sit in shared temp directories, where
+    /// anyone can bind a name before its server does.
+    #[default]
+    Pipes,
+    /// On pipe names and Unix socket paths.
+    Local,
+    /// Nowhere.
+    Off,
+}
+
+impl ServerUsers {
+    fn applies_to(&self, endpoint: &Endpoint) -> bool {
+        match (self.scope, endpoint) {
+            (CheckScope::Off, _) | (_, Endpoint::Tcp { .. }) => false,
+            (CheckScope::Local, _) | (CheckScope::Pipes, Endpoint::Pipe(_)) => true,
+            (CheckScope::Pipes, Endpoint::Unix(_)) => false,
+        }
+    }
+}
+
 /// What a client asks of a connection attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct ConnectOptions {
-    /// Refuse a server that runs as another user.
-    pub current_user_only: bool,
+pub(crate) struct ConnectOptions<'a> {
+    /// Which server users to accept.
+    pub server_users: &'a ServerUsers,
 }
 
 /// Why one connection attempt failed, sorted by what the caller should do.
@@ -432,7 +468,7 @@ pub(crate) enum ConnectFailure {
 /// Opens one connection to `endpoint`, once, without waiting.
 pub(crate) async fn connect(
     endpoint: &Endpoint,
-    options: ConnectOptions,
+    options: ConnectOptions<'_>,
 ) -> std::result::Result<Connection, ConnectFailure> {
     let (io, peer) = match endpoint {
         Endpoint::Tcp { host, port } => {
@@ -452,9 +488,11 @@ pub(crate) async fn connect(
             if matches!(endpoint, Endpoint::Unix(_)) {
                 peer.transport = Transport::Unix;
             }
-            if options.current_user_only {
-                local::check_same_user(&stream, &peer)
-                    .map_err(|detail| ConnectFailure::Fatal(refused_peer(endpoint, detail)))?;
+            // Before the connection is handed on, so that nothing of the
+            // request reaches a server this client does not trust.
+            if options.server_users.applies_to(endpoint) {
+                local::check_server_user(endpoint, &stream, &peer, &options.server_users.allowed)
+                    .map_err(ConnectFailure::Fatal)?;
             }
             (Io::Local(stream), peer)
         }
@@ -465,6 +503,11 @@ pub(crate) async fn connect(
 /// The error for a peer of a user this side does not admit.
 pub(crate) fn refused_peer(endpoint: &Endpoint, detail: String) -> Error {
     Error::at(Kind::RefusedPeer, endpoint).with_source(PeerMismatch(detail))
+}
+
+/// The error for a server of a user this client does not accept.
+pub(crate) fn refused_server(endpoint: &Endpoint, detail: String) -> Error {
+    refused_peer(endpoint, detail).with_remedy(Remedy::AllowServerUser)
 }
 
 /// How long to wait before the next attempt when a server is absent or

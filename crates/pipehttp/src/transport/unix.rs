@@ -1,6 +1,6 @@
 //! Named pipes and Unix domain sockets on Unix: both are socket files.
 
-use std::ffi::OsString;
+use std::ffi::{CStr, CString, OsString};
 use std::fs;
 use std::io;
 use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, PermissionsExt};
@@ -71,8 +71,8 @@ pub(crate) struct Listener {
     /// never removes a socket another server has put at the path since;
     /// `None` for sockets someone else (systemd) created and owns.
     identity: Option<Identity>,
-    current_user_only: bool,
-    uid: u32,
+    /// Who may connect; `None` for anyone who can open the socket file.
+    admits: Option<Admits>,
     describe: String,
 }
 
@@ -90,20 +90,33 @@ impl Listener {
         let bind_err = |source| Error::at(Kind::Bind, endpoint).with_source(source);
         check_path_len(&path).map_err(bind_err)?;
         let mode = options.socket_mode().map_err(Error::options)?;
+        let describe = Named(endpoint, Some(&path)).to_string();
+        if options.pipe_sddl.is_some() {
+            return Err(Error::options(format!(
+                "{describe}: pipe_sddl is a Windows security descriptor, which Unix sockets do not have: admit callers with allow_users and allow_groups instead"
+            )));
+        }
+        let admits = if options.current_user_only {
+            Some(Admits::resolve(options).map_err(|e| Error::options(format!("{describe}: {e}")))?)
+        } else {
+            None
+        };
+        // The one group the file is given to is the one the peer check admits.
+        let group = options
+            .socket_group()
+            .and_then(|_| admits.as_ref()?.groups.first().cloned());
+        let access = Access { mode, group };
         if takeover && let Some(old) = predecessor(&path, endpoint).await? {
-            let socket = replace(&path, mode).map_err(bind_err)?;
-            let listener = Self::listening(socket, path, endpoint, options)?;
+            let socket = replace(&path, &access).map_err(bind_err)?;
+            let listener = Self::listening(socket, path, endpoint, admits)?;
             return Ok((listener, old.into_iter().collect()));
         }
         clear_stale(&path, endpoint).await?;
-        let socket = bind_in_place(&path, mode).map_err(|e| match e.kind() {
+        let socket = bind_in_place(&path, &access).map_err(|e| match e.kind() {
             io::ErrorKind::AddrInUse => Error::at(Kind::AddrInUse, endpoint),
             _ => bind_err(e),
         })?;
-        Ok((
-            Self::listening(socket, path, endpoint, options)?,
-            Vec::new(),
-        ))
+        Ok((Self::listening(socket, path, endpoint, admits)?, Vec::new()))
     }
 
     /// `identity` is the socket file's, taken where the file was made: by
@@ -112,7 +125,7 @@ impl Listener {
         (socket, identity): (Socket, Identity),
         path: PathBuf,
         endpoint: &Endpoint,
-        options: &PipeOptions,
+        admits: Option<Admits>,
     ) -> Result<Self> {
         let bind_err = |source| Error::at(Kind::Bind, endpoint).with_source(source);
         socket.set_nonblocking(true).map_err(bind_err)?;
@@ -123,8 +136,7 @@ impl Listener {
             describe: Named(endpoint, Some(&path)).to_string(),
             path,
             identity: Some(identity),
-            current_user_only: options.current_user_only,
-            uid: current_uid(),
+            admits,
         })
     }
 
@@ -148,13 +160,18 @@ impl Listener {
                 continue;
             };
             let pid = cred.pid().and_then(|p| u32::try_from(p).ok());
-            if self.current_user_only && cred.uid() != self.uid {
+            if let Some(admits) = &self.admits
+                && let Err(groups) = admits.check(&stream, cred.uid(), cred.gid())
+            {
+                let groups = groups
+                    .map(|g| format!(" (supplementary groups: {g})"))
+                    .unwrap_or_default();
                 tracing::warn!(
-                    "{}: refused a connection from pid {} uid {}: current_user_only admits uid {} only",
+                    "{}: refused a connection from pid {} uid {} gid {}{groups}: {admits}",
                     self.describe,
                     pid.map_or_else(|| "?".to_owned(), |p| p.to_string()),
                     cred.uid(),
-                    self.uid
+                    cred.gid(),
                 );
                 tokio::spawn(turn_away(stream));
                 continue;
@@ -243,17 +260,43 @@ async fn predecessor(path: &Path, endpoint: &Endpoint) -> Result<Option<Option<u
     }
 }
 
-/// A listening socket bound at `path` itself, with `mode`. The mode is set
-/// before the socket listens, so nobody can connect while the file has the
-/// looser mode the umask gave it. Its own address is `path`, which is what
-/// `ss` and the peers' `getpeername` show.
-fn bind_in_place(path: &Path, mode: u32) -> io::Result<(Socket, Identity)> {
+/// What a socket file is given before anyone may connect: its mode, and
+/// the one group it belongs to, if access was granted to a group.
+struct Access {
+    mode: u32,
+    group: Option<Account>,
+}
+
+impl Access {
+    fn apply(&self, file: &Path) -> io::Result<()> {
+        if let Some(group) = &self.group {
+            std::os::unix::fs::chown(file, None, Some(group.id)).map_err(|e| {
+                if e.kind() == io::ErrorKind::PermissionDenied {
+                    io::Error::new(
+                        e.kind(),
+                        format!(
+                            "cannot give the socket to {group}: only root or a member of that group may; run the server as one"
+                        ),
+                    )
+                } else {
+                    e
+                }
+            })?;
+        }
+        fs::set_permissions(file, fs::Permissions::from_mode(self.mode))
+    }
+}
+
+/// A listening socket bound at `path` itself, given its group and mode
+/// before it listens, so nobody can connect while the file has the looser
+/// mode (or the group) it was made with. Its own address is `path`, which
+/// is what `ss` and the peers' `getpeername` show.
+fn bind_in_place(path: &Path, access: &Access) -> io::Result<(Socket, Identity)> {
     let socket = Socket::new(Domain::UNIX, Type::STREAM, None)?;
     socket.bind(&SockAddr::unix(path)?)?;
     let ours = fs::symlink_metadata(path)?;
     let identity = (ours.dev(), ours.ino());
-    let placed = fs::set_permissions(path, fs::Permissions::from_mode(mode))
-        .and_then(|()| socket.listen(BACKLOG));
+    let placed = access.apply(path).and_then(|()| socket.listen(BACKLOG));
     // Another server may have judged our file stale in the instant before
     // it listened, and put its own there: then the name is not ours.
     let still_ours = fs::symlink_metadata(path).is_ok_and(|now| (now.dev(), now.ino()) == identity);
@@ -270,11 +313,11 @@ fn bind_in_place(path: &Path, mode: u32) -> io::Result<(Socket, Identity)> {
 }
 
 /// A listening socket moved over whatever is at `path` in one step, for a
-/// takeover: the name is never unserved. It is created and given its mode
-/// in a private directory beside `path` first, so the file never exists at
-/// the public path with a looser mode than asked; its own address is the
-/// path it was made at there.
-fn replace(path: &Path, mode: u32) -> io::Result<(Socket, Identity)> {
+/// takeover: the name is never unserved. It is created and given its group
+/// and mode in a private directory beside `path` first, so the file never
+/// exists at the public path with a looser mode or another group than
+/// asked; its own address is the path it was made at there.
+fn replace(path: &Path, access: &Access) -> io::Result<(Socket, Identity)> {
     let private = PrivateDir::create(path)?;
     let name = path.file_name().unwrap_or_default();
     let mut staged = private.path.join(name);
@@ -284,7 +327,7 @@ fn replace(path: &Path, mode: u32) -> io::Result<(Socket, Identity)> {
     check_path_len(&staged)?;
     let socket = Socket::new(Domain::UNIX, Type::STREAM, None)?;
     socket.bind(&SockAddr::unix(&staged)?)?;
-    fs::set_permissions(&staged, fs::Permissions::from_mode(mode))?;
+    access.apply(&staged)?;
     socket.listen(BACKLOG)?;
     // Taken before the rename (which keeps the inode): once the file is at
     // `path`, another successor may rename its own over it at any moment.
@@ -469,7 +512,7 @@ async fn connect_path(path: &Path) -> io::Result<UnixStream> {
     UnixStream::connect(path).await
 }
 
-/// The client side of `current_user_only`: the server must run as our user.
+/// The takeover's check: the old server must run as our user.
 pub(crate) fn check_same_user(_stream: &Stream, peer: &PeerInfo) -> Result<(), String> {
     let ours = current_uid();
     match peer.uid {
@@ -480,6 +523,49 @@ pub(crate) fn check_same_user(_stream: &Stream, peer: &PeerInfo) -> Result<(), S
         )),
         None => Err("the OS did not say which user runs the server".into()),
     }
+}
+
+/// The client's check of the server's user: ours, root (who can act as
+/// anyone anyway) or one of `allowed`, which is resolved only when the
+/// server is neither.
+pub(crate) fn check_server_user(
+    endpoint: &Endpoint,
+    _stream: &Stream,
+    peer: &PeerInfo,
+    allowed: &[String],
+) -> Result<()> {
+    let ours = current_uid();
+    let Some(uid) = peer.uid else {
+        return Err(super::refused_server(
+            endpoint,
+            "the OS did not say which user runs the server".into(),
+        ));
+    };
+    if uid == ours || uid == 0 {
+        return Ok(());
+    }
+    let mut admitted = vec![Account::of_user(ours).to_string()];
+    if ours != 0 {
+        admitted.push("root".into());
+    }
+    for spec in allowed {
+        let account = resolve_user(spec).map_err(|e| {
+            Error::options(format!("ClientBuilder::allow_server_user: {e}")).with_endpoint(endpoint)
+        })?;
+        if account.id == uid {
+            return Ok(());
+        }
+        admitted.push(account.to_string());
+    }
+    Err(super::refused_server(
+        endpoint,
+        format!(
+            "the server runs as {}{}, and this client accepts only {}",
+            Account::of_user(uid),
+            peer.pid.map(|p| format!(" in pid {p}")).unwrap_or_default(),
+            Listed(&admitted)
+        ),
+    ))
 }
 
 #[cfg(feature = "axum")]
@@ -556,8 +642,7 @@ pub(crate) fn activated() -> Result<Vec<(Activated, String)>> {
                 describe: format!("unix socket {}", path.display()),
                 path,
                 identity: None,
-                current_user_only: false,
-                uid: current_uid(),
+                admits: None,
             })
         } else if domain == Domain::IPV4 || domain == Domain::IPV6 {
             Activated::Tcp(std::net::TcpListener::from(socket))
@@ -569,6 +654,355 @@ pub(crate) fn activated() -> Result<Vec<(Activated, String)>> {
         sockets.push((activated, name));
     }
     Ok(sockets)
+}
+
+/// A user or group, resolved from a name or a numeric id, with the name
+/// the user database gives it, for messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Account {
+    id: u32,
+    group: bool,
+    name: Option<String>,
+}
+
+impl Account {
+    fn of_user(uid: u32) -> Self {
+        Self {
+            id: uid,
+            group: false,
+            name: user_name(uid).ok().flatten(),
+        }
+    }
+
+    fn of_group(gid: u32) -> Self {
+        Self {
+            id: gid,
+            group: true,
+            name: group_name(gid).ok().flatten(),
+        }
+    }
+}
+
+impl std::fmt::Display for Account {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let what = if self.group { "gid" } else { "uid" };
+        write!(f, "{what} {}", self.id)?;
+        match &self.name {
+            Some(name) => write!(f, " ({name})"),
+            None => Ok(()),
+        }
+    }
+}
+
+/// `a`, `a and b`, `a, b and c`.
+struct Listed<'a, T>(&'a [T]);
+
+impl<T: std::fmt::Display> std::fmt::Display for Listed<'_, T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, item) in self.0.iter().enumerate() {
+            match i {
+                0 => {}
+                i if i + 1 == self.0.len() => f.write_str(" and ")?,
+                _ => f.write_str(", ")?,
+            }
+            write!(f, "{item}")?;
+        }
+        Ok(())
+    }
+}
+
+/// A user named by `spec`: a name in the user database, or a numeric uid.
+fn resolve_user(spec: &str) -> std::result::Result<Account, String> {
+    resolve(spec, "user", user_by_name, Account::of_user)
+}
+
+/// A group named by `spec`: a name in the group database, or a numeric gid.
+fn resolve_group(spec: &str) -> std::result::Result<Account, String> {
+    resolve(spec, "group", group_by_name, Account::of_group)
+}
+
+fn resolve(
+    spec: &str,
+    what: &str,
+    by_name: fn(&CStr) -> io::Result<Option<u32>>,
+    by_id: fn(u32) -> Account,
+) -> std::result::Result<Account, String> {
+    let spec = spec.trim();
+    if let Ok(id) = spec.parse::<u32>() {
+        return Ok(by_id(id));
+    }
+    let name = CString::new(spec).map_err(|_| format!("{spec:?} is no {what} name"))?;
+    match by_name(&name) {
+        Ok(Some(id)) => Ok(Account {
+            id,
+            group: what == "group",
+            name: Some(spec.to_owned()),
+        }),
+        Ok(None) => Err(format!(
+            "there is no {what} '{spec}' on this system: check the name, or give a numeric id"
+        )),
+        Err(e) => Err(format!("cannot look up the {what} '{spec}': {e}")),
+    }
+}
+
+/// Runs a `getpwnam_r`-style lookup with a buffer that grows while the
+/// entry does not fit. `Ok(None)` when there is no such entry.
+fn lookup<T>(
+    mut call: impl FnMut(&mut [libc::c_char]) -> (libc::c_int, Option<T>),
+) -> io::Result<Option<T>> {
+    let mut buf = vec![0; 1024];
+    loop {
+        match call(&mut buf) {
+            (0, found) => return Ok(found),
+            (libc::ERANGE, _) if buf.len() < 1 << 20 => buf.resize(buf.len() * 4, 0),
+            // POSIX allows these for "no such entry" (glibc returns 0).
+            (libc::ENOENT | libc::ESRCH | libc::EBADF | libc::EPERM, _) => return Ok(None),
+            (code, _) => return Err(io::Error::from_raw_os_error(code)),
+        }
+    }
+}
+
+fn user_by_name(name: &CStr) -> io::Result<Option<u32>> {
+    lookup(|buf| {
+        // SAFETY: `passwd` is plain data, filled by the call.
+        let mut entry: libc::passwd = unsafe { std::mem::zeroed() };
+        let mut found = std::ptr::null_mut();
+        // SAFETY: every pointer is valid for the call; `buf` for its length.
+        let rc = unsafe {
+            libc::getpwnam_r(
+                name.as_ptr(),
+                &mut entry,
+                buf.as_mut_ptr(),
+                buf.len(),
+                &mut found,
+            )
+        };
+        (rc, (!found.is_null()).then_some(entry.pw_uid))
+    })
+}
+
+fn group_by_name(name: &CStr) -> io::Result<Option<u32>> {
+    lookup(|buf| {
+        // SAFETY: `group` is plain data, filled by the call.
+        let mut entry: libc::group = unsafe { std::mem::zeroed() };
+        let mut found = std::ptr::null_mut();
+        // SAFETY: every pointer is valid for the call; `buf` for its length.
+        let rc = unsafe {
+            libc::getgrnam_r(
+                name.as_ptr(),
+                &mut entry,
+                buf.as_mut_ptr(),
+                buf.len(),
+                &mut found,
+            )
+        };
+        (rc, (!found.is_null()).then_some(entry.gr_gid))
+    })
+}
+
+fn user_name(uid: u32) -> io::Result<Option<String>> {
+    lookup(|buf| {
+        // SAFETY: `passwd` is plain data, filled by the call.
+        let mut entry: libc::passwd = unsafe { std::mem::zeroed() };
+        let mut found = std::ptr::null_mut();
+        // SAFETY: every pointer is valid for the call; `buf` for its length.
+        let rc =
+            unsafe { libc::getpwuid_r(uid, &mut entry, buf.as_mut_ptr(), buf.len(), &mut found) };
+        let name = (!found.is_null()).then(|| {
+            // SAFETY: when found, pw_name is a NUL-terminated string in `buf`.
+            unsafe { CStr::from_ptr(entry.pw_name) }
+                .to_string_lossy()
+                .into_owned()
+        });
+        (rc, name)
+    })
+}
+
+fn group_name(gid: u32) -> io::Result<Option<String>> {
+    lookup(|buf| {
+        // SAFETY: `group` is plain data, filled by the call.
+        let mut entry: libc::group = unsafe { std::mem::zeroed() };
+        let mut found = std::ptr::null_mut();
+        // SAFETY: every pointer is valid for the call; `buf` for its length.
+        let rc =
+            unsafe { libc::getgrgid_r(gid, &mut entry, buf.as_mut_ptr(), buf.len(), &mut found) };
+        let name = (!found.is_null()).then(|| {
+            // SAFETY: when found, gr_name is a NUL-terminated string in `buf`.
+            unsafe { CStr::from_ptr(entry.gr_name) }
+                .to_string_lossy()
+                .into_owned()
+        });
+        (rc, name)
+    })
+}
+
+/// Who a listener with `current_user_only` admits: its own user, then the
+/// allowed users and the members of the allowed groups.
+#[derive(Debug)]
+struct Admits {
+    uid: u32,
+    users: Vec<Account>,
+    groups: Vec<Account>,
+}
+
+impl Admits {
+    fn resolve(options: &PipeOptions) -> std::result::Result<Self, String> {
+        let users = options
+            .allow_users
+            .iter()
+            .map(|u| resolve_user(u).map_err(|e| format!("allow_users: {e}")))
+            .collect::<std::result::Result<_, _>>()?;
+        let groups = options
+            .allow_groups
+            .iter()
+            .map(|g| resolve_group(g).map_err(|e| format!("allow_groups: {e}")))
+            .collect::<std::result::Result<_, _>>()?;
+        Ok(Self {
+            uid: current_uid(),
+            users,
+            groups,
+        })
+    }
+
+    /// Whether the peer on `stream`, of `uid` and group `gid`, may connect;
+    /// when not, its supplementary groups if they were looked at, for the log.
+    fn check(
+        &self,
+        stream: &UnixStream,
+        uid: u32,
+        gid: u32,
+    ) -> std::result::Result<(), Option<String>> {
+        if uid == self.uid || self.users.iter().any(|u| u.id == uid) {
+            return Ok(());
+        }
+        if self.groups.is_empty() {
+            return Err(None);
+        }
+        if self.groups.iter().any(|g| g.id == gid) {
+            return Ok(());
+        }
+        let allowed = |g: &u32| self.groups.iter().any(|a| a.id == *g);
+        match peer_groups(stream, uid, gid) {
+            Ok(groups) if groups.iter().any(allowed) => Ok(()),
+            Ok(groups) if groups.is_empty() => Err(Some("none".into())),
+            Ok(groups) => {
+                let listed: Vec<String> = groups.iter().map(u32::to_string).collect();
+                Err(Some(listed.join(",")))
+            }
+            // Groups that cannot be read admit nobody: the peer is refused.
+            Err(e) => Err(Some(format!("unknown: {e}"))),
+        }
+    }
+}
+
+impl std::fmt::Display for Admits {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let own = Account::of_user(self.uid);
+        if self.users.is_empty() && self.groups.is_empty() {
+            return write!(f, "current_user_only admits {own} only");
+        }
+        let mut admitted = vec![own.to_string()];
+        admitted.extend(self.users.iter().map(ToString::to_string));
+        admitted.extend(self.groups.iter().map(|g| format!("members of {g}")));
+        write!(f, "it admits {}", Listed(&admitted))
+    }
+}
+
+/// The supplementary groups of the peer on `stream`.
+///
+/// Linux: as the kernel recorded them when the peer connected
+/// (`SO_PEERGROUPS`, Linux 4.13), which cannot race with the peer exiting
+/// or changing its groups the way reading `/proc/PID/status` can, and which
+/// counts groups a process holds without the user database listing them
+/// (`setgroups`, `newgrp`), just as the socket file's mode does. Elsewhere,
+/// and on older kernels, the groups the user database gives the peer's uid
+/// (`getgrouplist`); macOS has no `/proc` either.
+#[cfg_attr(
+    not(any(target_os = "linux", target_os = "android")),
+    allow(unused_variables)
+)]
+fn peer_groups(stream: &UnixStream, uid: u32, gid: u32) -> io::Result<Vec<u32>> {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    match kernel_peer_groups(stream) {
+        Err(e) if e.raw_os_error() == Some(libc::ENOPROTOOPT) => {}
+        result => return result,
+    }
+    database_groups(uid, gid)
+}
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn kernel_peer_groups(stream: &UnixStream) -> io::Result<Vec<u32>> {
+    use std::os::fd::AsRawFd;
+    const SIZE: usize = size_of::<libc::gid_t>();
+    let mut groups: Vec<libc::gid_t> = vec![0; 32];
+    loop {
+        let mut len = libc::socklen_t::try_from(groups.len() * SIZE).map_err(io::Error::other)?;
+        // SAFETY: `groups` has room for `len` bytes; the kernel writes at
+        // most that many and sets `len` to what it wrote or would need.
+        let rc = unsafe {
+            libc::getsockopt(
+                stream.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_PEERGROUPS,
+                groups.as_mut_ptr().cast(),
+                &mut len,
+            )
+        };
+        let count = len as usize / SIZE;
+        if rc == 0 {
+            groups.truncate(count);
+            return Ok(groups);
+        }
+        let err = io::Error::last_os_error();
+        if err.raw_os_error() == Some(libc::ERANGE) && count > groups.len() {
+            groups.resize(count, 0);
+            continue;
+        }
+        return Err(err);
+    }
+}
+
+/// The groups the user database gives `uid`, whose primary group is `gid`.
+// The casts convert where macOS's int differs from gid_t, and are no-ops elsewhere.
+#[cfg_attr(not(target_vendor = "apple"), allow(clippy::unnecessary_cast))]
+fn database_groups(uid: u32, gid: u32) -> io::Result<Vec<u32>> {
+    // macOS declares getgrouplist with int where others use gid_t.
+    #[cfg(target_vendor = "apple")]
+    type GroupId = libc::c_int;
+    #[cfg(not(target_vendor = "apple"))]
+    type GroupId = libc::gid_t;
+
+    let Some(name) = user_name(uid)? else {
+        // A uid without a database entry has no supplementary groups there.
+        return Ok(vec![gid]);
+    };
+    let name = CString::new(name).map_err(io::Error::other)?;
+    let mut groups: Vec<GroupId> = vec![0; 64];
+    loop {
+        let mut count = libc::c_int::try_from(groups.len()).unwrap_or(libc::c_int::MAX);
+        // SAFETY: `groups` holds `count` entries; the call writes at most
+        // that many and sets `count` to what it wrote or would need.
+        let rc = unsafe {
+            libc::getgrouplist(
+                name.as_ptr(),
+                gid as GroupId,
+                groups.as_mut_ptr(),
+                &mut count,
+            )
+        };
+        let count = usize::try_from(count).unwrap_or(0);
+        if rc >= 0 {
+            return Ok(groups[..count.min(groups.len())]
+                .iter()
+                .map(|&g| g as u32)
+                .collect());
+        }
+        if groups.len() >= 1 << 16 {
+            return Err(io::Error::other("more than 65536 groups"));
+        }
+        let len = count.max(groups.len() * 2);
+        groups.resize(len, 0);
+    }
 }
 
 /// Installs the SIGINT and SIGTERM handlers now, so a stop asked right

@@ -17,11 +17,13 @@ use windows_sys::Win32::Foundation::{
     CloseHandle, ERROR_ACCESS_DENIED, ERROR_FILE_NOT_FOUND, ERROR_PIPE_BUSY, HANDLE, LocalFree,
 };
 use windows_sys::Win32::Security::Authorization::{
-    ConvertSidToStringSidW, ConvertStringSecurityDescriptorToSecurityDescriptorW, SDDL_REVISION_1,
+    ConvertSidToStringSidW, ConvertStringSecurityDescriptorToSecurityDescriptorW,
+    ConvertStringSidToSidW, GetSecurityInfo, SDDL_REVISION_1, SE_KERNEL_OBJECT,
 };
 use windows_sys::Win32::Security::{
-    EqualSid, GetTokenInformation, PSECURITY_DESCRIPTOR, SECURITY_ATTRIBUTES, TOKEN_QUERY,
-    TOKEN_USER, TokenUser,
+    EqualSid, GetTokenInformation, LookupAccountNameW, LookupAccountSidW,
+    OWNER_SECURITY_INFORMATION, PSECURITY_DESCRIPTOR, PSID, SECURITY_ATTRIBUTES, SID_NAME_USE,
+    TOKEN_QUERY, TOKEN_USER, TokenUser,
 };
 use windows_sys::Win32::System::Pipes::{GetNamedPipeClientProcessId, GetNamedPipeServerProcessId};
 use windows_sys::Win32::System::Threading::{
@@ -188,10 +190,18 @@ impl Listener {
             .reject_remote_clients(true)
             .in_buffer_size(u32::try_from(options.max_read_buffer_size).unwrap_or(u32::MAX))
             .out_buffer_size(u32::try_from(options.max_write_buffer_size).unwrap_or(u32::MAX));
-        let security = if options.current_user_only {
-            Some(SecurityDescriptor::current_user_only().map_err(bind_err)?)
-        } else {
-            None
+        let security = match &options.pipe_sddl {
+            Some(sddl) => Some(SecurityDescriptor::from_sddl(sddl).map_err(|e| {
+                Error::options(format!(
+                    "{describe}: pipe_sddl {sddl:?} is no security descriptor Windows accepts ({e}): write one in SDDL, such as \"D:P(A;;GA;;;OW)\""
+                ))
+            })?),
+            None if options.current_user_only => {
+                let sddl = current_user_descriptor(options)
+                    .map_err(|e| Error::options(format!("{describe}: {e}")))?;
+                Some(SecurityDescriptor::from_sddl(&sddl).map_err(bind_err)?)
+            }
+            None => None,
         };
         let factory = std::sync::Arc::new(InstanceFactory {
             path: path.clone(),
@@ -384,8 +394,7 @@ pub(crate) async fn connect(endpoint: &Endpoint) -> Result<(Stream, PeerInfo), C
     }
 }
 
-/// The client side of `current_user_only`: the process serving the pipe
-/// must run as our user.
+/// The takeover's check: the process serving the pipe must run as our user.
 pub(crate) fn check_same_user(stream: &Stream, peer: &PeerInfo) -> Result<(), String> {
     let Some(pid) = peer.pid.or_else(|| server_process_id(stream.handle())) else {
         return Err("Windows did not say which process serves the pipe".into());
@@ -402,6 +411,236 @@ pub(crate) fn check_same_user(stream: &Stream, peer: &PeerInfo) -> Result<(), St
             theirs.to_sddl().unwrap_or_else(|_| "another user".into()),
             ours.to_sddl().unwrap_or_else(|_| "the current user".into())
         ))
+    }
+}
+
+/// LocalSystem, Windows' root: a client accepts it as a server whatever
+/// its allow list, as a Unix client accepts root.
+const SYSTEM: &str = "S-1-5-18";
+/// BUILTIN\Administrators, the owner an elevated process gives what it
+/// creates.
+const ADMINISTRATORS: &str = "S-1-5-32-544";
+
+/// The client's check of the server's user: ours, SYSTEM, or one of
+/// `allowed`, which is resolved only when the server is none of the others.
+///
+/// The user is read from the token of the process serving the pipe
+/// (`GetNamedPipeServerProcessId`, then `OpenProcessToken`). A process of
+/// another user usually cannot be opened; then the pipe's owner stands in,
+/// which a process can set only to its own user (or, elevated, to the
+/// Administrators group), so a squatter cannot borrow ours.
+pub(crate) fn check_server_user(
+    endpoint: &Endpoint,
+    stream: &Stream,
+    peer: &PeerInfo,
+    allowed: &[String],
+) -> Result<()> {
+    let refused = |detail: String| super::refused_server(endpoint, detail);
+    let ours = TokenUserSid::of_process(None)
+        .and_then(|t| t.to_sddl())
+        .map_err(|e| refused(format!("cannot read this process's user: {e}")))?;
+    let pid = peer.pid.or_else(|| server_process_id(stream.handle()));
+    let from_token = pid.map(|pid| TokenUserSid::of_process(Some(pid)).and_then(|t| t.to_sddl()));
+    let (server, by_owner) = match from_token {
+        Some(Ok(sid)) => (sid, false),
+        other => match pipe_owner(stream.handle()) {
+            Ok(sid) => (sid, true),
+            Err(e) => {
+                let token = match other {
+                    Some(Err(token)) => format!("its process: {token}; "),
+                    _ => String::new(),
+                };
+                return Err(refused(format!(
+                    "cannot tell which user serves the pipe ({token}its owner: {e})"
+                )));
+            }
+        },
+    };
+    if server == ours || server == SYSTEM || (by_owner && server == ADMINISTRATORS) {
+        return Ok(());
+    }
+    let mut admitted = vec![named(&ours), "SYSTEM".into()];
+    for spec in allowed {
+        let sid = account_sid(spec).map_err(|e| {
+            Error::options(format!(
+                "ClientBuilder::allow_server_user: Windows knows no account '{spec}' ({e}): check the name, or give its SID"
+            ))
+            .with_endpoint(endpoint)
+        })?;
+        if sid == server {
+            return Ok(());
+        }
+        admitted.push(named(&sid));
+    }
+    let whose = if by_owner {
+        "the pipe is owned by"
+    } else {
+        "the server runs as"
+    };
+    Err(refused(format!(
+        "{whose} {}{}, and this client accepts only {}",
+        named(&server),
+        pid.map(|p| format!(" in pid {p}")).unwrap_or_default(),
+        admitted.join(", ")
+    )))
+}
+
+/// The owner of the pipe behind `handle`, as a SID string.
+fn pipe_owner(handle: HANDLE) -> io::Result<String> {
+    let mut owner: PSID = std::ptr::null_mut();
+    let mut sd: PSECURITY_DESCRIPTOR = std::ptr::null_mut();
+    // SAFETY: `handle` is an open pipe handle (opened for reading, which
+    // includes READ_CONTROL); `owner` points into `sd`, freed below.
+    unsafe {
+        let status = GetSecurityInfo(
+            handle,
+            SE_KERNEL_OBJECT,
+            OWNER_SECURITY_INFORMATION,
+            &mut owner,
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            &mut sd,
+        );
+        if status != 0 {
+            return Err(io::Error::from_raw_os_error(status as i32));
+        }
+        let sid = if owner.is_null() {
+            Err(io::Error::other("the pipe has no owner"))
+        } else {
+            sid_string(owner)
+        };
+        LocalFree(sd);
+        sid
+    }
+}
+
+fn wide(text: &str) -> Vec<u16> {
+    text.encode_utf16().chain(std::iter::once(0)).collect()
+}
+
+/// A SID in its `S-1-…` string form, the form SDDL and messages use; two
+/// SIDs are the same exactly when these strings are.
+fn sid_string(sid: PSID) -> io::Result<String> {
+    let mut text: *mut u16 = std::ptr::null_mut();
+    // SAFETY: the caller passes a valid SID; the returned string is freed below.
+    unsafe {
+        if ConvertSidToStringSidW(sid, &mut text) == 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let len = (0..).take_while(|&i| *text.add(i) != 0).count();
+        let s = String::from_utf16_lossy(std::slice::from_raw_parts(text, len));
+        LocalFree(text.cast());
+        Ok(s)
+    }
+}
+
+/// The SID, as a string, of an account name (`name`, `DOMAIN\name`,
+/// `BUILTIN\Administrators`) or of a SID string (`S-1-5-…`).
+fn account_sid(spec: &str) -> io::Result<String> {
+    let spec = spec.trim();
+    if spec.get(..2).is_some_and(|p| p.eq_ignore_ascii_case("S-")) {
+        let text = wide(spec);
+        let mut sid: PSID = std::ptr::null_mut();
+        // SAFETY: `text` is NUL-terminated; the SID the call allocates is
+        // freed below.
+        unsafe {
+            if ConvertStringSidToSidW(text.as_ptr(), &mut sid) == 0 {
+                return Err(io::Error::last_os_error());
+            }
+            let canonical = sid_string(sid);
+            LocalFree(sid);
+            return canonical;
+        }
+    }
+    let name = wide(spec);
+    let mut sid_len = 0u32;
+    let mut domain_len = 0u32;
+    let mut kind: SID_NAME_USE = 0;
+    // SAFETY: the first call only sizes the buffers; the second fills
+    // buffers of those sizes.
+    unsafe {
+        LookupAccountNameW(
+            std::ptr::null(),
+            name.as_ptr(),
+            std::ptr::null_mut(),
+            &mut sid_len,
+            std::ptr::null_mut(),
+            &mut domain_len,
+            &mut kind,
+        );
+        if sid_len == 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let mut sid = vec![0u64; (sid_len as usize).div_ceil(8)];
+        let mut domain = vec![0u16; domain_len.max(1) as usize];
+        let ok = LookupAccountNameW(
+            std::ptr::null(),
+            name.as_ptr(),
+            sid.as_mut_ptr().cast(),
+            &mut sid_len,
+            domain.as_mut_ptr(),
+            &mut domain_len,
+            &mut kind,
+        );
+        if ok == 0 {
+            return Err(io::Error::last_os_error());
+        }
+        sid_string(sid.as_mut_ptr().cast())
+    }
+}
+
+/// `SID (DOMAIN\name)` for messages, or the SID alone when it has no name.
+fn named(sid: &str) -> String {
+    match account_name(sid) {
+        Some(name) => format!("{sid} ({name})"),
+        None => sid.to_owned(),
+    }
+}
+
+fn account_name(sid: &str) -> Option<String> {
+    let text = wide(sid);
+    let mut psid: PSID = std::ptr::null_mut();
+    // SAFETY: `text` is NUL-terminated; the first lookup only sizes the
+    // buffers, the second fills them; the SID is freed before returning.
+    unsafe {
+        if ConvertStringSidToSidW(text.as_ptr(), &mut psid) == 0 {
+            return None;
+        }
+        let (mut name_len, mut domain_len): (u32, u32) = (0, 0);
+        let mut kind: SID_NAME_USE = 0;
+        LookupAccountSidW(
+            std::ptr::null(),
+            psid,
+            std::ptr::null_mut(),
+            &mut name_len,
+            std::ptr::null_mut(),
+            &mut domain_len,
+            &mut kind,
+        );
+        let mut name = vec![0u16; name_len.max(1) as usize];
+        let mut domain = vec![0u16; domain_len.max(1) as usize];
+        let ok = name_len > 0
+            && LookupAccountSidW(
+                std::ptr::null(),
+                psid,
+                name.as_mut_ptr(),
+                &mut name_len,
+                domain.as_mut_ptr(),
+                &mut domain_len,
+                &mut kind,
+            ) != 0;
+        LocalFree(psid);
+        if !ok {
+            return None;
+        }
+        let name = String::from_utf16_lossy(&name[..name_len as usize]);
+        let domain = String::from_utf16_lossy(&domain[..domain_len as usize]);
+        Some(if domain.is_empty() {
+            name
+        } else {
+            format!("{domain}\\{name}")
+        })
     }
 }
 
@@ -461,25 +700,46 @@ impl TokenUserSid {
 
     /// The SID in its `S-1-5-…` string form.
     fn to_sddl(&self) -> io::Result<String> {
-        let mut text: *mut u16 = std::ptr::null_mut();
-        // SAFETY: the SID is valid; the returned string is freed below.
-        unsafe {
-            if ConvertSidToStringSidW(self.sid(), &mut text) == 0 {
-                return Err(io::Error::last_os_error());
-            }
-            let len = (0..).take_while(|&i| *text.add(i) != 0).count();
-            let s = String::from_utf16_lossy(std::slice::from_raw_parts(text, len));
-            LocalFree(text.cast());
-            Ok(s)
-        }
+        sid_string(self.sid())
     }
 }
 
-/// The DACL of a current-user-only pipe in SDDL: protected from inherited
-/// entries, with one entry granting everything to `sid` and nothing to anyone
-/// else.
-pub(crate) fn current_user_only_sddl(sid: &str) -> String {
-    format!("D:P(A;;GA;;;{sid})")
+/// The descriptor of a current-user-only pipe in SDDL: owned by `owner`
+/// (so that a client can tell whose pipe it is, as .NET's `CurrentUserOnly`
+/// does), protected from inherited entries, with one entry granting
+/// `owner` everything and one granting each of `others` read and write.
+/// Read and write is what dockerd grants its `--group` on Windows; generic
+/// write, which clients open a pipe with, takes in the right to create
+/// instances too.
+pub(crate) fn current_user_only_sddl(owner: &str, others: &[String]) -> String {
+    let mut sddl = format!("O:{owner}D:P(A;;GA;;;{owner})");
+    for sid in others {
+        sddl.push_str(&format!("(A;;GRGW;;;{sid})"));
+    }
+    sddl
+}
+
+/// The SDDL for `current_user_only` with the allow lists, their names
+/// resolved.
+fn current_user_descriptor(options: &PipeOptions) -> Result<String, String> {
+    let me = TokenUserSid::of_process(None)
+        .and_then(|t| t.to_sddl())
+        .map_err(|e| format!("cannot read this process's user: {e}"))?;
+    let mut others = Vec::new();
+    for (list, names) in [
+        ("allow_users", &options.allow_users),
+        ("allow_groups", &options.allow_groups),
+    ] {
+        for name in names {
+            let sid = account_sid(name).map_err(|e| {
+                format!(
+                    "{list}: Windows knows no account '{name}' ({e}): check the name, or give its SID"
+                )
+            })?;
+            others.push(sid);
+        }
+    }
+    Ok(current_user_only_sddl(&me, &others))
 }
 
 /// A self-relative security descriptor built from SDDL, freed on drop.
@@ -491,12 +751,8 @@ unsafe impl Send for SecurityDescriptor {}
 unsafe impl Sync for SecurityDescriptor {}
 
 impl SecurityDescriptor {
-    fn current_user_only() -> io::Result<Self> {
-        let sid = TokenUserSid::of_process(None)?.to_sddl()?;
-        let sddl: Vec<u16> = current_user_only_sddl(&sid)
-            .encode_utf16()
-            .chain(std::iter::once(0))
-            .collect();
+    fn from_sddl(sddl: &str) -> io::Result<Self> {
+        let sddl = wide(sddl);
         let mut sd: PSECURITY_DESCRIPTOR = std::ptr::null_mut();
         // SAFETY: `sddl` is NUL-terminated; `sd` receives a LocalAlloc'ed
         // descriptor that Drop frees.
@@ -528,7 +784,7 @@ impl std::fmt::Debug for InstanceFactory {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("InstanceFactory")
             .field("path", &self.path)
-            .field("current_user_only", &self.security.is_some())
+            .field("security", &self.security.is_some())
             .finish()
     }
 }
@@ -719,18 +975,34 @@ mod tests {
     use super::*;
 
     #[test]
-    fn dacl_grants_only_the_given_user() {
+    fn descriptor_grants_the_owner_all_and_the_others_read_write() {
         assert_eq!(
-            current_user_only_sddl("S-1-5-21-1-2-3-1001"),
-            "D:P(A;;GA;;;S-1-5-21-1-2-3-1001)"
+            current_user_only_sddl("S-1-5-21-1-2-3-1001", &[]),
+            "O:S-1-5-21-1-2-3-1001D:P(A;;GA;;;S-1-5-21-1-2-3-1001)"
+        );
+        assert_eq!(
+            current_user_only_sddl("S-1-5-21-1-2-3-1001", &["S-1-5-32-545".into()]),
+            "O:S-1-5-21-1-2-3-1001D:P(A;;GA;;;S-1-5-21-1-2-3-1001)(A;;GRGW;;;S-1-5-32-545)"
         );
     }
 
     #[test]
     fn descriptor_for_the_current_user_builds() {
-        SecurityDescriptor::current_user_only().expect("a descriptor for our own user");
+        let sddl = current_user_descriptor(&PipeOptions::default()).unwrap();
+        SecurityDescriptor::from_sddl(&sddl).expect("a descriptor for our own user");
         let me = TokenUserSid::of_process(None).unwrap();
         assert!(me.to_sddl().unwrap().starts_with("S-1-"));
         assert!(me.equals(&TokenUserSid::of_process(Some(std::process::id())).unwrap()));
+    }
+
+    #[test]
+    fn accounts_resolve_by_name_and_by_sid() {
+        assert_eq!(account_sid("s-1-5-32-544").unwrap(), ADMINISTRATORS);
+        assert_eq!(
+            account_sid(r"BUILTIN\Administrators").unwrap(),
+            ADMINISTRATORS
+        );
+        assert!(account_sid("no-such-account-anywhere").is_err());
+        assert!(account_sid("S-1-bogus").is_err());
     }
 }

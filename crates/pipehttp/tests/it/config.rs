@@ -413,7 +413,8 @@ fn toml_keys_are_matched_exactly() {
     assert_eq!(
         toml_err("[pipes]\nbuffer = 1"),
         "app.toml: unknown key `pipes.buffer`: expected one of `pipes.max_read_buffer_size`, \
-         `pipes.max_write_buffer_size`, `pipes.listener_queue_count`, `pipes.current_user_only`, `pipes.mode`"
+         `pipes.max_write_buffer_size`, `pipes.listener_queue_count`, `pipes.current_user_only`, `pipes.mode`, \
+         `pipes.allow_users`, `pipes.allow_groups`, `pipes.pipe_sddl`"
     );
     for (text, key) in [
         ("surprise = 1", "`surprise`"),

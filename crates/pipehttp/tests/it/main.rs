@@ -8,6 +8,7 @@
 #[path = "../../../pipehttp-cli/src/sample.rs"]
 mod sample;
 
+mod access;
 mod axum_router;
 mod client;
 mod client_robustness;

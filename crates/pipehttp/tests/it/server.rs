@@ -611,7 +611,7 @@ mod unix {
     //! Unix only: curl as a real peer, socket files, modes and other users.
 
     use std::fs;
-    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+    use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
     use std::path::{Path, PathBuf};
     use std::process::Output;
 
@@ -790,6 +790,24 @@ mod unix {
         let (builder, _) = on_new_pipe("mode666");
         let server = start(builder.current_user_only(false)).await;
         assert_eq!(mode(&socket_path(&server, 0)), 0o666);
+        server.stop().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn allow_group_gives_the_socket_to_that_group_with_mode_0660() {
+        // One allowed group: the socket is ours, that group's, 0660 (our
+        // own primary group, which any user may give a file to), and the
+        // peer check still serves our own user.
+        // SAFETY: getegid cannot fail.
+        let gid = unsafe { libc::getegid() };
+        let (builder, name) = on_new_pipe("group");
+        let server = start(builder.allow_group(gid.to_string())).await;
+        let meta = fs::symlink_metadata(socket_path(&server, 0)).unwrap();
+        assert_eq!((meta.gid(), mode(&socket_path(&server, 0))), (gid, 0o660));
+        assert_eq!(
+            get(&format!("http://pipe:/{name}:/test")).await,
+            (StatusCode::OK, "Hello world!".to_owned())
+        );
         server.stop().await.unwrap();
     }
 

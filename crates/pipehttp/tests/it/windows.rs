@@ -176,6 +176,108 @@ async fn every_instance_carries_the_current_user_dacl() {
     }
 }
 
+/// The allow lists add a read/write entry per account (resolved by name or
+/// SID) to every instance's descriptor, beside our own full-control entry,
+/// and the descriptor names us as the owner, which clients check.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn allowed_accounts_are_granted_in_every_instance_dacl() {
+    let builder = Server::builder()
+        .listener_queue_count(2)
+        .allow_group(r"BUILTIN\Administrators")
+        .allow_user("S-1-5-18");
+    let server = start(builder, "allow").await;
+    let pipe = path(&server.name);
+    let me = security::current_user_sid();
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        let raw = open_when_free(&pipe).await;
+        assert_eq!(security::owner_sid(&raw), me);
+        let dacl = security::dacl_sddl(&raw);
+        assert!(dacl.starts_with("D:P("), "not protected: {dacl}");
+        let entries: Vec<&str> = dacl[4..].trim_end_matches(')').split(")(").collect();
+        assert_eq!(entries.len(), 3, "{dacl}");
+        let entry = |sids: &[&str]| {
+            *entries
+                .iter()
+                .find(|e| sids.iter().any(|sid| e.ends_with(&format!(";{sid}"))))
+                .unwrap_or_else(|| panic!("no entry for {sids:?}: {dacl}"))
+        };
+        let full = ["GA", "FA"];
+        assert!(
+            full.iter()
+                .any(|r| entry(&[me.as_str()]).starts_with(&format!("A;;{r};"))),
+            "{dacl}"
+        );
+        for others in [["BA", "S-1-5-32-544"], ["SY", "S-1-5-18"]] {
+            let granted = entry(&others);
+            assert!(granted.starts_with("A;;"), "{dacl}");
+            assert!(
+                !full
+                    .iter()
+                    .any(|r| granted.starts_with(&format!("A;;{r};"))),
+                "{dacl}"
+            );
+        }
+        held.push(raw);
+    }
+}
+
+/// `pipe_sddl` is every instance's descriptor as given, as Kestrel's
+/// `PipeSecurity`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipe_sddl_is_every_instance_descriptor() {
+    let me = security::current_user_sid();
+    let sddl = format!("D:P(A;;GA;;;{me})(A;;GR;;;WD)");
+    let server = start(
+        Server::builder()
+            .listener_queue_count(1)
+            .pipe_sddl(Some(sddl)),
+        "sddl",
+    )
+    .await;
+    let pipe = path(&server.name);
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        let raw = open_when_free(&pipe).await;
+        let dacl = security::dacl_sddl(&raw);
+        assert!(dacl.starts_with("D:P("), "{dacl}");
+        assert_eq!(dacl.matches('(').count(), 2, "{dacl}");
+        assert!(dacl.contains(&format!(";{me})")), "{dacl}");
+        assert!(
+            dacl.contains(";WD)") || dacl.contains(";S-1-1-0)"),
+            "{dacl}"
+        );
+        held.push(raw);
+    }
+}
+
+/// A descriptor Windows cannot read, or an account it does not know, fails
+/// the bind with one line naming the pipe and the option.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_descriptor_or_unknown_account_fails_the_bind() {
+    let name = testkit::unique_name("badsd");
+    for (builder, expected) in [
+        (
+            Server::builder().pipe_sddl(Some("not a descriptor".into())),
+            "pipe_sddl",
+        ),
+        (
+            Server::builder().allow_user("no-such-account-anywhere"),
+            "allow_users: Windows knows no account 'no-such-account-anywhere'",
+        ),
+    ] {
+        let err = builder
+            .listen(format!("http://pipe:/{name}"))
+            .bind()
+            .await
+            .unwrap_err();
+        let text = err.to_string();
+        assert!(err.is_builder(), "{err:?}");
+        assert!(text.starts_with(&format!("pipe '{name}'")), "{text}");
+        assert!(text.contains(expected), "{text}");
+    }
+}
+
 /// A pipe whose DACL does not admit us is refused with a clear error that
 /// names the pipe. Wine does not enforce DACLs, so there it is skipped.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -233,8 +335,9 @@ mod security {
         SE_KERNEL_OBJECT,
     };
     use windows_sys::Win32::Security::{
-        DACL_SECURITY_INFORMATION, GetTokenInformation, PSECURITY_DESCRIPTOR, SECURITY_ATTRIBUTES,
-        TOKEN_QUERY, TOKEN_USER, TokenUser,
+        DACL_SECURITY_INFORMATION, GetTokenInformation, OBJECT_SECURITY_INFORMATION,
+        OWNER_SECURITY_INFORMATION, PSECURITY_DESCRIPTOR, SECURITY_ATTRIBUTES, TOKEN_QUERY,
+        TOKEN_USER, TokenUser,
     };
     use windows_sys::Win32::System::Threading::{GetCurrentProcess, OpenProcessToken};
 
@@ -280,6 +383,18 @@ mod security {
 
     /// The DACL of the pipe instance behind a client handle, in SDDL.
     pub fn dacl_sddl(pipe: &NamedPipeClient) -> String {
+        sddl(pipe, DACL_SECURITY_INFORMATION)
+    }
+
+    /// The owner of the pipe instance behind a client handle, as a SID string.
+    pub fn owner_sid(pipe: &NamedPipeClient) -> String {
+        let owner = sddl(pipe, OWNER_SECURITY_INFORMATION);
+        owner.strip_prefix("O:").unwrap_or(&owner).to_owned()
+    }
+
+    /// The parts `info` of the descriptor of the pipe instance behind a
+    /// client handle, in SDDL.
+    fn sddl(pipe: &NamedPipeClient, info: OBJECT_SECURITY_INFORMATION) -> String {
         // SAFETY: the handle is open; the descriptor and string that the
         // calls allocate are freed here.
         unsafe {
@@ -287,7 +402,7 @@ mod security {
             let status = GetSecurityInfo(
                 pipe.as_raw_handle(),
                 SE_KERNEL_OBJECT,
-                DACL_SECURITY_INFORMATION,
+                info,
                 std::ptr::null_mut(),
                 std::ptr::null_mut(),
                 std::ptr::null_mut(),
@@ -299,7 +414,7 @@ mod security {
             let ok = ConvertSecurityDescriptorToStringSecurityDescriptorW(
                 sd,
                 SDDL_REVISION_1,
-                DACL_SECURITY_INFORMATION,
+                info,
                 &mut text,
                 std::ptr::null_mut(),
             );
