@@ -395,7 +395,7 @@ where
         slot,
     } = ctx;
     let current = *phase.borrow_and_update();
-    let state = Arc::new(ConnState::new());
+    let state = Arc::new(ConnState::new(peer.transport));
     // Held by the state, so a connection that lingers on close still
     // counts against the limit until it is gone.
     state.hold_slot(slot);

@@ -20,6 +20,7 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use crate::options::{Limits, MinDataRate};
+use crate::transport::Transport;
 
 /// The start of HTTP/2's connection preface, enough to tell it from HTTP/1.
 const H2_PREFACE_START: &[u8] = b"PRI * HTTP/2.0";
@@ -62,6 +63,9 @@ pub(crate) struct ConnState {
     /// read: 413, 408, or the app's own) reads and drops what the client
     /// still sends before closing, so the client reads the answer.
     body_unread: AtomicBool,
+    /// Whether the transport can half-close, so a close lingers (see
+    /// `linger`).
+    lingers: bool,
     /// The connection's `max_concurrent_connections` slot, given back when
     /// the last holder of this state goes: a lingering close keeps it.
     slot: std::sync::Mutex<Option<tokio::sync::OwnedSemaphorePermit>>,
@@ -75,8 +79,9 @@ pub(crate) struct ConnState {
 }
 
 impl ConnState {
-    pub(crate) fn new() -> Self {
+    pub(crate) fn new(transport: Transport) -> Self {
         Self {
+            lingers: transport.half_closes(),
             base: Instant::now(),
             in_flight: AtomicUsize::new(0),
             head_since: AtomicU64::new(0),
@@ -436,7 +441,10 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> AsyncWrite for Monitore
 impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Drop for Monitored<T> {
     fn drop(&mut self) {
         // HTTP/2 ends a stream, not the connection, for an unread body.
-        if !self.state.body_unread.load(Ordering::Relaxed) || self.state.is_http2() {
+        if !self.state.lingers
+            || !self.state.body_unread.load(Ordering::Relaxed)
+            || self.state.is_http2()
+        {
             return;
         }
         let (Some(io), Ok(runtime)) = (self.io.take(), tokio::runtime::Handle::try_current())

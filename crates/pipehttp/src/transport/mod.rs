@@ -79,6 +79,14 @@ impl Transport {
             Transport::Tcp => "tcp",
         }
     }
+
+    /// Whether a connection of this kind can shut its write side and go on
+    /// reading (a half-close), which a lingering close needs. A Windows
+    /// named pipe cannot; it needs no lingering either, as closing it with
+    /// unread input loses nothing the other end has yet to read.
+    pub(crate) fn half_closes(self) -> bool {
+        !(cfg!(windows) && self == Transport::Pipe)
+    }
 }
 
 /// Who is on the other end, as far as the OS tells. A server's handler

@@ -163,13 +163,10 @@ impl Listener {
         let path = endpoint.path().expect("pipes have a path");
         let describe = Named(endpoint, Some(&path)).to_string();
         let bind_err = |source| Error::at(Kind::Bind, endpoint).with_source(source);
-        // Successors of one name take it over one at a time, each from the
-        // one before, so exactly one server is left however many start.
-        let owner = if takeover {
-            Some(OwnerRecord::lock(&path).await.map_err(bind_err)?)
-        } else {
-            None
-        };
+        // Binds of one name, takeovers or not, go one at a time, each
+        // recording itself as the name's server, so a successor tells the
+        // right one and exactly one server is left however many start.
+        let owner = OwnerRecord::lock(&path).await.map_err(bind_err)?;
         let predecessor = if takeover {
             predecessor(endpoint).await?
         } else {
@@ -184,7 +181,8 @@ impl Listener {
                 Err(_) => None,
             }
         };
-        let event = TakeoverEvent::create(std::process::id(), &path).map_err(bind_err)?;
+        let me = Server::next(&path);
+        let event = TakeoverEvent::create(&me).map_err(bind_err)?;
         let mut server_options = ServerOptions::new();
         server_options
             .reject_remote_clients(true)
@@ -231,19 +229,17 @@ impl Listener {
                 describe.clone(),
             ));
         }
-        // Our instances serve the name now: tell the servers before us. The
-        // one that answered our probe, and the last successor on record
-        // (which may not have been the one to answer).
+        // Our instances serve the name now: tell the server before us, the
+        // one on record (which the probe may or may not have reached).
         let mut predecessors = Vec::new();
-        if let Some(owner) = owner {
-            let me = std::process::id();
-            for pid in predecessor.flatten().into_iter().chain(owner.read()) {
-                if pid != me && !predecessors.contains(&pid) && TakeoverEvent::signal(pid, &path) {
-                    predecessors.push(pid);
-                }
-            }
-            owner.write(me).map_err(bind_err)?;
+        if predecessor.is_some()
+            && let Some(before) = owner.read(&path)
+            && before != me
+            && TakeoverEvent::signal(&before)
+        {
+            predecessors.push(before.pid);
         }
+        owner.write(&me).map_err(bind_err)?;
         let listener = Self {
             path,
             incoming: Mutex::new(rx),
@@ -818,12 +814,44 @@ pub(crate) fn stop_signal() -> impl Future<Output = ()> + Send + 'static {
     }
 }
 
+/// One server's hold on one pipe name: its process and a number that
+/// tells apart the listeners of one process (a process may take its own
+/// name over, to serve a new configuration).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Server {
+    pid: u32,
+    seq: u64,
+    hash: u64,
+}
+
+impl Server {
+    /// A new listener of this process on `path`.
+    fn next(path: &Path) -> Self {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        Self {
+            pid: std::process::id(),
+            seq: NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            hash: name_hash(path),
+        }
+    }
+
+    fn event_name(&self) -> Vec<u16> {
+        format!(
+            r"Local\pipehttp-takeover-{}-{}-{:016x}",
+            self.pid, self.seq, self.hash
+        )
+        .encode_utf16()
+        .chain(std::iter::once(0))
+        .collect()
+    }
+}
+
 /// How a server learns that a successor took its name: a named event,
-/// `Local\pipehttp-takeover-PID-HASH` (HASH of the pipe name), that the
-/// server creates when it binds and waits on, and that a successor opens
-/// and sets once its own instances serve the name. Only processes of the
-/// same user (the event's default DACL) can open it, and a request on the
-/// pipe has no way to set it.
+/// `Local\pipehttp-takeover-PID-SEQ-HASH` (see [`Server`]; HASH of the
+/// pipe name), that the server creates when it binds and waits on, and
+/// that a successor opens and sets once its own instances serve the name.
+/// Only processes of the same user (the event's default DACL) can open it,
+/// and a request on the pipe has no way to set it.
 struct TakeoverEvent {
     handle: HANDLE,
     closing: std::sync::atomic::AtomicBool,
@@ -841,15 +869,8 @@ impl std::fmt::Debug for TakeoverEvent {
 }
 
 impl TakeoverEvent {
-    fn name(pid: u32, path: &Path) -> Vec<u16> {
-        format!(r"Local\pipehttp-takeover-{pid}-{:016x}", name_hash(path))
-            .encode_utf16()
-            .chain(std::iter::once(0))
-            .collect()
-    }
-
-    fn create(pid: u32, path: &Path) -> io::Result<Self> {
-        let name = Self::name(pid, path);
+    fn create(server: &Server) -> io::Result<Self> {
+        let name = server.event_name();
         // SAFETY: `name` is NUL-terminated; a manual-reset event, unset.
         let handle = unsafe { CreateEventW(std::ptr::null(), 1, 0, name.as_ptr()) };
         if handle.is_null() {
@@ -861,10 +882,9 @@ impl TakeoverEvent {
         })
     }
 
-    /// Sets the event of server `pid` on this pipe; false when it has none
-    /// (it is gone, or is not a pipehttp server of this name).
-    fn signal(pid: u32, path: &Path) -> bool {
-        let name = Self::name(pid, path);
+    /// Sets the event of `server`; false when it has none (it is gone).
+    fn signal(server: &Server) -> bool {
+        let name = server.event_name();
         // SAFETY: `name` is NUL-terminated; the handle is closed below.
         unsafe {
             let handle = OpenEventW(EVENT_MODIFY_STATE, 0, name.as_ptr());
@@ -912,9 +932,9 @@ fn name_hash(path: &Path) -> u64 {
         })
 }
 
-/// Which server took a pipe name over last: a file in the temp directory
-/// holding its pid, read and written under an exclusive lock that also
-/// makes successors of one name take it over one at a time.
+/// Which server bound a pipe name last: a file in the temp directory
+/// holding its pid and sequence number, read and written under an
+/// exclusive lock that also makes the binds of one name go one at a time.
 struct OwnerRecord {
     file: std::fs::File,
 }
@@ -950,21 +970,26 @@ impl OwnerRecord {
         }
     }
 
-    fn read(&self) -> Option<u32> {
+    fn read(&self, path: &Path) -> Option<Server> {
         use std::io::{Read, Seek};
         let mut text = String::new();
         let mut file = &self.file;
         file.seek(io::SeekFrom::Start(0)).ok()?;
         file.read_to_string(&mut text).ok()?;
-        text.trim().parse().ok()
+        let (pid, seq) = text.trim().split_once(' ')?;
+        Some(Server {
+            pid: pid.parse().ok()?,
+            seq: seq.parse().ok()?,
+            hash: name_hash(path),
+        })
     }
 
-    fn write(self, pid: u32) -> io::Result<()> {
+    fn write(self, server: &Server) -> io::Result<()> {
         use std::io::{Seek, Write};
         let mut file = &self.file;
         file.seek(io::SeekFrom::Start(0))?;
         file.set_len(0)?;
-        write!(file, "{pid}")?;
+        write!(file, "{} {}", server.pid, server.seq)?;
         // The lock goes with the handle.
         Ok(())
     }
