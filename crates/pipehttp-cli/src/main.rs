@@ -5,6 +5,8 @@ mod demo;
 mod devcert;
 mod errors;
 mod logging;
+mod ls;
+mod proxy;
 mod request;
 mod serve;
 
@@ -34,6 +36,10 @@ enum Command {
     DevCert(devcert::DevCertArgs),
     /// Load-test a target: requests/s, bytes/s, errors and latency percentiles.
     Bench(bench::BenchArgs),
+    /// Pass HTTP between any two addresses: pipes, Unix sockets or TCP.
+    Proxy(proxy::ProxyArgs),
+    /// List the live pipes (and stale ones) with their servers.
+    Ls(ls::LsArgs),
 }
 
 fn main() -> ExitCode {
@@ -56,6 +62,8 @@ fn main() -> ExitCode {
             Command::Demo(args) => demo::run(args).await,
             Command::DevCert(args) => devcert::run(&args),
             Command::Bench(args) => bench::run(args).await,
+            Command::Proxy(args) => proxy::run(args).await,
+            Command::Ls(args) => ls::run(args).await,
         }
     })
 }

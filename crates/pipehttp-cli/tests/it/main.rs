@@ -6,8 +6,13 @@
 mod activation;
 mod bench;
 mod cli;
+mod docker;
 mod load;
+mod ls;
+mod proxy;
+mod proxy_peers;
 mod serve;
 mod server_process;
 mod takeover;
 mod tls;
+mod websocket;

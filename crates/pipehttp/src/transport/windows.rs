@@ -14,7 +14,8 @@ use tokio::net::windows::named_pipe::{
 use tokio::sync::{Mutex, mpsc};
 use tokio::task::JoinSet;
 use windows_sys::Win32::Foundation::{
-    CloseHandle, ERROR_ACCESS_DENIED, ERROR_FILE_NOT_FOUND, ERROR_PIPE_BUSY, HANDLE, LocalFree,
+    CloseHandle, ERROR_ACCESS_DENIED, ERROR_FILE_NOT_FOUND, ERROR_PIPE_BUSY, HANDLE,
+    INVALID_HANDLE_VALUE, LocalFree,
 };
 use windows_sys::Win32::Security::Authorization::{
     ConvertSidToStringSidW, ConvertStringSecurityDescriptorToSecurityDescriptorW, SDDL_REVISION_1,
@@ -23,13 +24,16 @@ use windows_sys::Win32::Security::{
     EqualSid, GetTokenInformation, PSECURITY_DESCRIPTOR, SECURITY_ATTRIBUTES, TOKEN_QUERY,
     TOKEN_USER, TokenUser,
 };
+use windows_sys::Win32::Storage::FileSystem::{
+    FindClose, FindFirstFileW, FindNextFileW, WIN32_FIND_DATAW,
+};
 use windows_sys::Win32::System::LibraryLoader::{GetModuleHandleW, GetProcAddress};
 use windows_sys::Win32::System::Pipes::{GetNamedPipeClientProcessId, GetNamedPipeServerProcessId};
 use windows_sys::Win32::System::Threading::{
     GetCurrentProcess, OpenProcess, OpenProcessToken, PROCESS_QUERY_LIMITED_INFORMATION,
 };
 
-use super::{Activated, ConnectFailure, PeerInfo, Transport, refused_peer};
+use super::{Activated, ConnectFailure, PeerInfo, PipeEntry, PipeState, Transport, refused_peer};
 use crate::address::{Endpoint, PipeName};
 use crate::error::{Error, Kind, Named, Result};
 use crate::options::PipeOptions;
@@ -343,6 +347,61 @@ pub(crate) async fn connect(endpoint: &Endpoint) -> Result<(Stream, PeerInfo), C
             Error::at(Kind::Connect, endpoint).with_source(e),
         )),
     }
+}
+
+/// Every pipe in `\\.\pipe\`, by FindFirstFileW/FindNextFileW over the
+/// pipe file system: it lists names without opening (and so without
+/// connecting to) any pipe.
+pub(crate) async fn list_pipes(dir: Option<&Path>, _all: bool) -> io::Result<Vec<PipeEntry>> {
+    if dir.is_some() {
+        return Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            r"pipes on Windows all live in \\.\pipe\; a directory to list applies to Unix only",
+        ));
+    }
+    let pattern: Vec<u16> = r"\\.\pipe\*"
+        .encode_utf16()
+        .chain(std::iter::once(0))
+        .collect();
+    let mut entries = Vec::new();
+    // SAFETY: WIN32_FIND_DATAW is plain data for which all zeroes is valid.
+    let mut data: WIN32_FIND_DATAW = unsafe { std::mem::zeroed() };
+    // SAFETY: `pattern` is NUL-terminated and `data` is a valid out buffer.
+    let find = unsafe { FindFirstFileW(pattern.as_ptr(), &mut data) };
+    if find == INVALID_HANDLE_VALUE {
+        let e = io::Error::last_os_error();
+        // No pipe at all is an empty list, not an error.
+        if e.raw_os_error() == Some(ERROR_FILE_NOT_FOUND as i32) {
+            return Ok(entries);
+        }
+        return Err(e);
+    }
+    loop {
+        let len = data
+            .cFileName
+            .iter()
+            .position(|&c| c == 0)
+            .unwrap_or(data.cFileName.len());
+        let name = String::from_utf16_lossy(&data.cFileName[..len]);
+        if !name.is_empty() {
+            let path = PathBuf::from(format!(r"\\.\pipe\{name}"));
+            entries.push(PipeEntry {
+                address: super::pipe_address(&name, &path),
+                name,
+                path,
+                state: PipeState::Live,
+                owner_uid: None,
+                server_pid: None,
+            });
+        }
+        // SAFETY: `find` is the open search handle; `data` a valid out buffer.
+        if unsafe { FindNextFileW(find, &mut data) } == 0 {
+            break;
+        }
+    }
+    // SAFETY: `find` came from FindFirstFileW and is closed once.
+    unsafe { FindClose(find) };
+    Ok(entries)
 }
 
 pub(crate) fn is_same_user(peer: &PeerInfo) -> bool {

@@ -1,0 +1,409 @@
+//! The proxy as a tower service for `pipehttp::Server`: every request is
+//! passed to the target on a pooled connection, its body streamed as it
+//! arrives, and the answer streamed back the same way; upgrades become
+//! tunnels.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderValue};
+use http::uri::{Authority, PathAndQuery, Scheme};
+use http::{Method, Request, Response, StatusCode, Uri, Version};
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::{Either, Empty, Full};
+use hyper::body::Incoming;
+use hyper_util::client::legacy;
+use pipehttp::client::Connector;
+use pipehttp::{PeerInfo, RequestBody};
+use tokio::sync::mpsc;
+
+use super::headers;
+use super::tunnel;
+
+/// What the proxy sends the target: the client's body, or nothing (kept
+/// apart so a request without a body can be sent again).
+pub(crate) type UpstreamBody = Either<RequestBody, Empty<Bytes>>;
+type Pool = legacy::Client<Connector, UpstreamBody>;
+type Answer = Either<Incoming, Full<Bytes>>;
+
+/// The control path of pipehttp's takeover. A request for it is never
+/// passed on: on a pipehttp target it would come from the proxy's user
+/// and so be obeyed, and any client of the proxy could stop the target.
+const TAKEOVER_PATH: &str = "/.well-known/pipehttp/takeover";
+
+/// Where requests go, and how.
+pub(crate) struct Upstream {
+    pub(crate) pool: Pool,
+    /// The target as the user wrote it, for messages.
+    pub(crate) name: String,
+    pub(crate) scheme: Scheme,
+    /// The Host the target gets unless the client's is preserved.
+    pub(crate) authority: Authority,
+    pub(crate) preserve_host: bool,
+    /// How long the target may take to send a response head.
+    pub(crate) timeout: Option<Duration>,
+}
+
+/// The service: cheap to clone, one per connection.
+#[derive(Clone)]
+pub struct Proxy {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    upstream: Upstream,
+    /// `X-Forwarded-Proto` when every listen address has the same scheme.
+    proto: Option<&'static str>,
+    access_log: bool,
+    tunnels: mpsc::Sender<()>,
+}
+
+impl Proxy {
+    pub(crate) fn new(
+        upstream: Upstream,
+        proto: Option<&'static str>,
+        access_log: bool,
+        tunnels: mpsc::Sender<()>,
+    ) -> Self {
+        Self {
+            shared: Arc::new(Shared {
+                upstream,
+                proto,
+                access_log,
+                tunnels,
+            }),
+        }
+    }
+}
+
+impl tower_service::Service<Request<RequestBody>> for Proxy {
+    type Response = Response<Logged<Answer>>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<RequestBody>) -> Self::Future {
+        let shared = self.shared.clone();
+        Box::pin(async move {
+            let log = shared.access_log.then(|| AccessLog::new(&req));
+            let res = shared.answer(req).await;
+            Ok(Logged::new(res, log))
+        })
+    }
+}
+
+impl Shared {
+    async fn answer(&self, mut req: Request<RequestBody>) -> Response<Answer> {
+        if req.method() == Method::CONNECT {
+            return reply(
+                StatusCode::METHOD_NOT_ALLOWED,
+                format!(
+                    "pipehttp proxy: CONNECT is not served: this proxy passes requests to {}",
+                    self.upstream.name
+                ),
+            );
+        }
+        if req.uri().path() == TAKEOVER_PATH {
+            return reply(
+                StatusCode::FORBIDDEN,
+                "pipehttp proxy: the takeover control path is never passed on".to_owned(),
+            );
+        }
+        let upgrade = headers::wants_upgrade(&req);
+        let downstream = upgrade.then(|| hyper::upgrade::on(&mut req));
+        let (mut parts, body) = req.into_parts();
+        let client = headers::forwarded_client(parts.extensions.get::<PeerInfo>());
+        // HTTP/2 carries the host in the URI (:authority), HTTP/1 in Host.
+        let host = match parts.uri.authority() {
+            Some(authority) if parts.version >= Version::HTTP_2 => {
+                HeaderValue::from_str(authority.as_str()).ok()
+            }
+            _ => parts.headers.get(header::HOST).cloned(),
+        };
+        let proto = self.proto.or_else(|| match parts.uri.scheme_str() {
+            Some("https") => Some("https"),
+            Some("http") => Some("http"),
+            _ => None,
+        });
+        let uri = match self.upstream.uri(parts.uri.path_and_query(), host.as_ref()) {
+            Ok(uri) => uri,
+            Err(message) => return reply(StatusCode::BAD_REQUEST, message),
+        };
+        headers::remove_hop_by_hop(&mut parts.headers, upgrade);
+        // The target's Host comes from the URI (hyper writes it, or sends
+        // :authority over HTTP/2); `Expect` is answered here, by reading
+        // the body only once the target is reached.
+        parts.headers.remove(header::HOST);
+        parts.headers.remove(header::EXPECT);
+        headers::add_forwarded(&mut parts.headers, &client, proto, host);
+        parts.uri = uri;
+        parts.version = Version::HTTP_11;
+        parts.extensions = http::Extensions::new();
+        let empty = body.is_end_stream();
+        // A request without a body whose method may be repeated is kept,
+        // to send again if a pooled connection turns out closed.
+        let again = (empty && is_idempotent(&parts.method)).then(|| {
+            (
+                parts.method.clone(),
+                parts.uri.clone(),
+                parts.headers.clone(),
+            )
+        });
+        let body = if empty {
+            Either::Right(Empty::new())
+        } else {
+            Either::Left(body)
+        };
+        let send = self.send(Request::from_parts(parts, body), again);
+        let sent = match self.upstream.timeout {
+            Some(limit) => match tokio::time::timeout(limit, send).await {
+                Ok(sent) => sent,
+                Err(_) => {
+                    return reply(
+                        StatusCode::GATEWAY_TIMEOUT,
+                        format!(
+                            "pipehttp proxy: {} sent no response within {limit:?}",
+                            self.upstream.name
+                        ),
+                    );
+                }
+            },
+            None => send.await,
+        };
+        let mut res = match sent {
+            Ok(res) => res,
+            Err(e) => return self.bad_gateway(&e),
+        };
+        let switched = res.status() == StatusCode::SWITCHING_PROTOCOLS;
+        match downstream {
+            Some(downstream) if switched => {
+                let upstream = hyper::upgrade::on(&mut res);
+                tunnel::spawn(downstream, upstream, self.tunnels.clone());
+            }
+            _ if switched => {
+                return reply(
+                    StatusCode::BAD_GATEWAY,
+                    format!(
+                        "pipehttp proxy: {} switched protocols unasked",
+                        self.upstream.name
+                    ),
+                );
+            }
+            _ => {}
+        }
+        headers::remove_hop_by_hop(res.headers_mut(), switched);
+        res.map(Either::Left)
+    }
+
+    /// Sends the request; one without a body that may be repeated is sent
+    /// once more on another connection when the first broke before any
+    /// answer (a pooled connection the target closed meanwhile, as a
+    /// restarting target does).
+    async fn send(
+        &self,
+        req: Request<UpstreamBody>,
+        again: Option<(Method, Uri, HeaderMap)>,
+    ) -> Result<Response<Incoming>, legacy::Error> {
+        match self.upstream.pool.request(req).await {
+            Err(e) if !e.is_connect() && again.is_some() => {
+                tracing::debug!("{}: sending again: {}", self.upstream.name, chain(&e));
+                let (method, uri, headers) = again.expect("checked above");
+                let mut req = Request::new(Either::Right(Empty::new()));
+                *req.method_mut() = method;
+                *req.uri_mut() = uri;
+                *req.headers_mut() = headers;
+                self.upstream.pool.request(req).await
+            }
+            sent => sent,
+        }
+    }
+
+    /// 502 with one line that names the target and what went wrong.
+    fn bad_gateway(&self, e: &legacy::Error) -> Response<Answer> {
+        let ours = find_pipehttp_error(e);
+        let message = match ours {
+            Some(ours) => format!(
+                "pipehttp proxy: cannot reach {}: {}",
+                self.upstream.name,
+                crate::errors::describe(ours)
+            ),
+            None if e.is_connect() => format!(
+                "pipehttp proxy: cannot reach {}: {}",
+                self.upstream.name,
+                chain(e)
+            ),
+            None => format!(
+                "pipehttp proxy: {} failed before a response: {}",
+                self.upstream.name,
+                chain(e)
+            ),
+        };
+        tracing::warn!("{message}");
+        reply(StatusCode::BAD_GATEWAY, message)
+    }
+}
+
+impl Upstream {
+    /// The target's URI for a request: its scheme, the target's host (or
+    /// the client's, with `--preserve-host`), and the client's path.
+    fn uri(&self, path: Option<&PathAndQuery>, host: Option<&HeaderValue>) -> Result<Uri, String> {
+        let authority = match host {
+            Some(host) if self.preserve_host => Authority::try_from(host.as_bytes())
+                .map_err(|_| "pipehttp proxy: the Host header is not a valid host".to_owned())?,
+            _ => self.authority.clone(),
+        };
+        let path = match path {
+            Some(path) if path.as_str().starts_with('/') => path.clone(),
+            None => PathAndQuery::from_static("/"),
+            Some(other) => {
+                return Err(format!(
+                    "pipehttp proxy: the request target '{other}' cannot be passed on; only paths starting with '/' can"
+                ));
+            }
+        };
+        let mut parts = http::uri::Parts::default();
+        parts.scheme = Some(self.scheme.clone());
+        parts.authority = Some(authority);
+        parts.path_and_query = Some(path);
+        Uri::from_parts(parts).map_err(|e| format!("pipehttp proxy: bad request target: {e}"))
+    }
+}
+
+fn is_idempotent(method: &Method) -> bool {
+    matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
+    )
+}
+
+/// The connector's own error inside hyper-util's, which says best why the
+/// target could not be reached.
+fn find_pipehttp_error(e: &legacy::Error) -> Option<&pipehttp::Error> {
+    let mut source = std::error::Error::source(e);
+    while let Some(inner) = source {
+        if let Some(ours) = inner.downcast_ref::<pipehttp::Error>() {
+            return Some(ours);
+        }
+        source = inner.source();
+    }
+    None
+}
+
+/// An error and its causes on one line, each text once.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(inner) = source {
+        let more = inner.to_string();
+        if !more.is_empty() && !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        source = inner.source();
+    }
+    text.replace(['\r', '\n'], " ")
+}
+
+/// A plain-text answer of the proxy's own.
+fn reply(status: StatusCode, message: String) -> Response<Answer> {
+    let mut res = Response::new(Either::Right(Full::new(Bytes::from(message + "\n"))));
+    *res.status_mut() = status;
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    res
+}
+
+/// One line per request for `-v`: method, path, status, body bytes sent
+/// and time from the request to the end of the answer; written when the
+/// answer's body is done (or dropped, for a client that went away).
+pub struct AccessLog {
+    method: Method,
+    path: String,
+    status: u16,
+    bytes: u64,
+    started: std::time::Instant,
+}
+
+impl AccessLog {
+    fn new<B>(req: &Request<B>) -> Box<Self> {
+        Box::new(Self {
+            method: req.method().clone(),
+            path: req
+                .uri()
+                .path_and_query()
+                .map_or_else(|| req.uri().to_string(), |p| p.as_str().to_owned()),
+            status: 0,
+            bytes: 0,
+            started: std::time::Instant::now(),
+        })
+    }
+}
+
+impl Drop for AccessLog {
+    fn drop(&mut self) {
+        let ms = self.started.elapsed().as_secs_f64() * 1000.0;
+        tracing::info!(
+            "{} {} {} {} bytes {ms:.1} ms",
+            self.method,
+            self.path,
+            self.status,
+            self.bytes
+        );
+    }
+}
+
+/// A response body that counts what it sends, for the access log.
+pub struct Logged<B> {
+    inner: B,
+    log: Option<Box<AccessLog>>,
+}
+
+impl<B> Logged<B> {
+    fn new(res: Response<B>, log: Option<Box<AccessLog>>) -> Response<Self> {
+        let status = res.status().as_u16();
+        res.map(|inner| Logged {
+            inner,
+            log: log.map(|mut log| {
+                log.status = status;
+                log
+            }),
+        })
+    }
+}
+
+impl<B: Body<Data = Bytes> + Unpin> Body for Logged<B> {
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+        let this = self.get_mut();
+        let frame = Pin::new(&mut this.inner).poll_frame(cx);
+        if let (Some(log), Poll::Ready(Some(Ok(frame)))) = (this.log.as_mut(), &frame) {
+            if let Some(data) = frame.data_ref() {
+                log.bytes += data.len() as u64;
+            }
+        }
+        frame
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
