@@ -57,14 +57,10 @@ enum Probe {
 
 pub async fn run(args: LsArgs) -> ExitCode {
     args.verbosity.init(Sink::Stderr);
-    let where_ = args
-        .dir
-        .as_ref()
-        .map_or_else(|| "the pipe folder".to_owned(), |d| d.display().to_string());
     let mut pipes = match list(&args).await {
         Ok(pipes) => pipes,
         Err(e) => {
-            eprintln!("pipehttp: cannot list {where_}: {e}");
+            eprintln!("pipehttp: cannot list the pipes: {e}");
             return ExitCode::FAILURE;
         }
     };
@@ -72,7 +68,7 @@ pub async fn run(args: LsArgs) -> ExitCode {
         match clean(&args, &pipes).await {
             Ok(removed) => pipes.retain(|p| !removed.contains(&p.path)),
             Err(e) => {
-                eprintln!("pipehttp: cannot clean {where_}: {e}");
+                eprintln!("pipehttp: cannot clean the stale sockets: {e}");
                 return ExitCode::FAILURE;
             }
         }
@@ -95,7 +91,7 @@ pub async fn run(args: LsArgs) -> ExitCode {
             .collect();
         println!("{}", Value::Array(rows));
     } else if pipes.is_empty() {
-        eprintln!("no pipes in {where_}");
+        eprintln!("no pipes found");
     } else {
         print!("{}", table(&pipes, &probes, args.probe));
     }

@@ -36,7 +36,7 @@ enum Command {
     DevCert(devcert::DevCertArgs),
     /// Load-test a target: requests/s, bytes/s, errors and latency percentiles.
     Bench(bench::BenchArgs),
-    /// Pass HTTP between any two addresses: pipes, Unix sockets or TCP.
+    /// Pass HTTP between any two addresses: pipes, Unix sockets or TCP (-v: a line per request).
     Proxy(proxy::ProxyArgs),
     /// List the live pipes (and stale ones) with their servers.
     Ls(ls::LsArgs),

@@ -99,6 +99,10 @@ struct ProxyServerFlags {
     #[arg(long, value_name = "true|false", action = clap::ArgAction::Set)]
     current_user_only: Option<bool>,
 
+    /// Largest request body; 413 past it [default: unlimited, as bodies stream].
+    #[arg(long, value_name = "BYTES")]
+    max_request_body_size: Option<u64>,
+
     /// Most client connections served at once [default: unlimited].
     #[arg(long, value_name = "N")]
     max_concurrent_connections: Option<usize>,
@@ -124,6 +128,9 @@ impl ProxyServerFlags {
         }
         if let Some(only) = self.current_user_only {
             builder = builder.current_user_only(only);
+        }
+        if let Some(max) = self.max_request_body_size {
+            builder = builder.max_request_body_size(Some(max));
         }
         if let Some(timeout) = self.shutdown_timeout {
             builder = builder.shutdown_timeout(timeout);
@@ -202,19 +209,23 @@ fn upstream(args: &ProxyArgs) -> Result<Upstream, String> {
             .tls_trust(roots, args.to_insecure)
             .map_err(describe)?;
     }
-    let pool = legacy::Client::builder(TokioExecutor::new())
-        .pool_timer(TokioTimer::new())
-        .timer(TokioTimer::new())
-        .pool_idle_timeout(POOL_IDLE_TIMEOUT)
-        .http2_only(args.to_http2)
-        .build(connector);
+    let pool = |idle_per_host: usize| {
+        legacy::Client::builder(TokioExecutor::new())
+            .pool_timer(TokioTimer::new())
+            .timer(TokioTimer::new())
+            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+            .pool_max_idle_per_host(idle_per_host)
+            .http2_only(args.to_http2)
+            .build(connector.clone())
+    };
     let authority = args
         .to
         .host_header()
         .parse()
         .map_err(|_| format!("{target}: the host is not a valid authority"))?;
     Ok(Upstream {
-        pool,
+        pool: pool(usize::MAX),
+        fresh: pool(0),
         name: target.to_string(),
         scheme: if https {
             http::uri::Scheme::HTTPS

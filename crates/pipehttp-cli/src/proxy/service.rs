@@ -15,7 +15,7 @@ use http::header::{self, HeaderMap, HeaderValue};
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Method, Request, Response, StatusCode, Uri, Version};
 use http_body::{Body, Frame, SizeHint};
-use http_body_util::{Either, Empty, Full};
+use http_body_util::{BodyExt, Either, Full};
 use hyper::body::Incoming;
 use hyper_util::client::legacy;
 use pipehttp::client::Connector;
@@ -25,10 +25,14 @@ use tokio::sync::mpsc;
 use super::headers;
 use super::tunnel;
 
-/// What the proxy sends the target: the client's body, or nothing (kept
-/// apart so a request without a body can be sent again).
-pub(crate) type UpstreamBody = Either<RequestBody, Empty<Bytes>>;
-type Pool = legacy::Client<Connector, UpstreamBody>;
+/// What the proxy sends the target: the client's body as it streams, or
+/// one held whole so that it can be sent again.
+pub(crate) type UpstreamBody = Either<RequestBody, Full<Bytes>>;
+pub(crate) type Pool = legacy::Client<Connector, UpstreamBody>;
+
+/// The largest body of a repeatable request that is held whole, so the
+/// request can be sent again when its pooled connection turns out closed.
+const REPLAYABLE_BODY: u64 = 64 * 1024;
 type Answer = Either<Incoming, Full<Bytes>>;
 
 /// The control path of pipehttp's takeover. A request for it is never
@@ -39,6 +43,9 @@ const TAKEOVER_PATH: &str = "/.well-known/pipehttp/takeover";
 /// Where requests go, and how.
 pub(crate) struct Upstream {
     pub(crate) pool: Pool,
+    /// A pool that keeps no connection, so every request on it gets a new
+    /// one: for sending a request again.
+    pub(crate) fresh: Pool,
     /// The target as the user wrote it, for messages.
     pub(crate) name: String,
     pub(crate) scheme: Scheme,
@@ -147,20 +154,33 @@ impl Shared {
         parts.uri = uri;
         parts.version = Version::HTTP_11;
         parts.extensions = http::Extensions::new();
-        let empty = body.is_end_stream();
-        // A request without a body whose method may be repeated is kept,
-        // to send again if a pooled connection turns out closed.
-        let again = (empty && is_idempotent(&parts.method)).then(|| {
-            (
+        // A request that may be repeated, and whose body is small enough to
+        // hold, is kept, to send again on a new connection if the pooled one
+        // turns out closed (the target restarted). Other bodies stream.
+        let replayable = is_idempotent(&parts.method)
+            && body
+                .size_hint()
+                .exact()
+                .is_some_and(|len| len <= REPLAYABLE_BODY);
+        let (body, again) = if replayable {
+            let bytes = match body.collect().await {
+                Ok(collected) => collected.to_bytes(),
+                Err(e) => {
+                    return reply(
+                        StatusCode::BAD_REQUEST,
+                        format!("pipehttp proxy: the request body could not be read: {e}"),
+                    );
+                }
+            };
+            let again = (
                 parts.method.clone(),
                 parts.uri.clone(),
                 parts.headers.clone(),
-            )
-        });
-        let body = if empty {
-            Either::Right(Empty::new())
+                bytes.clone(),
+            );
+            (Either::Right(Full::new(bytes)), Some(again))
         } else {
-            Either::Left(body)
+            (Either::Left(body), None)
         };
         let send = self.send(Request::from_parts(parts, body), again);
         let sent = match self.upstream.timeout {
@@ -203,24 +223,23 @@ impl Shared {
         res.map(Either::Left)
     }
 
-    /// Sends the request; one without a body that may be repeated is sent
-    /// once more on another connection when the first broke before any
-    /// answer (a pooled connection the target closed meanwhile, as a
-    /// restarting target does).
+    /// Sends the request; one kept for it is sent once more, on a new
+    /// connection, when the first try broke before any answer (a pooled
+    /// connection the target closed meanwhile, as a restarting target does).
     async fn send(
         &self,
         req: Request<UpstreamBody>,
-        again: Option<(Method, Uri, HeaderMap)>,
+        again: Option<(Method, Uri, HeaderMap, Bytes)>,
     ) -> Result<Response<Incoming>, legacy::Error> {
         match self.upstream.pool.request(req).await {
             Err(e) if !e.is_connect() && again.is_some() => {
                 tracing::debug!("{}: sending again: {}", self.upstream.name, chain(&e));
-                let (method, uri, headers) = again.expect("checked above");
-                let mut req = Request::new(Either::Right(Empty::new()));
+                let (method, uri, headers, body) = again.expect("checked above");
+                let mut req = Request::new(Either::Right(Full::new(body)));
                 *req.method_mut() = method;
                 *req.uri_mut() = uri;
                 *req.headers_mut() = headers;
-                self.upstream.pool.request(req).await
+                self.upstream.fresh.request(req).await
             }
             sent => sent,
         }

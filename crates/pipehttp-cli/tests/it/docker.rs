@@ -42,7 +42,11 @@ impl Dockerd {
     fn start(dir: &Path) -> Option<Self> {
         let socket = dir.join("docker.sock");
         let mut cmd = Command::new(DOCKERD);
+        // Its own containerd namespaces, in case a system containerd is
+        // running and this dockerd uses it.
         cmd.args(["--iptables=false", "--ip6tables=false", "--bridge=none"])
+            .args(["--containerd-namespace", "pipehttp-test"])
+            .args(["--containerd-plugins-namespace", "pipehttp-test-plugins"])
             .arg("-H")
             .arg(format!("unix://{}", socket.display()))
             .arg("--data-root")

@@ -8,6 +8,7 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
@@ -69,7 +70,7 @@ fn curl_over_tcp_reaches_an_app_only_on_a_pipe_in_http1_and_h2c() {
         &dir,
         "http://127.0.0.1:0",
         &format!("http://pipe:/{app}"),
-        &[],
+        &["-v"],
     );
     let url = front.url(0);
     let body = dir.path().join("body");
@@ -97,6 +98,10 @@ fn curl_over_tcp_reaches_an_app_only_on_a_pipe_in_http1_and_h2c() {
             "{flag}: the echo differs"
         );
     }
+    // -v: one line per request, with method, path, status, bytes and time.
+    let line = front.wait_for_line("GET /test 200 12 bytes ");
+    assert!(line.trim_end().ends_with(" ms"), "{line}");
+    front.wait_for_line("POST /echo 200 2000000 bytes ");
 }
 
 #[test]
@@ -157,8 +162,11 @@ fn hop_by_hop_fields_stay_behind_and_forwarded_fields_are_added() {
     assert_eq!(get("x-forwarded-host"), Some(host.as_str()));
     assert_eq!(get("host"), Some("localhost"));
 
-    // A client on the pipe has no address: it is named "pipe:".
+    // A client on the pipe has no address: it is named "pipe:". Only this
+    // user may connect, as with serve.
     let sock = pipe_socket(&dir, &pipe);
+    let mode = std::fs::metadata(&sock).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
     let body = curl_ok(&[
         "--unix-socket",
         sock.to_str().unwrap(),
@@ -296,16 +304,20 @@ fn a_target_that_restarts_is_waited_for() {
 
 #[test]
 fn takeovers_of_the_target_lose_no_request() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
     let dir = tempdir().unwrap();
     let app = unique_name("peers-takeover");
     let url = format!("http://pipe:/{app}");
     let mut current = serve(&dir, &url);
     let front = proxy(&dir, "http://127.0.0.1:0", &url, &[]);
-    let test = format!("{}/test", front.url(0));
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let base = front.url(0).to_owned();
+    let stop = Arc::new(AtomicBool::new(false));
+    // GETs, and PUTs with a body, as tracers send their traces to an agent.
     let clients: Vec<_> = (0..4)
-        .map(|_| {
-            let (test, stop) = (test.clone(), stop.clone());
+        .map(|i| {
+            let (base, stop) = (base.clone(), stop.clone());
             std::thread::spawn(move || {
                 let rt = tokio::runtime::Builder::new_current_thread()
                     .enable_all()
@@ -314,11 +326,23 @@ fn takeovers_of_the_target_lose_no_request() {
                 rt.block_on(async {
                     let client = pipehttp::Client::new();
                     let (mut ok, mut failed) = (0, Vec::new());
-                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                        let res = client.get(&test).send().await.unwrap();
-                        match res.status().as_u16() {
-                            200 => ok += 1,
-                            other => failed.push((other, res.text().await.unwrap_or_default())),
+                    let mut n = 0u64;
+                    while !stop.load(Ordering::Relaxed) {
+                        n += 1;
+                        let (res, want) = if i % 2 == 0 {
+                            let res = client.get(format!("{base}/test")).send().await;
+                            (res.unwrap(), "Hello world!".to_owned())
+                        } else {
+                            let body = format!("trace {i}-{n}");
+                            let res = client.put(format!("{base}/echo")).body(body.clone());
+                            (res.send().await.unwrap(), body)
+                        };
+                        let status = res.status().as_u16();
+                        let text = res.text().await.unwrap_or_default();
+                        if status == 200 && text == want {
+                            ok += 1;
+                        } else {
+                            failed.push((status, text));
                         }
                     }
                     (ok, failed)
@@ -326,14 +350,14 @@ fn takeovers_of_the_target_lose_no_request() {
             })
         })
         .collect();
-    for _ in 0..3 {
+    for _ in 0..5 {
         let mut cmd = pipehttp(&dir);
         cmd.args(["serve", "--takeover", "--urls", &url]);
         let next = Serve::start(cmd, 1);
         let mut old = std::mem::replace(&mut current, next);
         assert!(old.wait_exit().success(), "{}", old.output());
     }
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    stop.store(true, Ordering::Relaxed);
     let mut total = 0;
     for client in clients {
         let (ok, failed) = client.join().unwrap();
@@ -378,6 +402,84 @@ fn an_upgraded_connection_is_half_closed_each_way() {
         conn.read_to_string(&mut rest).unwrap();
         assert_eq!(rest, "got 300000 bytes\n");
     }
+}
+
+/// Opens an upgraded connection to the Python target's echo through the
+/// proxy at `addr` and sends `data` on it.
+fn open_tunnel(addr: &str, data: &[u8]) -> TcpStream {
+    let mut conn = TcpStream::connect(addr).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    conn.write_all(
+        b"GET /upgrade HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n",
+    )
+    .unwrap();
+    let head = read_head(&mut conn);
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    conn.write_all(data).unwrap();
+    conn
+}
+
+#[test]
+fn a_stop_lets_an_upgraded_connection_finish_within_the_shutdown_timeout() {
+    let dir = tempdir().unwrap();
+    let (_target, socket) = python_target(&dir);
+    let to = format!("http://unix:{}", socket.display());
+    let mut front = proxy(
+        &dir,
+        "http://127.0.0.1:0",
+        &to,
+        &["--shutdown-timeout", "30"],
+    );
+    let addr = front.url(0).trim_start_matches("http://").to_owned();
+    let mut conn = open_tunnel(&addr, b"before the stop ");
+    front.terminate();
+    front.wait_for_line("stopping");
+    conn.write_all(b"and after").unwrap();
+    conn.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut rest = String::new();
+    conn.read_to_string(&mut rest).unwrap();
+    assert_eq!(rest, "got 25 bytes\n");
+    assert!(front.wait_exit().success(), "{}", front.output());
+
+    // A tunnel still open when the shutdown timeout ends is closed.
+    let mut front = proxy(
+        &dir,
+        "http://127.0.0.1:0",
+        &to,
+        &["--shutdown-timeout", "0.3"],
+    );
+    let addr = front.url(0).trim_start_matches("http://").to_owned();
+    let mut conn = open_tunnel(&addr, b"left open");
+    front.terminate();
+    front.wait_for_line("1 upgraded connection(s) still open after 300ms");
+    assert!(front.wait_exit().success(), "{}", front.output());
+    let mut rest = Vec::new();
+    assert!(
+        matches!(conn.read_to_end(&mut rest), Ok(0) | Err(_)),
+        "{rest:?}"
+    );
+}
+
+#[test]
+fn a_proxy_takes_its_pipe_over_from_a_running_one() {
+    let dir = tempdir().unwrap();
+    let app = unique_name("peers-app");
+    let _app = serve(&dir, &format!("http://pipe:/{app}"));
+    let to = format!("http://pipe:/{app}");
+    let name = unique_name("peers-front");
+    let listen = format!("http://pipe:/{name}");
+    let mut old = proxy(&dir, &listen, &to, &[]);
+    let new = proxy(&dir, &listen, &to, &["--takeover"]);
+    assert!(old.wait_exit().success(), "{}", old.output());
+    let sock = pipe_socket(&dir, &name);
+    let body = curl_ok(&[
+        "--unix-socket",
+        sock.to_str().unwrap(),
+        "http://localhost/whoami",
+    ]);
+    let who: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(who["pid"], new.id(), "{who}");
 }
 
 /// Reads a response head byte by byte, so nothing after it is consumed.

@@ -363,9 +363,10 @@ pub(crate) async fn connect(endpoint: &Endpoint) -> Result<(Stream, PeerInfo), C
 /// each socket connected to once to tell live from stale.
 pub(crate) async fn list_pipes(dir: Option<&Path>, all: bool) -> io::Result<Vec<PipeEntry>> {
     let dir = dir.map_or_else(pipe_dir, Path::to_path_buf);
+    let named = |e: io::Error| io::Error::new(e.kind(), format!("{}: {e}", dir.display()));
     let mut entries = Vec::new();
-    for item in fs::read_dir(&dir)? {
-        let item = item?;
+    for item in fs::read_dir(&dir).map_err(named)? {
+        let item = item.map_err(named)?;
         let file_name = item.file_name();
         let file_name = file_name.to_string_lossy();
         let pipe_name = file_name.strip_prefix(PIPE_PREFIX);
