@@ -243,6 +243,55 @@ pub fn as_user(uid: Option<u32>, program: &str) -> Command {
     }
 }
 
+/// Waits until something accepts on the Unix socket at `path`, the only
+/// readiness a bare socket file offers; panics with `owner`'s output if
+/// nothing does in time.
+#[cfg(unix)]
+pub fn wait_accepting(path: &Path, owner: &Spawned) {
+    let deadline = Instant::now() + READY_TIMEOUT;
+    while std::os::unix::net::UnixStream::connect(path).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "nothing accepted on {} in time; the output of {}:\n{}",
+            path.display(),
+            owner.what,
+            owner.output()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Debian's nginx in the foreground, as root with no master process, with
+/// every file it writes in `dir` and `http` (log formats, `server` blocks)
+/// inside its `http { }` section. It logs errors to `dir/error.log`. Wait
+/// for the socket of one of the servers with [`wait_accepting`].
+#[cfg(unix)]
+pub fn nginx(dir: &Path, http: &str) -> Spawned {
+    let d = dir.display();
+    let conf = format!(
+        "user root;\nmaster_process off;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\n\
+         events {{ worker_connections 64; }}\n\
+         http {{\n\
+         client_body_temp_path {d}/body;\n\
+         proxy_temp_path {d}/proxy;\n\
+         fastcgi_temp_path {d}/fastcgi;\n\
+         uwsgi_temp_path {d}/uwsgi;\n\
+         scgi_temp_path {d}/scgi;\n\
+         {http}\n}}\n"
+    );
+    let path = dir.join("nginx.conf");
+    std::fs::write(&path, conf).expect("write nginx.conf");
+    let mut cmd = Command::new("/usr/sbin/nginx");
+    cmd.arg("-p")
+        .arg(dir)
+        .arg("-e")
+        .arg(dir.join("error.log"))
+        .arg("-c")
+        .arg(&path)
+        .args(["-g", "daemon off;"]);
+    Spawned::start(cmd)
+}
+
 /// One endpoint a server announced with `Now listening on: URL (PATH)`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Announced {

@@ -39,6 +39,13 @@ fn python_target(dir: &TempDir) -> (Spawned, PathBuf) {
     (target, socket)
 }
 
+/// The Python target and a proxy from TCP to it with `extra` flags.
+fn python_behind_proxy(dir: &TempDir, extra: &[&str]) -> (Spawned, Serve, PathBuf) {
+    let (target, socket) = python_target(dir);
+    let to = format!("http://unix:{}", socket.display());
+    (target, proxy(dir, "http://127.0.0.1:0", &to, extra), socket)
+}
+
 fn pipe_socket(dir: &TempDir, name: &str) -> PathBuf {
     dir.path().join(format!("CoreFxPipe_{name}"))
 }
@@ -215,13 +222,7 @@ fn fields(body: &str) -> Vec<(String, String)> {
 #[test]
 fn server_sent_events_arrive_as_the_target_sends_them() {
     let dir = tempdir().unwrap();
-    let (_target, socket) = python_target(&dir);
-    let front = proxy(
-        &dir,
-        "http://127.0.0.1:0",
-        &format!("http://unix:{}", socket.display()),
-        &[],
-    );
+    let (_target, front, socket) = python_behind_proxy(&dir, &[]);
     for flag in ["--http1.1", "--http2-prior-knowledge"] {
         let mut cmd = Command::new("curl");
         cmd.args([
@@ -251,13 +252,7 @@ fn server_sent_events_arrive_as_the_target_sends_them() {
 #[test]
 fn a_target_slower_than_the_upstream_timeout_is_a_504() {
     let dir = tempdir().unwrap();
-    let (_target, socket) = python_target(&dir);
-    let front = proxy(
-        &dir,
-        "http://127.0.0.1:0",
-        &format!("http://unix:{}", socket.display()),
-        &["--upstream-timeout", "0.5"],
-    );
+    let (_target, front, socket) = python_behind_proxy(&dir, &["--upstream-timeout", "0.5"]);
     let out = curl_ok(&["-w", "\n%{http_code}", &format!("{}/slow", front.url(0))]);
     let (text, status) = out.rsplit_once('\n').unwrap();
     assert_eq!(status, "504");
@@ -370,13 +365,7 @@ fn takeovers_of_the_target_lose_no_request() {
 #[test]
 fn an_upgraded_connection_is_half_closed_each_way() {
     let dir = tempdir().unwrap();
-    let (_target, socket) = python_target(&dir);
-    let front = proxy(
-        &dir,
-        "http://127.0.0.1:0",
-        &format!("http://unix:{}", socket.display()),
-        &[],
-    );
+    let (_target, front, _) = python_behind_proxy(&dir, &[]);
     let addr = front.url(0).trim_start_matches("http://").to_owned();
     for method in ["GET", "POST"] {
         let mut conn = TcpStream::connect(&addr).unwrap();
@@ -420,21 +409,23 @@ fn open_tunnel(addr: &str, data: &[u8]) -> TcpStream {
     conn
 }
 
+/// A proxy to `to` with `--shutdown-timeout SECS`, an upgraded connection
+/// through it that has sent `data`, and a SIGTERM to the proxy, seen.
+fn stopped_with_a_tunnel(dir: &TempDir, to: &str, secs: &str, data: &[u8]) -> (Serve, TcpStream) {
+    let front = proxy(dir, "http://127.0.0.1:0", to, &["--shutdown-timeout", secs]);
+    let addr = front.url(0).trim_start_matches("http://").to_owned();
+    let conn = open_tunnel(&addr, data);
+    front.terminate();
+    front.wait_for_line("stopping");
+    (front, conn)
+}
+
 #[test]
 fn a_stop_lets_an_upgraded_connection_finish_within_the_shutdown_timeout() {
     let dir = tempdir().unwrap();
     let (_target, socket) = python_target(&dir);
     let to = format!("http://unix:{}", socket.display());
-    let mut front = proxy(
-        &dir,
-        "http://127.0.0.1:0",
-        &to,
-        &["--shutdown-timeout", "30"],
-    );
-    let addr = front.url(0).trim_start_matches("http://").to_owned();
-    let mut conn = open_tunnel(&addr, b"before the stop ");
-    front.terminate();
-    front.wait_for_line("stopping");
+    let (mut front, mut conn) = stopped_with_a_tunnel(&dir, &to, "30", b"before the stop ");
     conn.write_all(b"and after").unwrap();
     conn.shutdown(std::net::Shutdown::Write).unwrap();
     let mut rest = String::new();
@@ -443,15 +434,7 @@ fn a_stop_lets_an_upgraded_connection_finish_within_the_shutdown_timeout() {
     assert!(front.wait_exit().success(), "{}", front.output());
 
     // A tunnel still open when the shutdown timeout ends is closed.
-    let mut front = proxy(
-        &dir,
-        "http://127.0.0.1:0",
-        &to,
-        &["--shutdown-timeout", "0.3"],
-    );
-    let addr = front.url(0).trim_start_matches("http://").to_owned();
-    let mut conn = open_tunnel(&addr, b"left open");
-    front.terminate();
+    let (mut front, mut conn) = stopped_with_a_tunnel(&dir, &to, "0.3", b"left open");
     front.wait_for_line("1 upgraded connection(s) still open after 300ms");
     assert!(front.wait_exit().success(), "{}", front.output());
     let mut rest = Vec::new();
@@ -501,81 +484,38 @@ fn read_head(conn: &mut TcpStream) -> String {
 fn each_side_chooses_http1_or_http2_on_its_own() {
     let dir = tempdir().unwrap();
     let d = dir.path().display();
-    let conf = format!(
-        r#"daemon off;
-master_process off;
-error_log stderr notice;
-pid {d}/nginx.pid;
-events {{ worker_connections 64; }}
-http {{
+    let nginx = testkit::nginx(
+        dir.path(),
+        &format!(
+            r#"
     access_log off;
-    client_body_temp_path {d}/body;
-    proxy_temp_path {d}/proxy;
-    fastcgi_temp_path {d}/fastcgi;
-    uwsgi_temp_path {d}/uwsgi;
-    scgi_temp_path {d}/scgi;
     server {{
         listen unix:{d}/nginx.sock http2;
         location / {{ return 200 "$server_protocol"; }}
     }}
-}}
 "#
+        ),
     );
-    std::fs::write(dir.path().join("nginx.conf"), conf).unwrap();
-    let mut cmd = Command::new("/usr/sbin/nginx");
-    cmd.arg("-p")
-        .arg(dir.path())
-        .arg("-c")
-        .arg(dir.path().join("nginx.conf"));
-    let nginx = Spawned::start(cmd);
     let sock = dir.path().join("nginx.sock");
-    wait_for_socket(&sock, &nginx);
+    testkit::wait_accepting(&sock, &nginx);
     let to = format!("http://unix:{}", sock.display());
     let h2 = proxy(&dir, "http://127.0.0.1:0", &to, &["--to-http2"]);
     let h1 = proxy(&dir, "http://127.0.0.1:0", &to, &[]);
-    // nginx's cleartext HTTP/2 port speaks only HTTP/2, so the proxy
-    // without --to-http2 gets nginx's answer to an HTTP/1.1 preface.
-    let got = curl_ok(&[
-        "--http1.1",
-        "-w",
-        " %{http_version}",
-        &format!("{}/", h2.url(0)),
-    ]);
-    assert_eq!(got, "HTTP/2.0 1.1");
-    let got = curl_ok(&[
-        "--http2-prior-knowledge",
-        "-w",
-        " %{http_version}",
-        &format!("{}/", h2.url(0)),
-    ]);
-    assert_eq!(got, "HTTP/2.0 2");
-    let out = curl(&[
-        "--http2-prior-knowledge",
-        "-o",
-        "/dev/null",
-        "-w",
-        "%{http_code}",
-        &format!("{}/", h1.url(0)),
-    ]);
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout),
-        "502",
-        "an HTTP/1.1 proxy on an HTTP/2-only target"
-    );
-}
-
-/// Waits until something accepts on the Unix socket at `path`.
-fn wait_for_socket(path: &Path, owner: &Spawned) {
-    let deadline = std::time::Instant::now() + testkit::READY_TIMEOUT;
-    while std::os::unix::net::UnixStream::connect(path).is_err() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{} never accepted; output:\n{}",
-            path.display(),
-            owner.output()
-        );
-        // A socket file has no readiness signal to wait on but a connect.
-        std::thread::sleep(Duration::from_millis(10));
+    // Status and version of curl's answer, and the version nginx says it
+    // was asked in. nginx's cleartext HTTP/2 port speaks only HTTP/2, so a
+    // proxy speaking HTTP/1.1 to it gets no answer to pass on: 502.
+    for (proxy, flag, want, nginx_saw) in [
+        (&h2, "--http1.1", "200 1.1", Some("HTTP/2.0")),
+        (&h2, "--http2-prior-knowledge", "200 2", Some("HTTP/2.0")),
+        (&h1, "--http2-prior-knowledge", "502 2", None),
+    ] {
+        let url = format!("{}/", proxy.url(0));
+        let out = curl_ok(&[flag, "-w", "\n%{http_code} %{http_version}", &url]);
+        let (body, got) = out.rsplit_once('\n').unwrap();
+        assert_eq!(got, want, "{flag} through {url}: {out}");
+        if let Some(saw) = nginx_saw {
+            assert_eq!(body, saw, "{flag} through {url}");
+        }
     }
 }
 

@@ -558,29 +558,12 @@ async fn same_http2_client_carries_on_after_its_server_restarts() {
 
 #[cfg(unix)]
 mod unix {
-    use std::os::unix::net::UnixStream;
     use std::path::{Path, PathBuf};
     use std::process::Command;
-    use std::time::Instant;
 
-    use testkit::{READY_TIMEOUT, Spawned, tempdir};
+    use testkit::{Spawned, tempdir, wait_accepting};
 
     use super::*;
-
-    /// Polls `path` until a server accepts there: an external server has no
-    /// readiness line to wait for.
-    fn wait_accepting(path: &Path, server: &Spawned) {
-        let deadline = Instant::now() + READY_TIMEOUT;
-        while UnixStream::connect(path).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "nothing accepted on {} in time; the server's output:\n{}",
-                path.display(),
-                server.output()
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
 
     /// Removes a socket file when dropped, for servers killed with SIGKILL.
     struct RemoveOnDrop(PathBuf);
@@ -708,38 +691,19 @@ UnixHTTPServer(sys.argv[1], Handler).serve_forever()
     async fn nginx_on_a_unix_socket_answers_on_one_kept_alive_connection() {
         let dir = tempdir().unwrap();
         let d = dir.path().display();
-        let conf = format!(
-            r#"
-user root;
-master_process off;
-pid {d}/nginx.pid;
-error_log {d}/error.log;
-events {{ worker_connections 64; }}
-http {{
+        let nginx = testkit::nginx(
+            dir.path(),
+            &format!(
+                r#"
     log_format conn '$connection $connection_requests $request';
     access_log {d}/access.log conn;
-    client_body_temp_path {d}/body;
-    proxy_temp_path {d}/proxy;
-    fastcgi_temp_path {d}/fastcgi;
-    uwsgi_temp_path {d}/uwsgi;
-    scgi_temp_path {d}/scgi;
     server {{
         listen unix:{d}/nginx.sock;
         location / {{ return 200 "hello from nginx"; }}
     }}
-}}
 "#
+            ),
         );
-        std::fs::write(dir.path().join("nginx.conf"), conf).unwrap();
-        let mut cmd = Command::new("/usr/sbin/nginx");
-        cmd.arg("-p")
-            .arg(dir.path())
-            .arg("-e")
-            .arg(dir.path().join("error.log"))
-            .arg("-c")
-            .arg(dir.path().join("nginx.conf"))
-            .args(["-g", "daemon off;"]);
-        let nginx = Spawned::start(cmd);
         let socket = dir.path().join("nginx.sock");
         wait_accepting(&socket, &nginx);
 

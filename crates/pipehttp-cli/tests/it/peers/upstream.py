@@ -102,25 +102,23 @@ class Handler(BaseHTTPRequestHandler):
                     while self.rfile.readline() not in (b"\r\n", b"\n", b""):
                         pass
                     break
-                left = size
-                while left:
-                    got = len(self.rfile.read(min(left, CHUNK)))
-                    if not got:
-                        raise ConnectionError("the body broke off")
-                    left -= got
+                self.skip(size)
                 total += size
                 self.rfile.readline()
         else:
-            left = int(self.headers.get("Content-Length", "0"))
-            while left:
-                got = len(self.rfile.read(min(left, CHUNK)))
-                if not got:
-                    raise ConnectionError("the body broke off")
-                left -= got
-                total += got
+            total = int(self.headers.get("Content-Length", "0"))
+            self.skip(total)
         self.reply(200, json.dumps({"bytes": total}).encode(), "application/json")
 
     do_PUT = do_POST
+
+    def skip(self, size):
+        """Reads `size` bytes of the body a buffer at a time, keeping none."""
+        while size:
+            got = len(self.rfile.read(min(size, CHUNK)))
+            if not got:
+                raise ConnectionError("the body broke off")
+            size -= got
 
     def upgrade(self):
         self.send_response(101)
