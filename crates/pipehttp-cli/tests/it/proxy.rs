@@ -53,7 +53,6 @@ pub(crate) fn installed(path: &str, package: &str) -> bool {
 }
 
 /// Says on stderr, past cargo's output capture, that a test did not run.
-#[cfg_attr(not(unix), allow(dead_code))]
 pub(crate) fn skipped(why: &str) {
     let _ = writeln!(std::io::stderr(), "SKIPPED: {why}");
 }

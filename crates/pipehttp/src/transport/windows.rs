@@ -14,8 +14,8 @@ use tokio::net::windows::named_pipe::{
 use tokio::sync::{Mutex, mpsc};
 use tokio::task::JoinSet;
 use windows_sys::Win32::Foundation::{
-    CloseHandle, ERROR_ACCESS_DENIED, ERROR_FILE_NOT_FOUND, ERROR_PIPE_BUSY, HANDLE,
-    INVALID_HANDLE_VALUE, LocalFree,
+    CloseHandle, ERROR_ACCESS_DENIED, ERROR_BAD_DEV_TYPE, ERROR_FILE_NOT_FOUND, ERROR_PIPE_BUSY,
+    HANDLE, INVALID_HANDLE_VALUE, LocalFree,
 };
 use windows_sys::Win32::Security::Authorization::{
     ConvertSidToStringSidW, ConvertStringSecurityDescriptorToSecurityDescriptorW, SDDL_REVISION_1,
@@ -370,11 +370,16 @@ pub(crate) async fn list_pipes(dir: Option<&Path>, _all: bool) -> io::Result<Vec
     let find = unsafe { FindFirstFileW(pattern.as_ptr(), &mut data) };
     if find == INVALID_HANDLE_VALUE {
         let e = io::Error::last_os_error();
-        // No pipe at all is an empty list, not an error.
-        if e.raw_os_error() == Some(ERROR_FILE_NOT_FOUND as i32) {
-            return Ok(entries);
-        }
-        return Err(e);
+        return match e.raw_os_error() {
+            // No pipe at all is an empty list, not an error.
+            Some(code) if code == ERROR_FILE_NOT_FOUND as i32 => Ok(entries),
+            // Wine has pipes but no directory of them to list.
+            Some(code) if code == ERROR_BAD_DEV_TYPE as i32 => Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                format!(r"this system cannot list \\.\pipe\ (Wine does not implement it): {e}"),
+            )),
+            _ => Err(io::Error::new(e.kind(), format!(r"\\.\pipe\: {e}"))),
+        };
     }
     loop {
         let len = data
