@@ -1,6 +1,9 @@
 //! What a proxy changes in the heads it passes on: hop-by-hop fields out
 //! (RFC 9110, section 7.6.1), the `X-Forwarded-*` fields in.
 
+use std::borrow::Cow;
+
+use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Version};
 use pipehttp::{PeerInfo, Transport};
@@ -85,15 +88,12 @@ pub(crate) fn remove_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
 /// How `X-Forwarded-For` names a client: by its IP address over TCP.
 /// Pipes and Unix sockets have no address: their clients are `pipe:` and
 /// `unix:`, as nginx names a Unix socket client `unix:`.
-pub(crate) fn forwarded_client(peer: Option<&PeerInfo>) -> String {
-    match peer {
-        Some(peer) => match (peer.transport, peer.addr) {
-            (Transport::Tcp, Some(addr)) => addr.ip().to_string(),
-            (Transport::Unix, _) => "unix:".to_owned(),
-            (Transport::Pipe, _) => "pipe:".to_owned(),
-            _ => "unknown".to_owned(),
-        },
-        None => "unknown".to_owned(),
+pub(crate) fn forwarded_client(peer: Option<&PeerInfo>) -> Cow<'static, str> {
+    match peer.map(|p| (p.transport, p.addr)) {
+        Some((Transport::Tcp, Some(addr))) => Cow::Owned(addr.ip().to_string()),
+        Some((Transport::Unix, _)) => Cow::Borrowed("unix:"),
+        Some((Transport::Pipe, _)) => Cow::Borrowed("pipe:"),
+        _ => Cow::Borrowed("unknown"),
     }
 }
 
@@ -102,7 +102,7 @@ pub(crate) fn forwarded_client(peer: Option<&PeerInfo>) -> String {
 /// replacing what the client claimed.
 pub(crate) fn add_forwarded(
     headers: &mut HeaderMap,
-    client: &str,
+    client: Cow<'static, str>,
     proto: Option<&'static str>,
     host: Option<HeaderValue>,
 ) {
@@ -111,12 +111,13 @@ pub(crate) fn add_forwarded(
         .iter()
         .filter_map(|v| v.to_str().ok())
         .collect();
-    let chain = if earlier.is_empty() {
-        client.to_owned()
-    } else {
-        format!("{}, {client}", earlier.join(", "))
+    // Made without a copy where possible: this runs for every request.
+    let value = match (earlier.is_empty(), client) {
+        (true, Cow::Borrowed(name)) => Ok(HeaderValue::from_static(name)),
+        (true, Cow::Owned(ip)) => HeaderValue::from_maybe_shared(Bytes::from(ip)),
+        (false, client) => HeaderValue::from_str(&format!("{}, {client}", earlier.join(", "))),
     };
-    if let Ok(value) = HeaderValue::from_str(&chain) {
+    if let Ok(value) = value {
         headers.insert(X_FORWARDED_FOR, value);
     }
     match proto {
@@ -190,13 +191,13 @@ mod tests {
             ("x-forwarded-host", "evil"),
             ("x-forwarded-proto", "gopher"),
         ]);
-        add_forwarded(&mut h, "pipe:", Some("http"), None);
+        add_forwarded(&mut h, Cow::Borrowed("pipe:"), Some("http"), None);
         assert_eq!(h["x-forwarded-for"], "10.0.0.1, pipe:");
         assert_eq!(h["x-forwarded-proto"], "http");
         assert!(!h.contains_key("x-forwarded-host"));
         let mut h = HeaderMap::new();
         let host = Some(HeaderValue::from_static("example.com"));
-        add_forwarded(&mut h, "::1", None, host);
+        add_forwarded(&mut h, Cow::Owned("::1".to_owned()), None, host);
         assert_eq!(h["x-forwarded-for"], "::1");
         assert_eq!(h["x-forwarded-host"], "example.com");
         assert!(!h.contains_key("x-forwarded-proto"));

@@ -5,6 +5,7 @@
 //! through `pipehttp::client::Connector` with hyper-util's pooled client.
 
 mod headers;
+mod pool;
 mod service;
 mod tunnel;
 
@@ -22,7 +23,8 @@ use pipehttp::server::DEFAULT_SHUTDOWN_TIMEOUT;
 use pipehttp::{Server, ServerBuilder};
 use tokio::time::Instant;
 
-use self::service::{Proxy, Upstream};
+use self::pool::Http1Pool;
+use self::service::{PooledRoute, Proxy, Route, Upstream};
 use self::tunnel::Tunnels;
 use crate::logging::{Sink, Verbosity};
 
@@ -209,30 +211,39 @@ fn upstream(args: &ProxyArgs) -> Result<Upstream, String> {
             .tls_trust(roots, args.to_insecure)
             .map_err(describe)?;
     }
-    let pool = |idle_per_host: usize| {
-        legacy::Client::builder(TokioExecutor::new())
-            .pool_timer(TokioTimer::new())
-            .timer(TokioTimer::new())
-            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
-            .pool_max_idle_per_host(idle_per_host)
-            .http2_only(args.to_http2)
-            .build(connector.clone())
+    // Cleartext HTTP/1.1 goes on the proxy's own pool; HTTP/2 and TLS
+    // (where ALPN decides) on hyper-util's.
+    let route = if https || args.to_http2 {
+        let pooled = |idle_per_host: usize| {
+            legacy::Client::builder(TokioExecutor::new())
+                .pool_timer(TokioTimer::new())
+                .timer(TokioTimer::new())
+                .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+                .pool_max_idle_per_host(idle_per_host)
+                .http2_only(args.to_http2)
+                .build(connector.clone())
+        };
+        Route::Pooled(Box::new(PooledRoute {
+            pool: pooled(usize::MAX),
+            fresh: pooled(0),
+            scheme: if https {
+                http::uri::Scheme::HTTPS
+            } else {
+                http::uri::Scheme::HTTP
+            },
+        }))
+    } else {
+        Route::Http1(Http1Pool::new(connector))
     };
-    let authority = args
-        .to
-        .host_header()
-        .parse()
-        .map_err(|_| format!("{target}: the host is not a valid authority"))?;
+    let host = args.to.host_header();
+    let invalid = || format!("{target}: the host is not a valid authority");
+    let authority = host.parse().map_err(|_| invalid())?;
+    let host = http::HeaderValue::from_str(&host).map_err(|_| invalid())?;
     Ok(Upstream {
-        pool: pool(usize::MAX),
-        fresh: pool(0),
+        route,
         name: target.to_string(),
-        scheme: if https {
-            http::uri::Scheme::HTTPS
-        } else {
-            http::uri::Scheme::HTTP
-        },
         authority,
+        host,
         preserve_host: args.preserve_host,
         timeout: args
             .upstream_timeout

@@ -16,24 +16,24 @@ use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Method, Request, Response, StatusCode, Uri, Version};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::{BodyExt, Either, Full};
-use hyper::body::Incoming;
 use hyper_util::client::legacy;
 use pipehttp::client::Connector;
 use pipehttp::{PeerInfo, RequestBody};
 use tokio::sync::mpsc;
 
 use super::headers;
+use super::pool::{Http1Pool, ReturningBody, SendError};
 use super::tunnel;
 
 /// What the proxy sends the target: the client's body as it streams, or
 /// one held whole so that it can be sent again.
 pub(crate) type UpstreamBody = Either<RequestBody, Full<Bytes>>;
-pub(crate) type Pool = legacy::Client<Connector, UpstreamBody>;
+pub(crate) type Pooled = legacy::Client<Connector, UpstreamBody>;
 
 /// The largest body of a repeatable request that is held whole, so the
 /// request can be sent again when its pooled connection turns out closed.
 const REPLAYABLE_BODY: u64 = 64 * 1024;
-type Answer = Either<Incoming, Full<Bytes>>;
+type Answer = Either<ReturningBody, Full<Bytes>>;
 
 /// The control path of pipehttp's takeover. A request for it is never
 /// passed on: on a pipehttp target it would come from the proxy's user
@@ -42,18 +42,33 @@ const TAKEOVER_PATH: &str = "/.well-known/pipehttp/takeover";
 
 /// Where requests go, and how.
 pub(crate) struct Upstream {
-    pub(crate) pool: Pool,
-    /// A pool that keeps no connection, so every request on it gets a new
-    /// one: for sending a request again.
-    pub(crate) fresh: Pool,
+    pub(crate) route: Route,
     /// The target as the user wrote it, for messages.
     pub(crate) name: String,
-    pub(crate) scheme: Scheme,
-    /// The Host the target gets unless the client's is preserved.
+    /// The Host the target gets unless the client's is preserved, as an
+    /// authority and as a header value (made once, cloned cheaply).
     pub(crate) authority: Authority,
+    pub(crate) host: HeaderValue,
     pub(crate) preserve_host: bool,
     /// How long the target may take to send a response head.
     pub(crate) timeout: Option<Duration>,
+}
+
+/// How requests reach the target.
+pub(crate) enum Route {
+    /// HTTP/1.1 to a cleartext target, on the proxy's own pool.
+    Http1(Arc<Http1Pool>),
+    /// HTTP/2 (`--to-http2`) or https (by ALPN) on hyper-util's pooled
+    /// client, with a second one that keeps no connection, so that a
+    /// request sent again gets a new one.
+    Pooled(Box<PooledRoute>),
+}
+
+/// hyper-util's clients for [`Route::Pooled`].
+pub(crate) struct PooledRoute {
+    pub(crate) pool: Pooled,
+    pub(crate) fresh: Pooled,
+    pub(crate) scheme: Scheme,
 }
 
 /// The service: cheap to clone, one per connection.
@@ -140,18 +155,14 @@ impl Shared {
             Some("http") => Some("http"),
             _ => None,
         });
-        let uri = match self.upstream.uri(parts.uri.path_and_query(), host.as_ref()) {
-            Ok(uri) => uri,
-            Err(message) => return reply(StatusCode::BAD_REQUEST, message),
-        };
         headers::remove_hop_by_hop(&mut parts.headers, upgrade);
-        // The target's Host comes from the URI (hyper writes it, or sends
-        // :authority over HTTP/2); `Expect` is answered here, by reading
-        // the body only once the target is reached.
-        parts.headers.remove(header::HOST);
+        // `Expect` is answered here, by reading the body only once the
+        // target is reached.
         parts.headers.remove(header::EXPECT);
-        headers::add_forwarded(&mut parts.headers, &client, proto, host);
-        parts.uri = uri;
+        if let Err(message) = self.upstream.address(&mut parts, host.as_ref()) {
+            return reply(StatusCode::BAD_REQUEST, message);
+        }
+        headers::add_forwarded(&mut parts.headers, client, proto, host);
         parts.version = Version::HTTP_11;
         parts.extensions = http::Extensions::new();
         // A request that may be repeated, and whose body is small enough to
@@ -230,40 +241,31 @@ impl Shared {
         &self,
         req: Request<UpstreamBody>,
         again: Option<(Method, Uri, HeaderMap, Bytes)>,
-    ) -> Result<Response<Incoming>, legacy::Error> {
-        match self.upstream.pool.request(req).await {
+    ) -> Result<Response<ReturningBody>, SendError> {
+        match self.upstream.route.send(req, false).await {
             Err(e) if !e.is_connect() && again.is_some() => {
-                tracing::debug!("{}: sending again: {}", self.upstream.name, chain(&e));
+                tracing::debug!("{}: sending again: {}", self.upstream.name, e.text());
                 let (method, uri, headers, body) = again.expect("checked above");
                 let mut req = Request::new(Either::Right(Full::new(body)));
                 *req.method_mut() = method;
                 *req.uri_mut() = uri;
                 *req.headers_mut() = headers;
-                self.upstream.fresh.request(req).await
+                self.upstream.route.send(req, true).await
             }
             sent => sent,
         }
     }
 
     /// 502 with one line that names the target and what went wrong.
-    fn bad_gateway(&self, e: &legacy::Error) -> Response<Answer> {
-        let ours = find_pipehttp_error(e);
-        let message = match ours {
-            Some(ours) => format!(
-                "pipehttp proxy: cannot reach {}: {}",
-                self.upstream.name,
-                crate::errors::describe(ours)
-            ),
-            None if e.is_connect() => format!(
-                "pipehttp proxy: cannot reach {}: {}",
-                self.upstream.name,
-                chain(e)
-            ),
-            None => format!(
-                "pipehttp proxy: {} failed before a response: {}",
-                self.upstream.name,
-                chain(e)
-            ),
+    fn bad_gateway(&self, e: &SendError) -> Response<Answer> {
+        let name = &self.upstream.name;
+        let message = if e.is_connect() {
+            format!("pipehttp proxy: cannot reach {name}: {}", e.text())
+        } else {
+            format!(
+                "pipehttp proxy: {name} failed before a response: {}",
+                e.text()
+            )
         };
         tracing::warn!("{message}");
         reply(StatusCode::BAD_GATEWAY, message)
@@ -271,15 +273,16 @@ impl Shared {
 }
 
 impl Upstream {
-    /// The target's URI for a request: its scheme, the target's host (or
-    /// the client's, with `--preserve-host`), and the client's path.
-    fn uri(&self, path: Option<&PathAndQuery>, host: Option<&HeaderValue>) -> Result<Uri, String> {
-        let authority = match host {
-            Some(host) if self.preserve_host => Authority::try_from(host.as_bytes())
-                .map_err(|_| "pipehttp proxy: the Host header is not a valid host".to_owned())?,
-            _ => self.authority.clone(),
-        };
-        let path = match path {
+    /// Points a request at the target: the client's path, and the target's
+    /// host (or the client's, with `--preserve-host`). HTTP/1 on the
+    /// proxy's pool gets `Host` and the path alone; hyper-util's client
+    /// takes a whole URI and writes `Host` (or `:authority`) from it.
+    fn address(
+        &self,
+        parts: &mut http::request::Parts,
+        host: Option<&HeaderValue>,
+    ) -> Result<(), String> {
+        let path = match parts.uri.path_and_query() {
             Some(path) if path.as_str().starts_with('/') => path.clone(),
             None => PathAndQuery::from_static("/"),
             Some(other) => {
@@ -288,11 +291,74 @@ impl Upstream {
                 ));
             }
         };
-        let mut parts = http::uri::Parts::default();
-        parts.scheme = Some(self.scheme.clone());
-        parts.authority = Some(authority);
-        parts.path_and_query = Some(path);
-        Uri::from_parts(parts).map_err(|e| format!("pipehttp proxy: bad request target: {e}"))
+        let host = host.filter(|_| self.preserve_host);
+        match &self.route {
+            Route::Http1(_) => {
+                let host = host.unwrap_or(&self.host).clone();
+                parts.headers.insert(header::HOST, host);
+                parts.uri = Uri::from(path);
+            }
+            Route::Pooled(pooled) => {
+                let authority = match host {
+                    Some(host) => Authority::try_from(host.as_bytes()).map_err(|_| {
+                        "pipehttp proxy: the Host header is not a valid host".to_owned()
+                    })?,
+                    None => self.authority.clone(),
+                };
+                parts.headers.remove(header::HOST);
+                let mut uri = http::uri::Parts::default();
+                uri.scheme = Some(pooled.scheme.clone());
+                uri.authority = Some(authority);
+                uri.path_and_query = Some(path);
+                parts.uri = Uri::from_parts(uri)
+                    .map_err(|e| format!("pipehttp proxy: bad request target: {e}"))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Route {
+    /// Sends `req`; `fresh` asks for a new connection.
+    async fn send(
+        &self,
+        req: Request<UpstreamBody>,
+        fresh: bool,
+    ) -> Result<Response<ReturningBody>, SendError> {
+        match self {
+            Route::Http1(pool) => pool.send(req, fresh).await,
+            Route::Pooled(pooled) => {
+                let client = if fresh { &pooled.fresh } else { &pooled.pool };
+                match client.request(req).await {
+                    Ok(res) => Ok(res.map(ReturningBody::plain)),
+                    Err(e) => Err(SendError::Pooled(e)),
+                }
+            }
+        }
+    }
+}
+
+impl SendError {
+    /// Whether the target could not be reached at all.
+    fn is_connect(&self) -> bool {
+        match self {
+            SendError::Connect(_) => true,
+            SendError::Http(_) => false,
+            SendError::Pooled(e) => e.is_connect(),
+        }
+    }
+
+    /// What went wrong, on one line: the connector's own words where it
+    /// failed, which say best why the target could not be reached.
+    fn text(&self) -> String {
+        match self {
+            SendError::Connect(e) => crate::errors::describe(e),
+            SendError::Http(e) => chain(e),
+            SendError::Pooled(e) => match find_pipehttp_error(e) {
+                Some(ours) => crate::errors::describe(ours),
+                None => chain(e),
+            },
+        }
     }
 }
 
