@@ -44,10 +44,21 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    // One thread per core, unless the proxy is told otherwise.
+    let mut runtime = match &cli.command {
+        Command::Proxy(args) if args.threads() == Some(1) => {
+            tokio::runtime::Builder::new_current_thread()
+        }
+        Command::Proxy(args) => {
+            let mut builder = tokio::runtime::Builder::new_multi_thread();
+            if let Some(threads) = args.threads() {
+                builder.worker_threads(threads);
+            }
+            builder
+        }
+        _ => tokio::runtime::Builder::new_multi_thread(),
+    };
+    let runtime = match runtime.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("pipehttp: cannot start the async runtime: {e}");

@@ -78,6 +78,12 @@ pub struct ProxyArgs {
     #[arg(long)]
     to_current_user_only: bool,
 
+    /// Threads that serve requests [default: one per core]. With 1 the
+    /// proxy runs on one thread, as an nginx worker does: less CPU per
+    /// request, at most one core's worth of requests.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    threads: Option<u16>,
+
     #[command(flatten)]
     server: ProxyServerFlags,
 
@@ -140,6 +146,13 @@ impl ProxyServerFlags {
         builder
             .max_concurrent_connections(self.max_concurrent_connections)
             .takeover(self.takeover)
+    }
+}
+
+impl ProxyArgs {
+    /// `--threads`, for the runtime the proxy runs on.
+    pub fn threads(&self) -> Option<usize> {
+        self.threads.map(usize::from)
     }
 }
 

@@ -365,7 +365,8 @@ fn takeovers_of_the_target_lose_no_request() {
 #[test]
 fn an_upgraded_connection_is_half_closed_each_way() {
     let dir = tempdir().unwrap();
-    let (_target, front, _) = python_behind_proxy(&dir, &[]);
+    // On one thread, where the tunnel shares the thread with the server.
+    let (_target, front, _) = python_behind_proxy(&dir, &["--threads", "1"]);
     let addr = front.url(0).trim_start_matches("http://").to_owned();
     for method in ["GET", "POST"] {
         let mut conn = TcpStream::connect(&addr).unwrap();
