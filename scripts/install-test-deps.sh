@@ -99,6 +99,15 @@ fi
 # --- End of the edge tests' block --------------------------------------------
 PROBES+=(/usr/sbin/useradd)
 
+# --- pipehttp proxy and ls ---------------------------------------------------
+# Peers of the proxy suites: Docker (the CLI drives a dockerd that the tests
+# start themselves, as root, in a temp dir), a busybox image made offline
+# from busybox-static, and WebSocket client and server from Python's
+# websockets library.
+PACKAGES+=(docker.io busybox-static python3-websockets)
+PROBES+=(/usr/sbin/dockerd /bin/busybox /usr/lib/python3/dist-packages/websockets)
+# --- end of pipehttp proxy and ls ---------------------------------------------
+
 present() {
     local probe=$1
     if [[ $probe == /* ]]; then [[ -e $probe ]]; else command -v "$probe" >/dev/null; fi

@@ -40,6 +40,22 @@ impl Verbosity {
     }
 }
 
+impl Verbosity {
+    /// Installs the subscriber as [`init`](Self::init) does, except that a
+    /// first `-v` does not raise the level: the caller gives it a meaning
+    /// of its own (the proxy's access log), and `-vv` does what `-v` does
+    /// elsewhere. Returns whether that first `-v` was given.
+    pub fn init_with_own_v(self, sink: Sink) -> bool {
+        let given = self.verbose > 0;
+        Self {
+            verbose: self.verbose.saturating_sub(1),
+            ..self
+        }
+        .init(sink);
+        given
+    }
+}
+
 /// Installs the global subscriber at `level` unless `RUST_LOG` says otherwise.
 pub fn init(level: &str, sink: Sink) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));

@@ -6,6 +6,8 @@ mod devcert;
 mod errors;
 mod exit;
 mod logging;
+mod ls;
+mod proxy;
 mod request;
 mod serve;
 mod server_flags;
@@ -37,14 +39,29 @@ enum Command {
     DevCert(devcert::DevCertArgs),
     /// Load-test a target: requests/s, bytes/s, errors and latency percentiles.
     Bench(bench::BenchArgs),
+    /// Pass HTTP between any two addresses: pipes, Unix sockets or TCP (-v: a line per request).
+    Proxy(proxy::ProxyArgs),
+    /// List the live pipes (and stale ones) with their servers.
+    Ls(ls::LsArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    // One thread per core, unless the proxy is told otherwise.
+    let mut runtime = match &cli.command {
+        Command::Proxy(args) if args.threads() == Some(1) => {
+            tokio::runtime::Builder::new_current_thread()
+        }
+        Command::Proxy(args) => {
+            let mut builder = tokio::runtime::Builder::new_multi_thread();
+            if let Some(threads) = args.threads() {
+                builder.worker_threads(threads);
+            }
+            builder
+        }
+        _ => tokio::runtime::Builder::new_multi_thread(),
+    };
+    let runtime = match runtime.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("pipehttp: cannot start the async runtime: {e}");
@@ -59,6 +76,8 @@ fn main() -> ExitCode {
             Command::Demo(args) => demo::run(args).await,
             Command::DevCert(args) => devcert::run(&args),
             Command::Bench(args) => bench::run(args).await,
+            Command::Proxy(args) => proxy::run(args).await,
+            Command::Ls(args) => ls::run(args).await,
         }
     })
 }

@@ -144,6 +144,31 @@ impl Connector {
         Ok(self)
     }
 
+    /// For an `https://` endpoint: trust the CA certificates in `ca_pems`
+    /// (PEM) beside the platform's roots, or with `accept_invalid_certs`
+    /// any certificate (for development only: whoever holds the name can
+    /// read and change the traffic). A cleartext endpoint is left as it is.
+    ///
+    /// ```no_run
+    /// # fn run(ca_pem: Vec<u8>) -> pipehttp::Result<()> {
+    /// let connector = pipehttp::client::Connector::new("https://pipe:/agent")?
+    ///     .tls_trust(vec![ca_pem], false)?;
+    /// # Ok(()) }
+    /// ```
+    #[cfg(feature = "tls")]
+    pub fn tls_trust(mut self, ca_pems: Vec<Vec<u8>>, accept_invalid_certs: bool) -> Result<Self> {
+        if let Some((_, name)) = self.tls.take() {
+            let trust = Trust {
+                extra_roots: ca_pems,
+                insecure: accept_invalid_certs,
+                identity: None,
+            };
+            let config = trust.client_config(&CLIENT_ALPN)?;
+            self.tls = Some((TlsConnector::from(config), name));
+        }
+        Ok(self)
+    }
+
     /// How long to wait for the server to exist and accept (default 5 s).
     #[must_use]
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {

@@ -534,7 +534,101 @@ pub(crate) fn own_identity(transport: Transport) -> PeerInfo {
 }
 
 /// Resolves when the OS asks the process to stop: SIGINT or SIGTERM on
-/// Unix, Ctrl-C on Windows. The handlers are installed by the call itself.
-pub(crate) fn stop_signal() -> impl Future<Output = ()> + Send + 'static {
+/// Unix, Ctrl-C on Windows. The handlers are installed by the call itself,
+/// so a stop asked right after it returns is not missed. It is what
+/// [`Server::serve`](crate::Server::serve) stops on; a program that needs to
+/// know when the stop came passes it to
+/// [`Server::serve_with_shutdown`](crate::Server::serve_with_shutdown).
+pub fn stop_signal() -> impl Future<Output = ()> + Send + 'static {
     local::stop_signal()
+}
+
+/// What [`list_pipes`] found at one pipe name or socket file.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum PipeState {
+    /// A server accepted a connection (or every instance or queue slot was
+    /// busy, which only a live server has).
+    Live,
+    /// A socket file that refuses connections: its server is gone.
+    Stale,
+    /// Something other than a socket sits at the pipe's path.
+    NotASocket,
+    /// A socket this user may not connect to, so it may be live or stale.
+    Denied,
+}
+
+impl PipeState {
+    /// `"live"`, `"stale"`, `"not a socket"` or `"denied"`.
+    #[must_use]
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            PipeState::Live => "live",
+            PipeState::Stale => "stale",
+            PipeState::NotASocket => "not a socket",
+            PipeState::Denied => "denied",
+        }
+    }
+}
+
+impl std::fmt::Display for PipeState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One pipe or socket that [`list_pipes`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PipeEntry {
+    /// The pipe name (Unix: the file name without `CoreFxPipe_`), or the
+    /// file name of another socket.
+    pub name: String,
+    /// The pipe path (`\\.\pipe\NAME`) or socket file.
+    pub path: PathBuf,
+    /// How a client reaches it: `http://pipe:/NAME` where the name maps back
+    /// to this path, else `http://unix:/PATH`; `None` when it cannot be
+    /// reached (not a socket, or a name no address can hold).
+    pub address: Option<ListenAddress>,
+    /// Live, stale, not a socket, or denied.
+    pub state: PipeState,
+    /// The user that owns the socket file (Unix).
+    pub owner_uid: Option<u32>,
+    /// The serving process, where the OS tells without a request (Unix:
+    /// `SO_PEERCRED` of a connection that is opened and closed at once).
+    /// Windows tells a server's pid only to a connected client, and a
+    /// connection takes one of the pipe's instances, so it is left to the
+    /// caller to connect (see [`Response::peer`](crate::client::Response::peer)).
+    pub server_pid: Option<u32>,
+}
+
+/// The pipes on this machine, sorted by name, without removing or changing
+/// anything.
+///
+/// - Windows: every pipe in `\\.\pipe\`, all live (a pipe exists only
+///   while a server holds an instance). None is opened. `dir` must be `None`;
+///   `all` changes nothing.
+/// - Unix: the `CoreFxPipe_*` entries of `dir` (default: `$TMPDIR`, else
+///   `/tmp`, where pipe names live), or with `all` every socket there. Each
+///   socket is connected to once and closed, which tells live from stale and
+///   gives the server's pid; a server that admits only its own user logs the
+///   refused connection when another user lists it.
+///
+/// ```no_run
+/// # async fn run() -> std::io::Result<()> {
+/// for pipe in pipehttp::transport::list_pipes(None, false).await? {
+///     println!("{} {} {:?}", pipe.name, pipe.state, pipe.server_pid);
+/// }
+/// # Ok(()) }
+/// ```
+pub async fn list_pipes(dir: Option<&Path>, all: bool) -> io::Result<Vec<PipeEntry>> {
+    let mut entries = local::list_pipes(dir, all).await?;
+    entries.sort_by(|a, b| a.name.cmp(&b.name).then_with(|| a.path.cmp(&b.path)));
+    Ok(entries)
+}
+
+/// `http://pipe:/NAME` if pipe `name` maps to `path` on this OS.
+fn pipe_address(name: &str, path: &Path) -> Option<ListenAddress> {
+    let pipe = PipeName::new(name).ok()?;
+    (pipe_endpoint(&pipe) == path).then(|| ListenAddress::new(Scheme::Http, Endpoint::Pipe(pipe)))
 }

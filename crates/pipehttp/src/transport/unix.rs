@@ -10,8 +10,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use socket2::{Domain, SockAddr, Socket, Type};
 use tokio::net::{UnixListener, UnixStream};
 
-use super::{Activated, ConnectFailure, PeerInfo, Transport, refused_peer};
-use crate::address::{Endpoint, PipeName};
+use super::{Activated, ConnectFailure, PeerInfo, PipeEntry, PipeState, Transport, refused_peer};
+use crate::address::{Endpoint, ListenAddress, PipeName, Scheme};
 use crate::error::{Error, Kind, Named, Result};
 use crate::options::PipeOptions;
 
@@ -32,11 +32,18 @@ pub(crate) fn pipe_endpoint(name: &PipeName) -> PathBuf {
     if name.starts_with('/') {
         return PathBuf::from(name);
     }
-    // .NET's Path.GetTempPath(): $TMPDIR, or /tmp when unset or empty.
-    let tmp = std::env::var_os("TMPDIR")
+    pipe_dir().join(format!("{PIPE_PREFIX}{name}"))
+}
+
+/// What .NET puts before a pipe name to make its socket file name.
+const PIPE_PREFIX: &str = "CoreFxPipe_";
+
+/// Where pipe names live: .NET's Path.GetTempPath(), $TMPDIR, or /tmp when
+/// unset or empty.
+fn pipe_dir() -> PathBuf {
+    std::env::var_os("TMPDIR")
         .filter(|dir| !dir.is_empty())
-        .map_or_else(|| PathBuf::from("/tmp"), PathBuf::from);
-    tmp.join(format!("CoreFxPipe_{name}"))
+        .map_or_else(|| PathBuf::from("/tmp"), PathBuf::from)
 }
 
 fn endpoint_path(endpoint: &Endpoint) -> PathBuf {
@@ -510,6 +517,80 @@ async fn connect_path(path: &Path) -> io::Result<UnixStream> {
         }
     }
     UnixStream::connect(path).await
+}
+
+/// The `CoreFxPipe_*` entries of `dir` (or every socket there, with `all`),
+/// each socket connected to once to tell live from stale.
+pub(crate) async fn list_pipes(dir: Option<&Path>, all: bool) -> io::Result<Vec<PipeEntry>> {
+    let dir = dir.map_or_else(pipe_dir, Path::to_path_buf);
+    let named = |e: io::Error| io::Error::new(e.kind(), format!("{}: {e}", dir.display()));
+    let mut entries = Vec::new();
+    for item in fs::read_dir(&dir).map_err(named)? {
+        let item = item.map_err(named)?;
+        let file_name = item.file_name();
+        let file_name = file_name.to_string_lossy();
+        let pipe_name = file_name.strip_prefix(PIPE_PREFIX);
+        if pipe_name.is_none() && !all {
+            continue;
+        }
+        let path = item.path();
+        // Not followed: a link named like a pipe is not a pipe.
+        let Ok(meta) = fs::symlink_metadata(&path) else {
+            continue; // removed meanwhile
+        };
+        let is_socket = meta.file_type().is_socket();
+        if pipe_name.is_none() && !is_socket {
+            continue;
+        }
+        let name = pipe_name.unwrap_or(&file_name).to_owned();
+        let (state, server_pid) = if is_socket {
+            match probe_state(&path).await {
+                Some(found) => found,
+                None => continue, // removed meanwhile
+            }
+        } else {
+            (PipeState::NotASocket, None)
+        };
+        let address = is_socket.then(|| {
+            pipe_name
+                .and_then(|pipe| super::pipe_address(pipe, &path))
+                .unwrap_or_else(|| ListenAddress::new(Scheme::Http, Endpoint::Unix(path.clone())))
+        });
+        entries.push(PipeEntry {
+            name,
+            path,
+            address,
+            state,
+            owner_uid: Some(meta.uid()),
+            server_pid,
+        });
+    }
+    Ok(entries)
+}
+
+/// Connects once: accepted is live (with the server's pid), refused is
+/// stale. A full backlog is a live, busy server. `None`: the file is gone.
+async fn probe_state(path: &Path) -> Option<(PipeState, Option<u32>)> {
+    if check_path_len(path).is_err() {
+        // No socket address can hold the path, so nothing can connect.
+        return Some((PipeState::Denied, None));
+    }
+    match UnixStream::connect(path).await {
+        Ok(stream) => {
+            let pid = stream
+                .peer_cred()
+                .ok()
+                .and_then(|cred| cred.pid())
+                .and_then(|pid| u32::try_from(pid).ok());
+            Some((PipeState::Live, pid))
+        }
+        Err(e) => match e.kind() {
+            io::ErrorKind::NotFound => None,
+            io::ErrorKind::ConnectionRefused => Some((PipeState::Stale, None)),
+            io::ErrorKind::WouldBlock => Some((PipeState::Live, None)),
+            _ => Some((PipeState::Denied, None)),
+        },
+    }
 }
 
 /// The takeover's check: the old server must run as our user.

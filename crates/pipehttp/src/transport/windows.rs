@@ -14,7 +14,8 @@ use tokio::net::windows::named_pipe::{
 use tokio::sync::{Mutex, mpsc};
 use tokio::task::JoinSet;
 use windows_sys::Win32::Foundation::{
-    CloseHandle, ERROR_ACCESS_DENIED, ERROR_FILE_NOT_FOUND, ERROR_PIPE_BUSY, HANDLE, LocalFree,
+    CloseHandle, ERROR_ACCESS_DENIED, ERROR_BAD_DEV_TYPE, ERROR_FILE_NOT_FOUND, ERROR_PIPE_BUSY,
+    HANDLE, INVALID_HANDLE_VALUE, LocalFree,
 };
 use windows_sys::Win32::Security::Authorization::{
     ConvertSidToStringSidW, ConvertStringSecurityDescriptorToSecurityDescriptorW,
@@ -25,13 +26,16 @@ use windows_sys::Win32::Security::{
     OWNER_SECURITY_INFORMATION, PSECURITY_DESCRIPTOR, PSID, SECURITY_ATTRIBUTES, SID_NAME_USE,
     TOKEN_QUERY, TOKEN_USER, TokenUser,
 };
+use windows_sys::Win32::Storage::FileSystem::{
+    FindClose, FindFirstFileW, FindNextFileW, WIN32_FIND_DATAW,
+};
 use windows_sys::Win32::System::Pipes::{GetNamedPipeClientProcessId, GetNamedPipeServerProcessId};
 use windows_sys::Win32::System::Threading::{
     CreateEventW, EVENT_MODIFY_STATE, GetCurrentProcess, INFINITE, OpenEventW, OpenProcess,
     OpenProcessToken, PROCESS_QUERY_LIMITED_INFORMATION, SetEvent, WaitForSingleObject,
 };
 
-use super::{Activated, ConnectFailure, PeerInfo, Transport, refused_peer};
+use super::{Activated, ConnectFailure, PeerInfo, PipeEntry, PipeState, Transport, refused_peer};
 use crate::address::{Endpoint, PipeName};
 use crate::error::{Error, Kind, Named, Result};
 use crate::options::PipeOptions;
@@ -391,6 +395,68 @@ pub(crate) async fn connect(endpoint: &Endpoint) -> Result<(Stream, PeerInfo), C
 }
 
 /// The takeover's check: the process serving the pipe must run as our user.
+/// Every pipe in `\\.\pipe\`, by FindFirstFileW/FindNextFileW over the
+/// pipe file system: it lists names without opening (and so without
+/// connecting to) any pipe.
+pub(crate) async fn list_pipes(dir: Option<&Path>, _all: bool) -> io::Result<Vec<PipeEntry>> {
+    if dir.is_some() {
+        return Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            r"pipes on Windows all live in \\.\pipe\; a directory to list applies to Unix only",
+        ));
+    }
+    let pattern: Vec<u16> = r"\\.\pipe\*"
+        .encode_utf16()
+        .chain(std::iter::once(0))
+        .collect();
+    let mut entries = Vec::new();
+    // SAFETY: WIN32_FIND_DATAW is plain data for which all zeroes is valid.
+    let mut data: WIN32_FIND_DATAW = unsafe { std::mem::zeroed() };
+    // SAFETY: `pattern` is NUL-terminated and `data` is a valid out buffer.
+    let find = unsafe { FindFirstFileW(pattern.as_ptr(), &mut data) };
+    if find == INVALID_HANDLE_VALUE {
+        let e = io::Error::last_os_error();
+        return match e.raw_os_error() {
+            // No pipe at all is an empty list, not an error.
+            Some(code) if code == ERROR_FILE_NOT_FOUND as i32 => Ok(entries),
+            // Wine has pipes but no directory of them to list.
+            Some(code) if code == ERROR_BAD_DEV_TYPE as i32 => Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                format!(r"this system cannot list \\.\pipe\ (Wine does not implement it): {e}"),
+            )),
+            _ => Err(io::Error::new(e.kind(), format!(r"\\.\pipe\: {e}"))),
+        };
+    }
+    loop {
+        let len = data
+            .cFileName
+            .iter()
+            .position(|&c| c == 0)
+            .unwrap_or(data.cFileName.len());
+        let name = String::from_utf16_lossy(&data.cFileName[..len]);
+        if !name.is_empty() {
+            let path = PathBuf::from(format!(r"\\.\pipe\{name}"));
+            entries.push(PipeEntry {
+                address: super::pipe_address(&name, &path),
+                name,
+                path,
+                state: PipeState::Live,
+                owner_uid: None,
+                server_pid: None,
+            });
+        }
+        // SAFETY: `find` is the open search handle; `data` a valid out buffer.
+        if unsafe { FindNextFileW(find, &mut data) } == 0 {
+            break;
+        }
+    }
+    // SAFETY: `find` came from FindFirstFileW and is closed once.
+    unsafe { FindClose(find) };
+    Ok(entries)
+}
+
+/// The client side of `current_user_only`: the process serving the pipe
+/// must run as our user.
 pub(crate) fn check_same_user(stream: &Stream, peer: &PeerInfo) -> Result<(), String> {
     let Some(pid) = peer.pid.or_else(|| server_process_id(stream.handle())) else {
         return Err("Windows did not say which process serves the pipe".into());
