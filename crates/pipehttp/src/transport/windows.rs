@@ -394,7 +394,6 @@ pub(crate) async fn connect(endpoint: &Endpoint) -> Result<(Stream, PeerInfo), C
     }
 }
 
-/// The takeover's check: the process serving the pipe must run as our user.
 /// Every pipe in `\\.\pipe\`, by FindFirstFileW/FindNextFileW over the
 /// pipe file system: it lists names without opening (and so without
 /// connecting to) any pipe.
@@ -455,8 +454,7 @@ pub(crate) async fn list_pipes(dir: Option<&Path>, _all: bool) -> io::Result<Vec
     Ok(entries)
 }
 
-/// The client side of `current_user_only`: the process serving the pipe
-/// must run as our user.
+/// The takeover's check: the process serving the pipe must run as our user.
 pub(crate) fn check_same_user(stream: &Stream, peer: &PeerInfo) -> Result<(), String> {
     let Some(pid) = peer.pid.or_else(|| server_process_id(stream.handle())) else {
         return Err("Windows did not say which process serves the pipe".into());
