@@ -45,6 +45,26 @@ pub struct RequestBody {
     /// The connection, told when the body is read to its end (see
     /// `ConnState::body_unread`); `None` once it is, or without a body.
     conn: Option<Arc<ConnState>>,
+    /// Counted in `ConnState::bodies_held`: the handler holds data, or
+    /// has not asked for any yet.
+    held: bool,
+}
+
+impl RequestBody {
+    fn hold(&mut self, held: bool) {
+        if self.held != held
+            && let Some(conn) = &self.conn
+        {
+            conn.body_held(held);
+            self.held = held;
+        }
+    }
+}
+
+impl Drop for RequestBody {
+    fn drop(&mut self) {
+        self.hold(false);
+    }
 }
 
 #[derive(Debug)]
@@ -106,8 +126,22 @@ impl RateTimer {
     }
 
     /// The handler waits for data: polls the time the rate allows, and
-    /// says whether it ran out.
-    fn too_slow(&mut self, cx: &mut Context<'_>) -> bool {
+    /// says whether it ran out. While `paused` (the wait may be the
+    /// server's doing) the time does not count; it is looked at again
+    /// every second.
+    fn too_slow(&mut self, cx: &mut Context<'_>, paused: bool) -> bool {
+        const LOOK_AGAIN: Duration = Duration::from_secs(1);
+        if paused {
+            self.waiting_since = Some(Instant::now());
+            let at = Instant::now() + LOOK_AGAIN;
+            let sleep = self
+                .deadline
+                .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(at)));
+            sleep.as_mut().reset(at);
+            // Not ready: a sleep just set to a second from now.
+            let _ = sleep.as_mut().poll(cx);
+            return false;
+        }
         let since = *self.waiting_since.get_or_insert_with(Instant::now);
         // The body is too slow once the time waited passes both the grace
         // period and the time its bytes so far take at the minimum rate.
@@ -200,8 +234,10 @@ impl Body for RequestBody {
         let polled = Pin::new(&mut this.inner).poll_frame(cx);
         let frame = match polled {
             Poll::Pending => {
+                this.hold(false);
+                let paused = this.conn.as_ref().is_some_and(|c| c.window_may_be_held());
                 if let Some(rate) = &mut this.rate
-                    && rate.too_slow(cx)
+                    && rate.too_slow(cx, paused)
                 {
                     this.verdict.set(Verdict::TOO_SLOW);
                     return Poll::Ready(Some(Err(BodyError {
@@ -214,10 +250,14 @@ impl Body for RequestBody {
                 kind: BodyErrorKind::Read(e),
             })?,
         };
-        if frame.is_none()
-            && let Some(conn) = this.conn.take()
-        {
-            conn.body_unread(false);
+        match &frame {
+            Some(_) => this.hold(true),
+            None => {
+                this.hold(false);
+                if let Some(conn) = this.conn.take() {
+                    conn.body_unread(false);
+                }
+            }
         }
         if let Some(data) = frame.as_ref().and_then(Frame::data_ref) {
             let len = data.len() as u64;
@@ -458,13 +498,15 @@ where
             self.state.body_unread(true);
             self.state.clone()
         });
-        let body = RequestBody {
+        let mut body = RequestBody {
             inner,
             limit,
             rate,
             verdict: verdict.clone(),
             conn,
+            held: false,
         };
+        body.hold(true);
         let req = Request::from_parts(parts, body);
         ResponseFuture {
             state: State::NotReady {

@@ -63,6 +63,10 @@ pub(crate) struct ConnState {
     /// read: 413, 408, or the app's own) reads and drops what the client
     /// still sends before closing, so the client reads the answer.
     body_unread: AtomicBool,
+    /// HTTP/2 request bodies whose handler holds data or has not asked for
+    /// any yet: their DATA may fill the connection's flow-control window,
+    /// so other streams' clients cannot send (see `RequestBody`).
+    bodies_held: AtomicUsize,
     /// Whether the transport can half-close, so a close lingers (see
     /// `linger`).
     lingers: bool,
@@ -82,6 +86,7 @@ impl ConnState {
     pub(crate) fn new(transport: Transport) -> Self {
         Self {
             lingers: transport.half_closes(),
+            bodies_held: AtomicUsize::new(0),
             base: Instant::now(),
             in_flight: AtomicUsize::new(0),
             head_since: AtomicU64::new(0),
@@ -97,6 +102,23 @@ impl ConnState {
             wake: Notify::new(),
             upgrade_slot: std::sync::Mutex::new(None),
         }
+    }
+
+    /// A request body's handler holds its data (`true`) or waits for more
+    /// (`false`); see `bodies_held`.
+    pub(crate) fn body_held(&self, held: bool) {
+        if held {
+            self.bodies_held.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.bodies_held.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Whether a body's wait for its client may be the server's doing: on
+    /// HTTP/2, another stream's handler holds unread data, which may keep
+    /// the connection's window closed to every stream.
+    pub(crate) fn window_may_be_held(&self) -> bool {
+        self.is_http2() && self.bodies_held.load(Ordering::Relaxed) > 0
     }
 
     /// Keeps `slot` for as long as the connection's I/O lives.

@@ -424,6 +424,38 @@ async fn an_http2_request_body_trickled_below_the_rate_gets_408_on_its_stream() 
     server.stop().await.unwrap();
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http2_body_held_back_by_the_servers_own_window_is_not_cut() {
+    // Uploads on one HTTP/2 connection whose answers are never read: the
+    // handlers stop reading, their unread DATA fills the connection's
+    // window, and a later upload on that connection cannot send a byte.
+    // That wait is the server's doing, not the client's: no 408 for it
+    // (Kestrel hands the window back as it buffers, so it never times
+    // such a stream either).
+    let server = start_body_rated("edge-h2held", None).await;
+    let path = socket_path(&server);
+    let client = h2client(&path, &["held-window", "8", "4000000", "--max", "60"]);
+    let stalled = h2_event(&client, "late-stream").await;
+    let late: u32 = client
+        .output()
+        .lines()
+        .find_map(|l| {
+            l.split_once(" late-stream ")
+                .map(|(_, id)| id.trim().parse().ok())
+        })
+        .flatten()
+        .expect("the late stream's id");
+    // Well past the grace period and the watchdog's second.
+    tokio::time::sleep(GRACE + SLACK).await;
+    let output = client.output();
+    assert!(
+        output.contains(" stalled ") && !output.contains(&format!("response {late} 408")),
+        "the upload behind the held window (stream {late}, from {stalled:.1} s) got a 408:\n{output}"
+    );
+    normal_get(&server.address(0)).await;
+    server.stop().await.unwrap();
+}
+
 // ---------------------------------------------------------------------------
 // Bodies over the limit (issue item 6)
 

@@ -19,6 +19,10 @@ Modes:
                                allow, whose answers are never read (no
                                WINDOW_UPDATE is ever sent for them); runs
                                until killed or --max
+    held-window STREAMS SIZE   echo-flood until nothing more can be sent
+                               (the server's handlers hold the window), then
+                               one more POST /echo of 1000 bytes on the same
+                               connection, sent as the window allows
     get PATH                   one ordinary GET, answer read in full
 
 It prints one line per event, flushed: SECONDS EVENT [DETAILS], where
@@ -229,7 +233,7 @@ def trickle_body(sock, deadline, path, length, gap):
     pump(sock, conn, deadline, on_tick=one_byte, tick=gap, on_event=on_event)
 
 
-def echo_flood(sock, deadline, streams, size):
+def echo_flood(sock, deadline, streams, size, late=False):
     # Our window for the answers stays as small as the server is allowed to
     # fill once: what it cannot send, it must hold or stop reading.
     conn = client()
@@ -277,6 +281,18 @@ def echo_flood(sock, deadline, streams, size):
         elif not said_stalled and now - last_progress > 1.0:
             say("stalled", total)
             said_stalled = True
+            if late:
+                # One more upload, which only the server's window keeps
+                # from being sent.
+                late = False
+                stream = 1 + 2 * len(ids)
+                conn.send_headers(
+                    stream,
+                    request_headers("POST", "/echo", [("content-length", "1000")]),
+                )
+                ids.append(stream)
+                left[stream] = 1000
+                say("late-stream", stream)
         data = receive(sock, deadline, 0.2)
         if data:
             for event in conn.receive_data(data):
@@ -330,6 +346,8 @@ def run(sock, deadline, mode, args):
         trickle_body(sock, deadline, args[0], int(args[1]), float(args[2]))
     elif mode == "echo-flood":
         echo_flood(sock, deadline, int(args[0]), int(args[1]))
+    elif mode == "held-window":
+        echo_flood(sock, deadline, int(args[0]), int(args[1]), late=True)
     elif mode == "get":
         get(sock, deadline, args[0])
     else:
