@@ -127,6 +127,8 @@ impl Report<'_> {
             "bytes_sent": s.sent,
             "bytes_per_s": self.rate(s.received + s.sent),
             "connections_opened": s.connections,
+            "reconnects": s.reconnects,
+            "retries": s.retries,
             "statuses": statuses,
             "errors": errors,
             "first_error": s.first_error,
@@ -204,7 +206,17 @@ impl Report<'_> {
         if plan.client.is_some() {
             println!("Connections:  pooled by pipehttp::Client");
         } else {
-            println!("Connections:  {} opened", s.connections);
+            let mut line = format!("Connections:  {} opened", s.connections);
+            if s.reconnects > 0 {
+                line += &format!(
+                    ", {} of them to replace one the server closed in order",
+                    s.reconnects
+                );
+            }
+            if s.retries > 0 {
+                line += &format!("; {} request(s) it left unanswered sent again", s.retries);
+            }
+            println!("{line}");
         }
     }
 }

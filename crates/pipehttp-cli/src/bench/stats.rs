@@ -109,6 +109,12 @@ pub(super) struct Stats {
     pub(super) received: u64,
     pub(super) sent: u64,
     pub(super) connections: u64,
+    /// Connections opened to replace one the server closed or said it
+    /// closes (`Connection: close`, GOAWAY): HTTP at work, not failures.
+    pub(super) reconnects: u64,
+    /// Requests the server left unanswered while closing in order, sent
+    /// once more on a new connection; each counts once, as its last try.
+    pub(super) retries: u64,
 }
 
 impl Stats {
@@ -122,6 +128,8 @@ impl Stats {
             received: 0,
             sent: 0,
             connections: 0,
+            reconnects: 0,
+            retries: 0,
         }
     }
 
@@ -160,6 +168,8 @@ impl Stats {
         self.received += other.received;
         self.sent += other.sent;
         self.connections += other.connections;
+        self.reconnects += other.reconnects;
+        self.retries += other.retries;
     }
 
     /// Requests that got a whole response, whatever its status.

@@ -39,7 +39,7 @@ pub(crate) fn wants_upgrade<B>(req: &Request<B>) -> bool {
 }
 
 /// The options a `Connection` header lists, over all its lines.
-fn connection_options(headers: &HeaderMap) -> impl Iterator<Item = &str> {
+pub(crate) fn connection_options(headers: &HeaderMap) -> impl Iterator<Item = &str> {
     headers
         .get_all(header::CONNECTION)
         .iter()

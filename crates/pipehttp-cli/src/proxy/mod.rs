@@ -4,7 +4,7 @@
 //! limits, peer checks, takeover and graceful stop; the target is reached
 //! through `pipehttp::client::Connector` with hyper-util's pooled client.
 
-mod headers;
+pub(crate) mod headers;
 mod pool;
 mod service;
 mod tunnel;

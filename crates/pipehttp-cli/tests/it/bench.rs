@@ -227,3 +227,129 @@ fn no_server_is_a_connect_error() {
     assert_eq!(report["errors"]["connect"], 2, "{report}");
     assert_eq!(report["responses"], 0, "{report}");
 }
+
+/// nginx closing every connection after `keepalive_requests` requests:
+/// HTTP/1.1 with `Connection: close` on the last response, HTTP/2 with a
+/// GOAWAY. The bench opens a new connection then and fails nothing.
+#[cfg(unix)]
+#[test]
+fn a_server_that_closes_in_order_costs_reconnects_not_failures() {
+    const PER_CONNECTION: u64 = 5;
+    const REQUESTS: u64 = 200;
+    const CONNECTIONS: u64 = 4;
+    let dir = tempdir().unwrap();
+    let nginx = testkit::Nginx::start(|nginx_dir, _| {
+        let d = nginx_dir.display();
+        format!(
+            r#"
+    access_log off;
+    keepalive_requests {PER_CONNECTION};
+    server {{
+        listen unix:{d}/h1.sock;
+        location / {{ return 200 "ok"; }}
+    }}
+    server {{
+        listen unix:{d}/h2.sock http2;
+        location / {{ return 200 "ok"; }}
+    }}
+"#
+        )
+    });
+    for (socket, flags) in [("h1.sock", &[][..]), ("h2.sock", &["--http2"][..])] {
+        let target = format!("http://unix:{}:/", nginx.dir().join(socket).display());
+        let (n, c) = (REQUESTS.to_string(), CONNECTIONS.to_string());
+        let mut args = vec![target.as_str(), "-n", &n, "-c", &c];
+        args.extend_from_slice(flags);
+        let report = bench(&dir, &args);
+        assert_all_ok(&report, REQUESTS);
+        let opened = report["connections_opened"].as_u64().unwrap();
+        let reconnects = report["reconnects"].as_u64().unwrap();
+        // Every connection but the first of each task replaced one that
+        // nginx closed after its last request.
+        assert!(
+            reconnects >= REQUESTS / PER_CONNECTION - CONNECTIONS,
+            "{socket}: {report}"
+        );
+        assert!(opened - reconnects <= CONNECTIONS, "{socket}: {report}");
+    }
+}
+
+/// A server that closes a kept-alive connection under a request it read,
+/// with no `Connection: close` before: a genuine failure, not a reconnect.
+#[cfg(unix)]
+#[test]
+fn a_close_that_was_not_announced_is_still_a_failure() {
+    const SERVER: &str = r#"
+import socket, sys
+s = socket.socket(socket.AF_UNIX)
+s.bind(sys.argv[1])
+s.listen(4)
+print("ready", flush=True)
+conn, _ = s.accept()
+f = conn.makefile("rb")
+for answer in (True, False):
+    while f.readline() not in (b"\r\n", b""):
+        pass
+    if answer:
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+conn.close()
+"#;
+    let dir = tempdir().unwrap();
+    let socket = dir.path().join("closer.sock");
+    let mut cmd = Command::new("python3");
+    cmd.arg("-c").arg(SERVER).arg(&socket);
+    let server = testkit::Spawned::start(cmd);
+    server.wait_for_line("ready");
+    let target = format!("http://unix:{}:/", socket.display());
+    let out = pipehttp(&dir)
+        .args([
+            "bench",
+            &target,
+            "-n",
+            "2",
+            "-c",
+            "1",
+            "--output-format",
+            "json",
+        ])
+        .output()
+        .expect("run pipehttp bench");
+    let report: Value = serde_json::from_slice(&out.stdout).expect("a JSON report");
+    assert_eq!(out.status.code(), Some(1), "{report}");
+    assert_eq!(report["ok"], 1, "{report}");
+    assert_eq!(report["errors"]["closed"], 1, "{report}");
+    assert_eq!(report["retries"], 0, "{report}");
+    assert_eq!(report["reconnects"], 0, "{report}");
+}
+
+/// Python's http.server answers in HTTP/1.0 without keep-alive, so every
+/// connection ends after one response: the bench opens the next one.
+#[cfg(unix)]
+#[test]
+fn http_1_0_responses_without_keep_alive_cost_reconnects_not_failures() {
+    let dir = tempdir().unwrap();
+    std::fs::write(dir.path().join("index.txt"), "ok").unwrap();
+    let mut cmd = Command::new("python3");
+    cmd.args([
+        "-u",
+        "-m",
+        "http.server",
+        "--bind",
+        "127.0.0.1",
+        "--directory",
+    ])
+    .arg(dir.path())
+    .arg("0");
+    let server = testkit::Spawned::start(cmd);
+    let line = server.wait_for_line("Serving HTTP on");
+    let port = line
+        .split(" port ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no port in {line:?}"));
+    let target = format!("http://127.0.0.1:{port}/index.txt");
+    let report = bench(&dir, &[&target, "-n", "40", "-c", "2"]);
+    assert_all_ok(&report, 40);
+    assert_eq!(report["connections_opened"], 40, "{report}");
+    assert_eq!(report["reconnects"], 38, "{report}");
+}

@@ -333,7 +333,6 @@ fn three_takeovers_under_load_fail_no_request() {
 }
 
 #[test]
-#[ignore = "BUG: pipehttp bench reuses a connection after Connection: close (HTTP/2: after GOAWAY) and counts the close as a failed request"]
 fn bench_on_kept_alive_connections_fails_no_request_across_a_takeover() {
     // The issue's own measure: `pipehttp bench -c 16` on bare kept-alive
     // connections (and `--http2`) while the server is taken over. A
