@@ -9,7 +9,6 @@
 use std::process::ExitCode;
 
 use clap::Args;
-use pipehttp::Server;
 use pipehttp::address::ListenAddress;
 use pipehttp::config::EndpointConfig;
 use pipehttp::transport::Listener;
@@ -27,12 +26,6 @@ pub struct ServeArgs {
     /// DOTNET_URLS and the config file).
     #[arg(long, value_name = "LIST", value_parser = parse_urls)]
     urls: Option<Urls>,
-
-    /// Take the names over from a running server of this user instead of
-    /// failing with "already in use"; it stops accepting, finishes its
-    /// requests and exits.
-    #[arg(long)]
-    takeover: bool,
 
     #[command(flatten)]
     server: ServerFlags,
@@ -71,7 +64,7 @@ async fn serve(args: ServeArgs) -> pipehttp::Result<()> {
             .endpoints
             .push(EndpointConfig::new("default", DEFAULT_URL.parse()?));
     }
-    let mut builder = Server::builder().config(&config).takeover(args.takeover);
+    let mut builder = args.server.builder(&config);
     for listener in activated {
         builder = builder.listener(listener);
     }

@@ -9,9 +9,9 @@ use std::path::PathBuf;
 
 use clap::builder::ValueParser;
 use clap::{Arg, ArgAction, ArgMatches, Args, Command, FromArgMatches};
-use pipehttp::Config;
 use pipehttp::config::CertificateConfig;
 use pipehttp::options::{Kind, OPTIONS, OptionInfo, Raw, Syntax, Value};
+use pipehttp::{Config, Server, ServerBuilder};
 
 const HEADING: &str = "Server options";
 
@@ -28,6 +28,8 @@ pub struct ServerFlags {
     pub cert_password: Option<String>,
     /// Every schema option given, with its value.
     pub options: Vec<(&'static OptionInfo, Value)>,
+    /// `--takeover`: take the names over from a running server.
+    pub takeover: bool,
 }
 
 impl ServerFlags {
@@ -56,6 +58,12 @@ impl ServerFlags {
             }
             config.default_certificate = Some(certificate);
         }
+    }
+
+    /// A server builder for `config`, taking the names over if
+    /// `--takeover` was given.
+    pub fn builder(&self, config: &Config) -> ServerBuilder {
+        Server::builder().config(config).takeover(self.takeover)
     }
 }
 
@@ -91,6 +99,18 @@ fn option_arg(info: &'static OptionInfo) -> Arg {
 impl Args for ServerFlags {
     fn augment_args(cmd: Command) -> Command {
         let cmd = cmd
+            // Under the command's own options, not the heading below:
+            // it is how the server starts, not how it serves.
+            .arg(
+                Arg::new("takeover")
+                    .long("takeover")
+                    .action(ArgAction::SetTrue)
+                    .help(
+                        "Take the names over from a running server of this user instead of \
+                         failing with \"already in use\"; it stops accepting, finishes its \
+                         requests and exits",
+                    ),
+            )
             .arg(
                 Arg::new("config")
                     .long("config")
@@ -152,6 +172,7 @@ impl FromArgMatches for ServerFlags {
         self.config = path("config").or(self.config.take());
         self.cert = path("cert").or(self.cert.take());
         self.key = path("key").or(self.key.take());
+        self.takeover |= matches.get_flag("takeover");
         if let Some(password) = matches.get_one::<String>("cert_password") {
             self.cert_password = Some(password.clone());
         }

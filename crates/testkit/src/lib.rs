@@ -776,3 +776,43 @@ pub fn trickle_body(
         after,
     }
 }
+
+/// Content no pattern-based shortcut (compression, a repeated block)
+/// reproduces by accident; the same `seed` gives the same bytes.
+pub fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+/// Like `assert_eq!` on large buffers, without printing them.
+pub fn assert_same_bytes(got: &[u8], want: &[u8]) {
+    assert_eq!(got.len(), want.len(), "length differs");
+    if let Some(i) = got.iter().zip(want).position(|(a, b)| a != b) {
+        panic!("bytes differ first at offset {i}");
+    }
+}
+
+/// The HTTP/1.1 response at the start of `buf`, once all of it has come:
+/// its head (status line and headers) and its body, whose length is the
+/// Content-Length (0 without one). `None` while more is to be read.
+pub fn complete_response(buf: &[u8]) -> Option<(String, Vec<u8>)> {
+    let end = buf.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+    let len = head
+        .lines()
+        .find_map(|l| {
+            let (name, value) = l.split_once(':')?;
+            name.eq_ignore_ascii_case("content-length")
+                .then(|| value.trim().parse::<usize>().ok())?
+        })
+        .unwrap_or(0);
+    let body = buf.get(end + 4..end + 4 + len)?.to_vec();
+    Some((head, body))
+}

@@ -21,7 +21,7 @@ use pipehttp::address::{ListenAddress, RequestTarget, Scheme};
 use pipehttp::client::Connector;
 use pipehttp::config::EndpointConfig;
 use pipehttp::options::Limits;
-use pipehttp::{Config, Server, ServerBuilder};
+use pipehttp::{Config, ServerBuilder};
 use tokio::time::Instant;
 
 use self::pool::Http1Pool;
@@ -86,12 +86,6 @@ pub struct ProxyArgs {
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
     threads: Option<u16>,
 
-    /// Take the names over from a running server of this user instead of
-    /// failing with "already in use"; it stops accepting, finishes its
-    /// requests and exits.
-    #[arg(long)]
-    takeover: bool,
-
     #[command(flatten)]
     server: ServerFlags,
 
@@ -145,7 +139,7 @@ async fn proxy(args: ProxyArgs, access_log: bool) -> Result<(), String> {
         .map(|(i, address)| EndpointConfig::new(format!("listen-{}", i + 1), address))
         .collect();
     let grace = config.options.shutdown_timeout;
-    let builder = Server::builder().config(&config).takeover(args.takeover);
+    let builder = args.server.builder(&config);
     serve(builder, upstream, grace, access_log)
         .await
         .map_err(describe)

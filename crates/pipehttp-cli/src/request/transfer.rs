@@ -638,9 +638,8 @@ impl Options {
                 .handshake(tap)
                 .await
                 .map_err(|e| send_failure(&e, &log))?;
-            let task = tokio::spawn(async move {
-                let _ = conn.await;
-            });
+            // The connection must run for the request to be sent.
+            let task = drive(conn);
             (sender.send_request(request).await, task)
         } else {
             let (mut sender, conn) = hyper::client::conn::http1::Builder::new()
@@ -648,9 +647,8 @@ impl Options {
                 .handshake(tap)
                 .await
                 .map_err(|e| send_failure(&e, &log))?;
-            let task = tokio::spawn(async move {
-                let _ = conn.await;
-            });
+            // The connection must run for the request to be sent.
+            let task = drive(conn);
             (sender.send_request(request).await, task)
         };
         let written = log.lock().expect("tap log").written.clone();
@@ -954,4 +952,12 @@ fn body_failure(e: &hyper::Error, length: Option<u64>, received: u64) -> Failure
         exit::RECV_ERROR,
         format!("Failure when receiving data from the peer: {e}"),
     )
+}
+
+/// Runs a connection's I/O in the background until it ends; what ended it
+/// shows in the request's own result.
+fn drive<C: Future + Send + 'static>(conn: C) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let _ = conn.await;
+    })
 }

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use pipehttp::transport::Listener;
 use pipehttp::{Client, PipeOptions};
-use testkit::{Serve, TempDir, tempdir, unique_name};
+use testkit::{Serve, TempDir, assert_same_bytes, pseudo_random, tempdir, unique_name};
 
 const BIN: &str = env!("CARGO_BIN_EXE_pipehttp");
 
@@ -33,6 +33,15 @@ fn serve(dir: &TempDir, name: &str, extra: &[&str]) -> Serve {
     cmd.args(["serve", "--urls", &format!("http://pipe:/{name}")])
         .args(extra);
     Serve::start(cmd, 1)
+}
+
+/// A temp dir of its own and `pipehttp serve` in it on a new pipe named
+/// from `prefix`: the dir, the pipe's name and the server.
+fn served(prefix: &str, extra: &[&str]) -> (TempDir, String, Serve) {
+    let dir = tempdir().unwrap();
+    let name = unique_name(prefix);
+    let server = serve(&dir, &name, extra);
+    (dir, name, server)
 }
 
 /// What a finished client run left behind.
@@ -58,48 +67,34 @@ fn run(dir: &TempDir, args: &[&str]) -> Run {
     }
 }
 
-/// Asserts exit code 0 and returns stdout as text.
-fn ok_stdout(dir: &TempDir, args: &[&str]) -> String {
+/// Runs `pipehttp ARGS` to its end and asserts it exits with `code`.
+fn run_exits(dir: &TempDir, args: &[&str], code: i32) -> Run {
     let run = run(dir, args);
     assert_eq!(
         run.code,
-        Some(0),
+        Some(code),
         "pipehttp {args:?}; stderr: {}",
         run.stderr
     );
-    run.stdout_text()
+    run
 }
 
-/// Content no pattern-based shortcut reproduces by accident.
-fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
+/// Asserts exit code 0 and returns stdout as text.
+fn ok_stdout(dir: &TempDir, args: &[&str]) -> String {
+    run_exits(dir, args, 0).stdout_text()
 }
 
 fn assert_same_file(got: &Path, want: &Path) {
     let (got, want) = (std::fs::read(got).unwrap(), std::fs::read(want).unwrap());
-    assert_eq!(got.len(), want.len(), "length differs");
-    if let Some(i) = got.iter().zip(&want).position(|(a, b)| a != b) {
-        panic!("the files differ first at byte {i}");
-    }
+    assert_same_bytes(&got, &want);
 }
 
 // --- exit codes ---------------------------------------------------------
 
 #[test]
 fn get_prints_the_body_and_exits_0() {
-    let dir = tempdir().unwrap();
-    let name = unique_name("ok");
-    let _server = serve(&dir, &name, &[]);
-    let run = run(&dir, &["get", &format!("http://pipe:/{name}:/test")]);
-    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    let (dir, name, _server) = served("ok", &[]);
+    let run = run_exits(&dir, &["get", &format!("http://pipe:/{name}:/test")], 0);
     assert_eq!(run.stdout_text(), "Hello world!");
     assert_eq!(run.stderr, "", "nothing but the body is printed");
 }
@@ -108,7 +103,7 @@ fn get_prints_the_body_and_exits_0() {
 fn no_server_exits_7_naming_the_pipe() {
     let dir = tempdir().unwrap();
     let name = unique_name("absent");
-    let run = run(
+    let run = run_exits(
         &dir,
         &[
             "get",
@@ -116,8 +111,8 @@ fn no_server_exits_7_naming_the_pipe() {
             "0.5",
             &format!("http://pipe:/{name}:/test"),
         ],
+        7,
     );
-    assert_eq!(run.code, Some(7), "{}", run.stderr);
     assert!(run.stdout.is_empty());
     assert!(
         run.stderr
@@ -129,16 +124,13 @@ fn no_server_exits_7_naming_the_pipe() {
 
 #[test]
 fn fail_flag_turns_a_404_into_exit_22_without_the_body() {
-    let dir = tempdir().unwrap();
-    let name = unique_name("fail");
-    let _server = serve(&dir, &name, &[]);
+    let (dir, name, _server) = served("fail", &[]);
     let target = format!("http://pipe:/{name}:/nowhere");
 
     // Without --fail a 404 is a successful transfer, as in curl.
     assert_eq!(ok_stdout(&dir, &["get", &target]), "not found");
 
-    let run = run(&dir, &["get", "--fail", &target]);
-    assert_eq!(run.code, Some(22), "{}", run.stderr);
+    let run = run_exits(&dir, &["get", "--fail", &target], 22);
     assert!(run.stdout.is_empty(), "{}", run.stdout_text());
     assert!(run.stderr.contains("404"), "{}", run.stderr);
 }
@@ -192,11 +184,9 @@ fn retry_flag_reaches_a_server_that_starts_after_the_first_attempt_failed() {
 
 #[test]
 fn file_errors_exit_26_for_the_body_and_23_for_the_output() {
-    let dir = tempdir().unwrap();
-    let name = unique_name("files");
-    let _server = serve(&dir, &name, &[]);
+    let (dir, name, _server) = served("files", &[]);
     let missing = dir.path().join("missing");
-    let run_in = run(
+    run_exits(
         &dir,
         &[
             "request",
@@ -204,9 +194,9 @@ fn file_errors_exit_26_for_the_body_and_23_for_the_output() {
             &missing.display().to_string(),
             &format!("http://pipe:/{name}:/echo"),
         ],
+        26,
     );
-    assert_eq!(run_in.code, Some(26), "{}", run_in.stderr);
-    let run_out = run(
+    run_exits(
         &dir,
         &[
             "get",
@@ -214,17 +204,15 @@ fn file_errors_exit_26_for_the_body_and_23_for_the_output() {
             missing.join("out").to_str().unwrap(),
             &format!("http://pipe:/{name}:/test"),
         ],
+        23,
     );
-    assert_eq!(run_out.code, Some(23), "{}", run_out.stderr);
 }
 
 // --- output forms -------------------------------------------------------
 
 #[test]
 fn include_prints_status_line_and_headers_before_the_body() {
-    let dir = tempdir().unwrap();
-    let name = unique_name("include");
-    let _server = serve(&dir, &name, &[]);
+    let (dir, name, _server) = served("include", &[]);
     let out = ok_stdout(&dir, &["get", "-i", &format!("http://pipe:/{name}:/test")]);
     assert!(out.starts_with("HTTP/1.1 200 OK\r\n"), "{out:?}");
     let (head, body) = out
@@ -241,11 +229,12 @@ fn include_prints_status_line_and_headers_before_the_body() {
 
 #[test]
 fn verbose_writes_both_heads_to_stderr_and_only_the_body_to_stdout() {
-    let dir = tempdir().unwrap();
-    let name = unique_name("verbose");
-    let _server = serve(&dir, &name, &[]);
-    let run = run(&dir, &["get", "-v", &format!("http://pipe:/{name}:/test")]);
-    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    let (dir, name, _server) = served("verbose", &[]);
+    let run = run_exits(
+        &dir,
+        &["get", "-v", &format!("http://pipe:/{name}:/test")],
+        0,
+    );
     assert_eq!(run.stdout_text(), "Hello world!");
     let lines: Vec<&str> = run.stderr.lines().collect();
     for expected in [
@@ -263,9 +252,7 @@ fn verbose_writes_both_heads_to_stderr_and_only_the_body_to_stdout() {
 
 #[test]
 fn http2_prior_knowledge_is_answered_in_http2_and_shown_as_curl_shows_it() {
-    let dir = tempdir().unwrap();
-    let name = unique_name("h2");
-    let _server = serve(&dir, &name, &[]);
+    let (dir, name, _server) = served("h2", &[]);
     let out = ok_stdout(
         &dir,
         &[
@@ -283,15 +270,13 @@ fn http2_prior_knowledge_is_answered_in_http2_and_shown_as_curl_shows_it() {
 
 #[test]
 fn upload_of_50_mib_from_a_file_echoes_back_byte_for_byte() {
-    let dir = tempdir().unwrap();
-    let name = unique_name("upload");
-    let _server = serve(&dir, &name, &["--max-request-body-size", "100000000"]);
+    let (dir, name, _server) = served("upload", &["--max-request-body-size", "100000000"]);
     let input = dir.path().join("in.bin");
     let output = dir.path().join("out.bin");
     std::fs::write(&input, pseudo_random(50 * 1024 * 1024, 7)).unwrap();
 
     let data = format!("@{}", input.display());
-    let run = run(
+    let run = run_exits(
         &dir,
         &[
             "request",
@@ -301,17 +286,15 @@ fn upload_of_50_mib_from_a_file_echoes_back_byte_for_byte() {
             output.to_str().unwrap(),
             &format!("http://pipe:/{name}:/echo"),
         ],
+        0,
     );
-    assert_eq!(run.code, Some(0), "{}", run.stderr);
     assert!(run.stdout.is_empty(), "the body went to the file");
     assert_same_file(&output, &input);
 }
 
 #[test]
 fn header_and_method_flags_reach_the_server() {
-    let dir = tempdir().unwrap();
-    let name = unique_name("headers");
-    let _server = serve(&dir, &name, &[]);
+    let (dir, name, _server) = served("headers", &[]);
     let echo = format!("http://pipe:/{name}:/echo");
 
     // /echo answers with the request's own content type.
@@ -350,9 +333,7 @@ fn header_and_method_flags_reach_the_server() {
 
 #[test]
 fn data_from_stdin_is_sent_as_the_body() {
-    let dir = tempdir().unwrap();
-    let name = unique_name("stdin");
-    let _server = serve(&dir, &name, &[]);
+    let (dir, name, _server) = served("stdin", &[]);
     let mut child = pipehttp(&dir)
         .args([
             "request",
@@ -384,9 +365,7 @@ fn data_from_stdin_is_sent_as_the_body() {
 
 #[test]
 fn pipe_flag_routes_an_ordinary_url_to_the_pipe() {
-    let dir = tempdir().unwrap();
-    let name = unique_name("pipe-flag");
-    let _server = serve(&dir, &name, &[]);
+    let (dir, name, _server) = served("pipe-flag", &[]);
     let out = ok_stdout(&dir, &["get", "--pipe", &name, "http://localhost/test"]);
     assert_eq!(out, "Hello world!");
 }
@@ -585,8 +564,7 @@ mod unix {
         });
         assert_eq!((uid, body.as_str()), (Some(65534), "Hello world!"));
 
-        let run = run(&dir, &["get", "--current-user-only", &target]);
-        assert_eq!(run.code, Some(7), "{}", run.stderr);
+        let run = run_exits(&dir, &["get", "--current-user-only", &target], 7);
         assert!(run.stderr.contains("another user"), "{}", run.stderr);
     }
 }

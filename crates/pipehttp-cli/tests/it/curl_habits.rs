@@ -28,16 +28,12 @@ fn tls_pipe(dir: &TempDir, name: &str, cert: &Path, key: &Path) -> Serve {
     Serve::start(cmd, 1)
 }
 
-/// `pipehttp ARGS` with TMPDIR at `dir`, killed if it runs past a minute.
+/// `pipehttp ARGS` with TMPDIR at `dir` and no stdin, run to its end.
 fn pipehttp(dir: &TempDir, args: &[&str]) -> Output {
-    let child = testkit::command(BIN, Some(dir.path()))
+    testkit::command(BIN, Some(dir.path()))
         .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.wait_with_output().unwrap()
+        .output()
+        .unwrap()
 }
 
 #[test]

@@ -40,6 +40,34 @@ fn exit_of(cmd: Command) -> (Option<i32>, String) {
     (status.code(), child.output())
 }
 
+/// Runs `cmd`, checks it exits with `code`, and returns its output.
+fn exit_with(cmd: Command, code: i32) -> String {
+    let (got, output) = exit_of(cmd);
+    assert_eq!(got, Some(code), "{output}");
+    output
+}
+
+/// Checks a line of `output` starts with `expected`.
+fn assert_has_line_starting(output: &str, expected: &str) {
+    assert!(output.lines().any(|l| l.starts_with(expected)), "{output}");
+}
+
+/// Checks `pipehttp serve ARGS` is a usage error (exit 2) that says `message`.
+fn usage_error_says(args: &[&str], message: &str) {
+    let dir = tempdir().unwrap();
+    let mut cmd = serve(&dir);
+    cmd.args(args);
+    let output = exit_with(cmd, 2);
+    assert!(output.contains(message), "{output}");
+}
+
+/// `pipehttp serve --config FILE`.
+fn serve_config_file(dir: &TempDir, file: &Path) -> Command {
+    let mut cmd = serve(dir);
+    cmd.arg("--config").arg(file);
+    cmd
+}
+
 fn write(dir: &TempDir, file: &str, text: &str) -> PathBuf {
     let path = dir.path().join(file);
     std::fs::write(&path, text).unwrap();
@@ -123,8 +151,7 @@ fn config_endpoints_used_without_flag_or_env() {
             "[endpoints.a]\nurl = \"http://pipe:/{a}\"\n[endpoints.b]\nurl = \"http://pipe:/{b}\"\n"
         ),
     );
-    let mut cmd = serve(&dir);
-    cmd.arg("--config").arg(&config);
+    let cmd = serve_config_file(&dir, &config);
     let server = Spawned::start(cmd);
     wait_listening(&server, &dir, &a);
     wait_listening(&server, &dir, &b);
@@ -139,28 +166,30 @@ fn env_beats_config_file() {
         "pipehttp.toml",
         &format!("[endpoints.a]\nurl = \"http://pipe:/{file}\"\n"),
     );
-    let mut cmd = serve(&dir);
-    cmd.arg("--config")
-        .arg(&config)
-        .env("PIPEHTTP_URLS", format!("http://pipe:/{env}"));
+    let mut cmd = serve_config_file(&dir, &config);
+    cmd.env("PIPEHTTP_URLS", format!("http://pipe:/{env}"));
     let server = Spawned::start(cmd);
     wait_listening(&server, &dir, &env);
     assert!(!socket(&dir, &file).exists(), "{}", server.output());
+}
+
+/// A TOML config with one endpoint, pipe `name`, and a body limit of 10 bytes.
+fn body_limit_10_toml(dir: &TempDir, name: &str) -> PathBuf {
+    write(
+        dir,
+        "pipehttp.toml",
+        &format!(
+            "[endpoints.pipe]\nurl = \"http://pipe:/{name}\"\n[limits]\nmax_request_body_size = 10\n"
+        ),
+    )
 }
 
 #[test]
 fn toml_limits_apply() {
     let dir = tempdir().unwrap();
     let name = unique_name("toml");
-    let config = write(
-        &dir,
-        "pipehttp.toml",
-        &format!(
-            "[endpoints.pipe]\nurl = \"http://pipe:/{name}\"\n[limits]\nmax_request_body_size = 10\n"
-        ),
-    );
-    let mut cmd = serve(&dir);
-    cmd.arg("--config").arg(&config);
+    let config = body_limit_10_toml(&dir, &name);
+    let cmd = serve_config_file(&dir, &config);
     let server = Spawned::start(cmd);
     let socket = wait_listening(&server, &dir, &name);
     assert_eq!(post_echo(&socket, 100), "413");
@@ -182,8 +211,7 @@ fn json_limits_apply() {
               "AllowedHosts": "*" }}"#
         ),
     );
-    let mut cmd = serve(&dir);
-    cmd.arg("--config").arg(&config);
+    let cmd = serve_config_file(&dir, &config);
     let server = Spawned::start(cmd);
     let socket = wait_listening(&server, &dir, &name);
     assert_eq!(post_echo(&socket, 100), "413");
@@ -193,17 +221,9 @@ fn json_limits_apply() {
 fn flag_overrides_file_value() {
     let dir = tempdir().unwrap();
     let name = unique_name("flag");
-    let config = write(
-        &dir,
-        "pipehttp.toml",
-        &format!(
-            "[endpoints.pipe]\nurl = \"http://pipe:/{name}\"\n[limits]\nmax_request_body_size = 10\n"
-        ),
-    );
-    let mut cmd = serve(&dir);
-    cmd.arg("--config")
-        .arg(&config)
-        .args(["--max-request-body-size", "1000"]);
+    let config = body_limit_10_toml(&dir, &name);
+    let mut cmd = serve_config_file(&dir, &config);
+    cmd.args(["--max-request-body-size", "1000"]);
     let server = Spawned::start(cmd);
     let socket = wait_listening(&server, &dir, &name);
     assert_eq!(post_echo(&socket, 100), "200");
@@ -213,15 +233,13 @@ fn flag_overrides_file_value() {
 fn unknown_config_key_exits_1_naming_key_and_file() {
     let dir = tempdir().unwrap();
     let config = write(&dir, "pipehttp.toml", "[limits]\nmax_body = 10\n");
-    let mut cmd = serve(&dir);
-    cmd.arg("--config").arg(&config);
-    let (code, output) = exit_of(cmd);
-    assert_eq!(code, Some(1), "{output}");
+    let cmd = serve_config_file(&dir, &config);
+    let output = exit_with(cmd, 1);
     let expected = format!(
         "pipehttp: {}: unknown key `limits.max_body`: expected one of ",
         config.display()
     );
-    assert!(output.lines().any(|l| l.starts_with(&expected)), "{output}");
+    assert_has_line_starting(&output, &expected);
 }
 
 #[test]
@@ -232,15 +250,13 @@ fn malformed_url_in_config_exits_1_naming_key_and_url() {
         "appsettings.json",
         r#"{ "Kestrel": { "Endpoints": { "E": { "Url": "http://pipe:/a:b" } } } }"#,
     );
-    let mut cmd = serve(&dir);
-    cmd.arg("--config").arg(&config);
-    let (code, output) = exit_of(cmd);
-    assert_eq!(code, Some(1), "{output}");
+    let cmd = serve_config_file(&dir, &config);
+    let output = exit_with(cmd, 1);
     let expected = format!(
         "pipehttp: {}: `Kestrel:Endpoints:E:Url`: invalid address 'http://pipe:/a:b': ",
         config.display()
     );
-    assert!(output.lines().any(|l| l.starts_with(&expected)), "{output}");
+    assert_has_line_starting(&output, &expected);
 }
 
 #[test]
@@ -248,8 +264,7 @@ fn malformed_env_url_exits_1_naming_the_variable() {
     let dir = tempdir().unwrap();
     let mut cmd = serve(&dir);
     cmd.env("PIPEHTTP_URLS", "http://pipe:/ok;tcp://nope");
-    let (code, output) = exit_of(cmd);
-    assert_eq!(code, Some(1), "{output}");
+    let output = exit_with(cmd, 1);
     assert!(
         output
             .lines()
@@ -260,14 +275,9 @@ fn malformed_env_url_exits_1_naming_the_variable() {
 
 #[test]
 fn malformed_urls_flag_is_a_usage_error() {
-    let dir = tempdir().unwrap();
-    let mut cmd = serve(&dir);
-    cmd.args(["--urls", "http://pipe:/a:b"]);
-    let (code, output) = exit_of(cmd);
-    assert_eq!(code, Some(2), "{output}");
-    assert!(
-        output.contains("invalid address 'http://pipe:/a:b'"),
-        "{output}"
+    usage_error_says(
+        &["--urls", "http://pipe:/a:b"],
+        "invalid address 'http://pipe:/a:b'",
     );
 }
 
@@ -275,12 +285,10 @@ fn malformed_urls_flag_is_a_usage_error() {
 fn unknown_config_extension_exits_1() {
     let dir = tempdir().unwrap();
     let config = write(&dir, "pipehttp.yaml", "");
-    let mut cmd = serve(&dir);
-    cmd.arg("--config").arg(&config);
-    let (code, output) = exit_of(cmd);
-    assert_eq!(code, Some(1), "{output}");
+    let cmd = serve_config_file(&dir, &config);
+    let output = exit_with(cmd, 1);
     let expected = format!("pipehttp: {}: unknown config file type: ", config.display());
-    assert!(output.lines().any(|l| l.starts_with(&expected)), "{output}");
+    assert_has_line_starting(&output, &expected);
 }
 
 #[test]
@@ -289,8 +297,7 @@ fn https_endpoint_without_a_certificate_is_refused() {
     let name = unique_name("tls");
     let mut cmd = serve(&dir);
     cmd.args(["--urls", &format!("https://pipe:/{name}")]);
-    let (code, output) = exit_of(cmd);
-    assert_eq!(code, Some(1), "{output}");
+    let output = exit_with(cmd, 1);
     assert!(
         output.lines().any(|l| l.starts_with(&format!(
             "pipehttp: https://pipe:/{name} needs a certificate"
@@ -322,8 +329,8 @@ fn sigterm_stops_and_removes_the_socket() {
 /// `pipehttp serve --config FILE` with `vars` set, started and listening
 /// on `count` endpoints.
 fn serve_config(dir: &TempDir, file: &Path, vars: &[(&str, &str)], count: usize) -> Serve {
-    let mut cmd = serve(dir);
-    cmd.arg("--config").arg(file).envs(vars.iter().copied());
+    let mut cmd = serve_config_file(dir, file);
+    cmd.envs(vars.iter().copied());
     Serve::start(cmd, count)
 }
 
@@ -610,10 +617,8 @@ fn pfx_and_encrypted_pem_certificates_with_passwords() {
             r#"{{ "Kestrel": {{ "Endpoints": {{ "Pfx": {{ "Url": "https://pipe:/{pfx}", "Certificate": {{ "Path": "cert.pfx", "Password": "nope" }} }} }} }} }}"#
         ),
     );
-    let mut cmd = serve(&dir);
-    cmd.arg("--config").arg(&bad);
-    let (code, output) = exit_of(cmd);
-    assert_eq!(code, Some(1), "{output}");
+    let cmd = serve_config_file(&dir, &bad);
+    let output = exit_with(cmd, 1);
     assert!(
         output.lines().any(
             |l| l.starts_with(&format!("pipehttp: https://pipe:/{pfx}: "))
@@ -661,8 +666,7 @@ fn a_kestrel_variable_that_is_not_kestrels_exits_1_naming_it() {
     let dir = tempdir().unwrap();
     let mut cmd = serve(&dir);
     cmd.env("Kestrel__Limits__MaxRequestBodySise", "10");
-    let (code, output) = exit_of(cmd);
-    assert_eq!(code, Some(1), "{output}");
+    let output = exit_with(cmd, 1);
     assert!(
         output.lines().any(|l| l
             == "pipehttp: Kestrel__Limits__MaxRequestBodySise: unknown key `Kestrel:Limits:MaxRequestBodySise`: \
@@ -676,8 +680,7 @@ fn help_shows_every_option_with_its_default_from_the_schema() {
     let dir = tempdir().unwrap();
     let mut cmd = serve(&dir);
     cmd.arg("--help");
-    let (code, help) = exit_of(cmd);
-    assert_eq!(code, Some(0), "{help}");
+    let help = exit_with(cmd, 0);
     let help = help.split_whitespace().collect::<Vec<_>>().join(" ");
     for info in pipehttp::options::OPTIONS {
         assert!(
@@ -696,14 +699,9 @@ fn help_shows_every_option_with_its_default_from_the_schema() {
 
 #[test]
 fn flag_values_are_checked_against_the_schema() {
-    let dir = tempdir().unwrap();
-    let mut cmd = serve(&dir);
-    cmd.args(["--http2-max-frame-size", "100"]);
-    let (code, output) = exit_of(cmd);
-    assert_eq!(code, Some(2), "{output}");
-    assert!(
-        output.contains("invalid value '100' for '--http2-max-frame-size <BYTES>': expected a number of bytes from 16384 to 16777215"),
-        "{output}"
+    usage_error_says(
+        &["--http2-max-frame-size", "100"],
+        "invalid value '100' for '--http2-max-frame-size <BYTES>': expected a number of bytes from 16384 to 16777215",
     );
 }
 

@@ -12,7 +12,7 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use testkit::{Serve, Spawned, as_user};
+use testkit::{Serve, Spawned, TempDir, as_user};
 
 const BIN: &str = env!("CARGO_BIN_EXE_pipehttp");
 const CURL: &str = "/usr/bin/curl";
@@ -27,6 +27,16 @@ const PATIENCE: Duration = Duration::from_secs(20);
 /// `uid`) and waits until it has announced `count` endpoints.
 fn start(tmp: &Path, uid: Option<u32>, args: &[&str], count: usize) -> Serve {
     Serve::start(serve_command(tmp, uid, args), count)
+}
+
+/// `pipehttp serve` as ourselves on a new pipe named from `prefix`, with
+/// `flags`, in a temp dir of its own: the dir, the pipe's URL and the
+/// server, once it listens.
+fn serve_new_pipe(prefix: &str, flags: &[&str]) -> (TempDir, String, Serve) {
+    let dir = testkit::tempdir().unwrap();
+    let url = format!("http://pipe:/{}", testkit::unique_name(prefix));
+    let server = start(dir.path(), None, &[&["--urls", &url], flags].concat(), 1);
+    (dir, url, server)
 }
 
 pub(crate) fn serve_command(tmp: &Path, uid: Option<u32>, args: &[&str]) -> Command {
@@ -123,19 +133,8 @@ fn read_response(conn: &mut UnixStream) -> io::Result<(String, Vec<u8>)> {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 4096];
     loop {
-        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            let head = String::from_utf8_lossy(&buf[..end]).into_owned();
-            let len = head
-                .lines()
-                .find_map(|l| {
-                    let (name, value) = l.split_once(':')?;
-                    name.eq_ignore_ascii_case("content-length")
-                        .then(|| value.trim().parse::<usize>().ok())?
-                })
-                .unwrap_or(0);
-            if buf.len() >= end + 4 + len {
-                return Ok((head, buf[end + 4..end + 4 + len].to_vec()));
-            }
+        if let Some(response) = testkit::complete_response(&buf) {
+            return Ok(response);
         }
         match conn.read(&mut chunk)? {
             0 => return Err(io::ErrorKind::UnexpectedEof.into()),
@@ -218,9 +217,7 @@ fn serves_pipe_unix_socket_and_tcp_at_once() {
 #[test]
 fn second_server_on_a_live_name_fails_and_the_first_keeps_serving() {
     // A live name is never taken over: exit 1 with "already in use".
-    let dir = testkit::tempdir().unwrap();
-    let url = format!("http://pipe:/{}", testkit::unique_name("cli-taken"));
-    let first = start(dir.path(), None, &["--urls", &url], 1);
+    let (dir, url, first) = serve_new_pipe("cli-taken", &[]);
 
     let (code, output) = serve_fails(dir.path(), &["--urls", &url]);
     assert_eq!(code, 1, "{output}");
@@ -242,9 +239,7 @@ fn second_server_on_a_live_name_fails_and_the_first_keeps_serving() {
 #[test]
 fn a_server_killed_with_sigkill_is_replaced_on_the_same_name() {
     // kill -9 leaves a stale socket file; the next server removes it and serves.
-    let dir = testkit::tempdir().unwrap();
-    let url = format!("http://pipe:/{}", testkit::unique_name("cli-stale"));
-    let mut first = start(dir.path(), None, &["--urls", &url], 1);
+    let (dir, url, mut first) = serve_new_pipe("cli-stale", &[]);
     let path = first.path(0).to_owned();
     first.kill();
     assert!(
@@ -383,20 +378,14 @@ fn current_user_only_false_with_mode_0666_serves_other_users() {
 #[test]
 fn body_and_header_limit_flags_give_413_and_431() {
     // --max-request-body-size and --max-request-headers-total-size are enforced.
-    let dir = testkit::tempdir().unwrap();
-    let url = format!("http://pipe:/{}", testkit::unique_name("cli-limits"));
-    let server = start(
-        dir.path(),
-        None,
+    let (_dir, _, server) = serve_new_pipe(
+        "cli-limits",
         &[
-            "--urls",
-            &url,
             "--max-request-body-size",
             "100",
             "--max-request-headers-total-size",
             "16384",
         ],
-        1,
     );
     let socket = path_str(server.path(0)).to_owned();
     let status = |extra: &[&str]| {
@@ -446,17 +435,15 @@ fn body_and_header_limit_flags_give_413_and_431() {
 fn request_headers_timeout_cuts_a_slow_head_but_not_an_idle_connection() {
     // --request-headers-timeout 1: a trickled head is cut without a response,
     // while an idle keep-alive connection (--keep-alive-timeout 60) lives on.
-    let dir = testkit::tempdir().unwrap();
-    let url = format!("http://pipe:/{}", testkit::unique_name("cli-slowhead"));
-    let args = [
-        "--urls",
-        &url,
-        "--request-headers-timeout",
-        "1",
-        "--keep-alive-timeout",
-        "60",
-    ];
-    let server = start(dir.path(), None, &args, 1);
+    let (_dir, _, server) = serve_new_pipe(
+        "cli-slowhead",
+        &[
+            "--request-headers-timeout",
+            "1",
+            "--keep-alive-timeout",
+            "60",
+        ],
+    );
 
     let mut idle = connect(server.path(0));
     let mut slow = connect(server.path(0));
@@ -490,14 +477,7 @@ fn request_headers_timeout_cuts_a_slow_head_but_not_an_idle_connection() {
 #[test]
 fn keep_alive_timeout_closes_an_idle_connection() {
     // --keep-alive-timeout 1: after a response, an idle connection is closed.
-    let dir = testkit::tempdir().unwrap();
-    let url = format!("http://pipe:/{}", testkit::unique_name("cli-keepalive"));
-    let server = start(
-        dir.path(),
-        None,
-        &["--urls", &url, "--keep-alive-timeout", "1"],
-        1,
-    );
+    let (_dir, _, server) = serve_new_pipe("cli-keepalive", &["--keep-alive-timeout", "1"]);
     let mut conn = connect(server.path(0));
     assert!(get_test_raw(&mut conn).0.starts_with("HTTP/1.1 200"));
     let idle_from = Instant::now();
@@ -513,14 +493,7 @@ fn keep_alive_timeout_closes_an_idle_connection() {
 #[test]
 fn max_concurrent_connections_holds_a_third_client_until_one_leaves() {
     // --max-concurrent-connections 2: a third request waits for a free slot.
-    let dir = testkit::tempdir().unwrap();
-    let url = format!("http://pipe:/{}", testkit::unique_name("cli-maxconn"));
-    let server = start(
-        dir.path(),
-        None,
-        &["--urls", &url, "--max-concurrent-connections", "2"],
-        1,
-    );
+    let (_dir, _, server) = serve_new_pipe("cli-maxconn", &["--max-concurrent-connections", "2"]);
     let mut first = connect(server.path(0));
     let mut second = connect(server.path(0));
     assert!(get_test_raw(&mut first).0.starts_with("HTTP/1.1 200"));
@@ -555,9 +528,7 @@ fn max_concurrent_connections_holds_a_third_client_until_one_leaves() {
 fn sigterm_lets_the_request_in_flight_finish_then_exits_0() {
     // A POST whose body is still arriving when SIGTERM comes is answered in
     // full; meanwhile nobody new gets in; then the socket is gone and the exit is 0.
-    let dir = testkit::tempdir().unwrap();
-    let url = format!("http://pipe:/{}", testkit::unique_name("cli-graceful"));
-    let mut server = start(dir.path(), None, &["--urls", &url], 1);
+    let (_dir, _, mut server) = serve_new_pipe("cli-graceful", &[]);
     let path = server.path(0).to_owned();
 
     let mut conn = connect(&path);

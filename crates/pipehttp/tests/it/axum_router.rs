@@ -4,8 +4,6 @@
 
 #![cfg(feature = "axum")]
 
-use std::time::Duration;
-
 use axum::extract::ConnectInfo;
 use axum::routing::{get, post};
 use axum::{Extension, Router};
@@ -13,17 +11,10 @@ use bytes::Bytes;
 use http::StatusCode;
 use pipehttp::client::Body;
 use pipehttp::transport::Listener;
-use pipehttp::{Client, PeerInfo, PipeOptions, Server};
+use pipehttp::{Client, PeerInfo, PipeOptions};
 use tokio::sync::oneshot;
 
-/// Any single wait longer than this is a hang, not slowness.
-const PATIENCE: Duration = Duration::from_secs(20);
-
-async fn within<F: std::future::Future>(fut: F) -> F::Output {
-    tokio::time::timeout(PATIENCE, fut)
-        .await
-        .expect("the operation hung")
-}
+use crate::server::{on_new_pipe, start_with, within};
 
 /// `transport pid` of a peer, as the `/whoami` routes answer.
 fn describe(peer: &PeerInfo) -> String {
@@ -49,33 +40,31 @@ async fn get_text(client: &Client, target: &str) -> (StatusCode, String) {
     (status, within(res.text()).await.unwrap())
 }
 
+/// Checks the routes both ways of serving answer on pipe `name`: `/test`,
+/// and `/whoami` with this process as the peer.
+async fn answers_test_and_whoami(client: &Client, name: &str) {
+    assert_eq!(
+        get_text(client, &format!("http://pipe:/{name}:/test")).await,
+        (StatusCode::OK, "Hello world!".to_owned())
+    );
+    assert_eq!(
+        get_text(client, &format!("http://pipe:/{name}:/whoami")).await,
+        (StatusCode::OK, format!("pipe {}", std::process::id()))
+    );
+}
+
 #[tokio::test]
 async fn router_served_by_the_builder_on_a_pipe() {
     // Server::builder().serve(router): routes answer, PeerInfo is an Extension.
-    let name = testkit::unique_name("axum-builder");
+    let (builder, name) = on_new_pipe("axum-builder");
     let app = routes().route(
         "/whoami",
         get(|Extension(peer): Extension<PeerInfo>| async move { describe(&peer) }),
     );
-    let server = Server::builder()
-        .listen(format!("http://pipe:/{name}").as_str())
-        .bind()
-        .await
-        .expect("bind");
-    let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(server.serve_with_shutdown(app, async {
-        let _ = stopped.await;
-    }));
+    let server = start_with(builder, app).await;
 
     let client = Client::new();
-    assert_eq!(
-        get_text(&client, &format!("http://pipe:/{name}:/test")).await,
-        (StatusCode::OK, "Hello world!".to_owned())
-    );
-    assert_eq!(
-        get_text(&client, &format!("http://pipe:/{name}:/whoami")).await,
-        (StatusCode::OK, format!("pipe {}", std::process::id()))
-    );
+    answers_test_and_whoami(&client, &name).await;
     let res = within(
         client
             .post(format!("http://pipe:/{name}:/echo").as_str())
@@ -88,24 +77,14 @@ async fn router_served_by_the_builder_on_a_pipe() {
     assert_eq!(res.text().await.unwrap(), "round trip");
 
     drop(client);
-    stop.send(()).unwrap();
-    within(task).await.unwrap().expect("serve returns Ok");
+    server.stop().await.expect("serve returns Ok");
 }
 
 #[tokio::test]
 async fn builder_limits_apply_to_a_router() {
     // max_request_body_size gives 413 for a Router too, declared or chunked.
-    let name = testkit::unique_name("axum-limit");
-    let server = Server::builder()
-        .listen(format!("http://pipe:/{name}").as_str())
-        .max_request_body_size(Some(100))
-        .bind()
-        .await
-        .expect("bind");
-    let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(server.serve_with_shutdown(routes(), async {
-        let _ = stopped.await;
-    }));
+    let (builder, name) = on_new_pipe("axum-limit");
+    let server = start_with(builder.max_request_body_size(Some(100)), routes()).await;
     let echo = format!("http://pipe:/{name}:/echo");
     let client = Client::new();
 
@@ -128,8 +107,7 @@ async fn builder_limits_apply_to_a_router() {
     assert_eq!(ok.bytes().await.unwrap(), vec![b'f'; 100]);
 
     drop(client);
-    stop.send(()).unwrap();
-    within(task).await.unwrap().expect("serve returns Ok");
+    server.stop().await.expect("serve returns Ok");
 }
 
 #[tokio::test]
@@ -158,14 +136,7 @@ async fn router_served_by_axum_serve_on_a_pipe_listener() {
     });
 
     let client = Client::new();
-    assert_eq!(
-        get_text(&client, &format!("http://pipe:/{name}:/test")).await,
-        (StatusCode::OK, "Hello world!".to_owned())
-    );
-    assert_eq!(
-        get_text(&client, &format!("http://pipe:/{name}:/whoami")).await,
-        (StatusCode::OK, format!("pipe {}", std::process::id()))
-    );
+    answers_test_and_whoami(&client, &name).await;
 
     drop(client);
     stop.send(()).unwrap();

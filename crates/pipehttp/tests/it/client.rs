@@ -20,8 +20,9 @@ use pipehttp::server::BoundAddress;
 use pipehttp::transport::pipe_endpoint;
 use pipehttp::transport::{Listener, Transport};
 use pipehttp::{Client, Error, PipeOptions, Server};
-use testkit::unique_name;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use testkit::{assert_same_bytes, pseudo_random, unique_name};
+
+use crate::client_robustness::{Misbehaving, hold, replying};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -128,27 +129,6 @@ async fn get_text(client: &Client, target: &str) -> (StatusCode, Version, String
     let res = client.get(target).send().await.unwrap();
     let (status, version) = (res.status(), res.version());
     (status, version, res.text().await.unwrap())
-}
-
-/// Content no pattern-based shortcut reproduces by accident.
-fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
-}
-
-/// Like `assert_eq!` on large buffers, without printing them.
-fn assert_same_bytes(got: &[u8], want: &[u8]) {
-    assert_eq!(got.len(), want.len(), "length differs");
-    if let Some(i) = got.iter().zip(want).position(|(a, b)| a != b) {
-        panic!("bytes differ first at offset {i}");
-    }
 }
 
 // --- pipehttp's own server ---------------------------------------------
@@ -313,30 +293,28 @@ async fn current_user_only_client_accepts_a_server_of_its_own_user() {
 
 // --- connections: reuse, Host, timeouts --------------------------------
 
-#[tokio::test]
-async fn http1_client_reuses_one_connection_for_20_sequential_requests() {
-    let (_, url) = fresh_pipe("reuse1");
+/// Sends 20 GETs one after another with `client`, each answered in
+/// `version`, and checks they all went over one connection.
+async fn reuses_one_connection(prefix: &str, client: Client, version: Version) {
+    let (_, url) = fresh_pipe(prefix);
     let server = counting_server(&url).await;
-    let client = Client::new();
     for i in 0..20 {
-        let (status, version, body) = get_text(&client, &format!("{url}:/n/{i}")).await;
-        assert_eq!((status, version), (StatusCode::OK, Version::HTTP_11));
+        let (status, got, body) = get_text(&client, &format!("{url}:/n/{i}")).await;
+        assert_eq!((status, got), (StatusCode::OK, version));
         assert_eq!(body, format!("GET localhost /n/{i}"));
     }
     assert_eq!(server.accepts.load(Ordering::SeqCst), 1);
 }
 
 #[tokio::test]
+async fn http1_client_reuses_one_connection_for_20_sequential_requests() {
+    reuses_one_connection("reuse1", Client::new(), Version::HTTP_11).await;
+}
+
+#[tokio::test]
 async fn http2_client_reuses_one_connection_for_20_sequential_requests() {
-    let (_, url) = fresh_pipe("reuse2");
-    let server = counting_server(&url).await;
     let client = Client::builder().http2_prior_knowledge().build();
-    for i in 0..20 {
-        let (status, version, body) = get_text(&client, &format!("{url}:/n/{i}")).await;
-        assert_eq!((status, version), (StatusCode::OK, Version::HTTP_2));
-        assert_eq!(body, format!("GET localhost /n/{i}"));
-    }
-    assert_eq!(server.accepts.load(Ordering::SeqCst), 1);
+    reuses_one_connection("reuse2", client, Version::HTTP_2).await;
 }
 
 #[tokio::test]
@@ -368,19 +346,10 @@ async fn pipe_request_sends_host_localhost_method_path_and_query() {
 
 #[tokio::test]
 async fn request_to_a_server_that_never_answers_fails_with_timeout() {
-    let (_, url) = fresh_pipe("mute");
-    let listener = Listener::bind(&url.parse().unwrap(), &PipeOptions::default())
-        .await
-        .unwrap();
-    // Accept and hold connections without ever reading or answering.
-    let _hold = AbortOnDrop(tokio::spawn(async move {
-        let mut held = Vec::new();
-        loop {
-            held.push(listener.accept().await.expect("accept"));
-        }
-    }));
+    // Accepts and holds connections without ever answering.
+    let server = Misbehaving::start("mute", hold).await;
     let err = Client::new()
-        .get(format!("{url}:/test"))
+        .get(server.target("/test"))
         .timeout(Duration::from_millis(500))
         .send()
         .await
@@ -393,28 +362,10 @@ async fn request_to_a_server_that_never_answers_fails_with_timeout() {
 
 #[tokio::test]
 async fn timeout_also_covers_a_body_that_stalls_after_the_head() {
-    let (_, url) = fresh_pipe("stall");
-    let listener = Listener::bind(&url.parse().unwrap(), &PipeOptions::default())
-        .await
-        .unwrap();
     // A peer that promises 10 bytes, sends 3, and then says nothing more.
-    let _peer = AbortOnDrop(tokio::spawn(async move {
-        let mut conn = listener.accept().await.expect("accept");
-        let mut head = Vec::new();
-        while !head.ends_with(b"\r\n\r\n") {
-            let mut byte = [0u8; 1];
-            if conn.read(&mut byte).await.unwrap() == 0 {
-                return;
-            }
-            head.push(byte[0]);
-        }
-        conn.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nabc")
-            .await
-            .unwrap();
-        std::future::pending::<()>().await;
-    }));
+    let server = replying("stall", b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nabc").await;
     let res = Client::new()
-        .get(format!("{url}:/test"))
+        .get(server.target("/test"))
         .timeout(Duration::from_millis(500))
         .send()
         .await

@@ -80,6 +80,16 @@ impl Misbehaving {
         format!("http://pipe:/{}:{path}", self.name)
     }
 
+    /// A name no server accepts on (none, or one that never accepts).
+    fn nobody(name: String) -> Self {
+        count_worker_panics();
+        Self {
+            name,
+            accepted: Arc::new(AtomicUsize::new(0)),
+            task: tokio::spawn(async {}),
+        }
+    }
+
     fn accepted(&self) -> usize {
         self.accepted.load(Ordering::SeqCst)
     }
@@ -106,7 +116,7 @@ pub(crate) async fn read_head(conn: &mut Connection) -> bool {
 
 /// Keeps a connection open, reading and dropping whatever comes, until the
 /// client closes it.
-async fn hold(mut conn: Connection) {
+pub(crate) async fn hold(mut conn: Connection) {
     let mut buf = [0u8; 4096];
     while matches!(conn.read(&mut buf).await, Ok(n) if n > 0) {}
 }
@@ -172,13 +182,32 @@ fn assert_broke_off(err: &Error) {
 
 /// A server that reads a request head, answers `reply`, and then holds the
 /// connection open without another byte.
-async fn replying(prefix: &str, reply: &'static [u8]) -> Misbehaving {
+pub(crate) async fn replying(prefix: &str, reply: &'static [u8]) -> Misbehaving {
     Misbehaving::start(prefix, move |mut conn| async move {
         read_head(&mut conn).await;
         let _ = conn.write_all(reply).await;
         hold(conn).await;
     })
     .await
+}
+
+/// A server that reads a request head, answers `reply`, and closes the
+/// connection.
+async fn replying_then_closing(prefix: &str, reply: &'static [u8]) -> Misbehaving {
+    Misbehaving::start(prefix, move |mut conn| async move {
+        read_head(&mut conn).await;
+        let _ = conn.write_all(reply).await;
+    })
+    .await
+}
+
+/// The response head a GET of `/` from `server` gets, which must come.
+async fn head_from(server: &Misbehaving) -> pipehttp::client::Response {
+    client()
+        .get(server.target("/"))
+        .send()
+        .await
+        .expect("a head")
 }
 
 fn is_timeout(err: &Error) -> bool {
@@ -193,17 +222,11 @@ async fn garbage_instead_of_a_response_is_an_error() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http2_frames_to_an_http1_request_are_an_error() {
-    let server = Misbehaving::start("h2frames", |mut conn| async move {
-        read_head(&mut conn).await;
-        // An empty SETTINGS frame, then a GOAWAY.
-        let _ = conn
-            .write_all(&[
-                0, 0, 0, 4, 0, 0, 0, 0, 0, 0, 0, 8, 7, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1,
-            ])
-            .await;
-        hold(conn).await;
-    })
-    .await;
+    // An empty SETTINGS frame, then a GOAWAY.
+    let frames: &[u8] = &[
+        0, 0, 0, 4, 0, 0, 0, 0, 0, 0, 0, 8, 7, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1,
+    ];
+    let server = replying("h2frames", frames).await;
     assert_http_error(&get_fails(&server).await);
 }
 
@@ -254,68 +277,41 @@ async fn a_close_before_any_answer_is_an_error_after_one_retry() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_close_in_the_middle_of_the_head_is_an_error() {
-    let server = Misbehaving::start("midhead", |mut conn| async move {
-        read_head(&mut conn).await;
-        let _ = conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Le").await;
-    })
-    .await;
+    let server = replying_then_closing("midhead", b"HTTP/1.1 200 OK\r\nContent-Le").await;
     assert_http_error(&get_fails(&server).await);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_close_in_the_middle_of_the_body_is_an_error() {
-    let server = Misbehaving::start("midbody", |mut conn| async move {
-        read_head(&mut conn).await;
-        let _ = conn
-            .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\nonly this much")
-            .await;
-    })
+    let server = replying_then_closing(
+        "midbody",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\nonly this much",
+    )
     .await;
-    let res = client()
-        .get(server.target("/"))
-        .send()
-        .await
-        .expect("a head");
+    let res = head_from(&server).await;
     assert_eq!(res.status(), 200);
     assert_broke_off(&fails_clearly(&server, res.bytes()).await);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_close_in_the_middle_of_a_chunked_body_is_an_error() {
-    let server = Misbehaving::start("midchunk", |mut conn| async move {
-        read_head(&mut conn).await;
-        let _ = conn
-            .write_all(
-                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n100\r\nshort",
-            )
-            .await;
-    })
+    let server = replying_then_closing(
+        "midchunk",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n100\r\nshort",
+    )
     .await;
-    let res = client()
-        .get(server.target("/"))
-        .send()
-        .await
-        .expect("a head");
+    let res = head_from(&server).await;
     assert_broke_off(&fails_clearly(&server, res.text()).await);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invalid_chunk_framing_is_an_error() {
-    let server = Misbehaving::start("badchunk", |mut conn| async move {
-        read_head(&mut conn).await;
-        let _ = conn
-            .write_all(
-                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n",
-            )
-            .await;
-        hold(conn).await;
-    })
+    let server = replying(
+        "badchunk",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n",
+    )
     .await;
-    let res = client()
-        .get(server.target("/"))
-        .send()
-        .await
-        .expect("a head");
+    let res = head_from(&server).await;
     let err = fails_clearly(&server, res.bytes()).await;
     assert!(err.is_body(), "{err:?}");
 }
@@ -339,11 +335,7 @@ async fn an_endless_body_ends_at_the_timeout() {
     })
     .await;
     let started = Instant::now();
-    let res = client()
-        .get(server.target("/"))
-        .send()
-        .await
-        .expect("a head");
+    let res = head_from(&server).await;
     let err = fails_clearly(&server, res.bytes()).await;
     assert!(is_timeout(&err), "{err:?}");
     assert!(
@@ -375,11 +367,7 @@ async fn an_endless_fast_body_can_be_read_in_part_and_dropped() {
         }
     })
     .await;
-    let mut res = client()
-        .get(server.target("/"))
-        .send()
-        .await
-        .expect("a head");
+    let mut res = head_from(&server).await;
     let mut read = 0;
     while read < 4 * 1024 * 1024 {
         let chunk = tokio::time::timeout(TIMEOUT + SLACK, res.chunk())
@@ -408,11 +396,7 @@ async fn a_server_that_never_answers_hits_the_timeout() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_head_without_its_body_hits_the_timeout() {
     let server = replying("nobody", b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n").await;
-    let res = client()
-        .get(server.target("/"))
-        .send()
-        .await
-        .expect("a head");
+    let res = head_from(&server).await;
     let err = fails_clearly(&server, res.text()).await;
     assert!(is_timeout(&err), "{err:?}");
 }
@@ -429,11 +413,7 @@ async fn a_body_dribbled_byte_by_byte_hits_the_timeout() {
         }
     })
     .await;
-    let res = client()
-        .get(server.target("/"))
-        .send()
-        .await
-        .expect("a head");
+    let res = head_from(&server).await;
     let err = fails_clearly(&server, res.bytes()).await;
     assert!(is_timeout(&err), "{err:?}");
 }
@@ -459,17 +439,12 @@ async fn endless_informational_responses_hit_the_timeout() {
 async fn a_server_that_never_accepts_hits_a_timeout() {
     // Bound, but accept() is never called: on Unix the connection waits in
     // the listen queue, on Windows for a pipe instance.
-    count_worker_panics();
     let name = testkit::unique_name("noaccept");
     let address = format!("http://pipe:/{name}").parse().unwrap();
     let listener = Listener::bind(&address, &PipeOptions::default())
         .await
         .expect("bind");
-    let server = Misbehaving {
-        name,
-        accepted: Arc::new(AtomicUsize::new(0)),
-        task: tokio::spawn(async {}),
-    };
+    let server = Misbehaving::nobody(name);
     let err = get_fails(&server).await;
     assert!(is_timeout(&err), "{err:?}");
     drop(listener);
@@ -477,12 +452,7 @@ async fn a_server_that_never_accepts_hits_a_timeout() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_server_at_all_is_a_connect_error_within_the_connect_timeout() {
-    count_worker_panics();
-    let server = Misbehaving {
-        name: testkit::unique_name("nobodyhome"),
-        accepted: Arc::new(AtomicUsize::new(0)),
-        task: tokio::spawn(async {}),
-    };
+    let server = Misbehaving::nobody(testkit::unique_name("nobodyhome"));
     let client = Client::builder()
         .connect_timeout(Duration::from_millis(500))
         .build();
@@ -498,11 +468,7 @@ async fn the_client_still_works_after_every_kind_of_failure() {
     // One client through a series of broken servers, then a good one: a
     // failure leaves nothing behind in the pool that spoils the next call.
     let client = client();
-    let garbage = Misbehaving::start("seq-garbage", |mut conn| async move {
-        read_head(&mut conn).await;
-        let _ = conn.write_all(b"garbage\r\n\r\n").await;
-    })
-    .await;
+    let garbage = replying_then_closing("seq-garbage", b"garbage\r\n\r\n").await;
     let silent = Misbehaving::start("seq-silent", hold).await;
     let good = Misbehaving::start("seq-good", |mut conn| async move {
         while read_head(&mut conn).await {
@@ -530,12 +496,10 @@ async fn an_answer_sent_before_the_upload_ends_is_the_response() {
     // and closes without reading the body, as servers without a lingering
     // close do. The client must report the 413 it can read, not the broken
     // pipe its next write meets.
-    let server = Misbehaving::start("early413", |mut conn| async move {
-        read_head(&mut conn).await;
-        let _ = conn
-            .write_all(b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 4\r\nConnection: close\r\n\r\nbig!")
-            .await;
-    })
+    let server = replying_then_closing(
+        "early413",
+        b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 4\r\nConnection: close\r\n\r\nbig!",
+    )
     .await;
     let client = client();
     for _ in 0..20 {

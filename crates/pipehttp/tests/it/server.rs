@@ -14,14 +14,12 @@ use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::Full;
 use pipehttp::client::Connector;
-use pipehttp::server::BoundAddress;
+use pipehttp::server::{BoundAddress, HttpBody, HttpService};
 use pipehttp::transport::Connection;
 use pipehttp::{Client, Error, RequestBody, Server, ServerBuilder};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{Notify, oneshot};
 use tokio::task::JoinHandle;
-
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// The longest any single wait in these tests may take before it counts as
 /// a failure (a hang), never as a measure of speed.
@@ -56,17 +54,10 @@ impl Running {
 }
 
 /// Binds `builder` (the server is ready once this returns) and serves `app`.
-pub(crate) async fn start_with<S, B>(builder: ServerBuilder, app: S) -> Running
-where
-    S: tower_service::Service<Request<RequestBody>, Response = Response<B>>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<BoxError>,
-    B: http_body::Body<Data = Bytes> + Send + 'static,
-    B::Error: Into<BoxError>,
-{
+pub(crate) async fn start_with<B: HttpBody>(
+    builder: ServerBuilder,
+    app: impl HttpService<B>,
+) -> Running {
     let server = builder.bind().await.expect("the server binds");
     let addresses = server.local_addresses();
     let (stop, stopped) = oneshot::channel::<()>();
@@ -123,19 +114,8 @@ pub(crate) async fn read_response(
     let mut buf = Vec::new();
     let mut chunk = [0u8; 4096];
     loop {
-        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            let head = String::from_utf8_lossy(&buf[..end]).into_owned();
-            let len = head
-                .lines()
-                .find_map(|l| {
-                    let (name, value) = l.split_once(':')?;
-                    name.eq_ignore_ascii_case("content-length")
-                        .then(|| value.trim().parse::<usize>().ok())?
-                })
-                .unwrap_or(0);
-            if buf.len() >= end + 4 + len {
-                return Ok((head, buf[end + 4..end + 4 + len].to_vec()));
-            }
+        if let Some(response) = testkit::complete_response(&buf) {
+            return Ok(response);
         }
         match conn.read(&mut chunk).await? {
             0 => {
