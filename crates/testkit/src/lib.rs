@@ -686,10 +686,24 @@ impl Nginx {
         self.port
     }
 
-    /// nginx's access log so far (`{dir}/access.log`, if the config
-    /// writes one there).
-    pub fn access_log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("access.log")).unwrap_or_default()
+    /// nginx's access log (`{dir}/access.log`, if the config writes one
+    /// there) once it has `lines` lines: nginx logs a request after its
+    /// response is out, so a client can finish before the line is written.
+    /// Panics with what the log holds if it does not get there in time.
+    pub fn access_log(&self, lines: usize) -> String {
+        let deadline = Instant::now() + READY_TIMEOUT;
+        loop {
+            let log =
+                std::fs::read_to_string(self.dir.path().join("access.log")).unwrap_or_default();
+            if log.lines().count() >= lines {
+                return log;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "nginx's access log never reached {lines} lines:\n{log}"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
     /// nginx's error log so far.

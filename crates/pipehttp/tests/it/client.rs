@@ -658,7 +658,7 @@ UnixHTTPServer(sys.argv[1], Handler).serve_forever()
         }
 
         // nginx logs each request with its connection number: all one.
-        let log = nginx.access_log();
+        let log = nginx.access_log(5);
         let lines: Vec<&str> = log.lines().collect();
         assert_eq!(lines.len(), 5, "{log}");
         let connection = lines[0].split(' ').next().unwrap();
