@@ -108,6 +108,14 @@ PACKAGES+=(docker.io busybox-static python3-websockets)
 PROBES+=(/usr/sbin/dockerd /bin/busybox /usr/lib/python3/dist-packages/websockets)
 # --- end of pipehttp proxy and ls ---------------------------------------------
 
+# --- The allocator -----------------------------------------------------------
+# The pipehttp binary links jemalloc on Linux (glibc); tikv-jemalloc-sys
+# builds it from source with its configure script, which needs make and a C
+# compiler.
+PACKAGES+=(make gcc)
+PROBES+=(/usr/bin/make /usr/bin/gcc)
+# --- end of the allocator -----------------------------------------------------
+
 present() {
     local probe=$1
     if [[ $probe == /* ]]; then [[ -e $probe ]]; else command -v "$probe" >/dev/null; fi
