@@ -44,6 +44,9 @@ DEBIAN=(
     # Other users and groups: setpriv runs clients as them, useradd makes them.
     "util-linux           clients run as other users"
     "passwd               users and groups made per test (access)"
+    # The build itself: the pipehttp binary's allocator (jemalloc) is C.
+    "gcc                  builds jemalloc for the pipehttp binary on Linux"
+    "make                 ditto"
     # The Windows cross-build, its clippy, and Wine (docs/windows-testing.md);
     # the same toolchain type-checks macOS (scripts/check-macos.sh).
     "rustc-web            std built for Windows and macOS from source"

@@ -45,6 +45,26 @@ enum Command {
     Ls(ls::LsArgs),
 }
 
+/// jemalloc in place of glibc's malloc, which keeps memory freed after a
+/// load in its per-thread arenas instead of giving it back (see Cargo.toml).
+/// Only the binary chooses it: the library leaves the allocator to its users.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+/// jemalloc's options, which it reads from this symbol as it starts
+/// (`MALLOC_CONF`, prefixed as the crate builds it). Freed pages go back to
+/// the system within about a second (`dirty_decay_ms`, `muzzy_decay_ms`: 0
+/// skips the lazily freed stage), and a background thread does it, so a
+/// server that goes idle after a load still returns what it held: without
+/// it, jemalloc only purges while the program allocates.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+// SAFETY: jemalloc reads this as a `const char *` to a NUL-terminated
+// string; a thin reference to the first byte of a static one is that, and
+// nothing else defines the symbol.
+#[unsafe(export_name = "_rjem_malloc_conf")]
+static MALLOC_CONF: &u8 = &b"background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0\0"[0];
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // One thread per core, unless the proxy is told otherwise.

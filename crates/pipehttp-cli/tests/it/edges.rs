@@ -697,7 +697,6 @@ fn settled_rss_mib(server: &Served) -> f64 {
 }
 
 #[test]
-#[ignore = "BUG: after a load that needed 300 MiB the server keeps 90-180 MiB of it, more each round: glibc malloc does not give it back"]
 fn memory_goes_back_down_after_a_load_that_needed_it() {
     // 300 uploads to /echo at once, never read, three times: each holds
     // its 1 MiB read ahead, so the server needs some 300 MiB while they
