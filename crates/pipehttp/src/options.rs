@@ -3,7 +3,7 @@
 //! table [`OPTIONS`] come. Config files, environment variables and the
 //! command line read options through that table, so each option's name,
 //! default, bounds and documentation are written once, in the
-//! [`options!`] invocation below.
+//! `options!` invocation below.
 //!
 //! Adding an option is one row there: the field appears in its struct with
 //! its default, `ServerBuilder` gets a setter of the same name, config

@@ -5,7 +5,7 @@
 //! | route | answer |
 //! | --- | --- |
 //! | `GET /info` | JSON: the endpoints it serves and its configuration, as Datadog's agent describes itself |
-//! | `PUT`/`POST /v0.4/traces`, `/v0.5/traces` | MessagePack traces ([`payload`](crate::payload)); `{"rate_by_service":{…}}` once the batch is in the journal and fsync'd |
+//! | `PUT`/`POST /v0.4/traces`, `/v0.5/traces` | MessagePack traces ([`payload`]); `{"rate_by_service":{…}}` once the batch is in the journal and fsync'd |
 //! | `PUT`/`POST /v0.6/stats` | 200 for well-formed client stats, which it does not keep |
 //! | `POST /dogstatsd/v2/proxy` | 200; the metrics are counted, not kept (there is no DogStatsD to forward them to) |
 //! | `GET /stats` | JSON: spans received, unique ids, batches, clients by pid, tracers by language and version, requests by path and answer |

@@ -10,7 +10,7 @@
 //! `lost` (acknowledged spans missing from the journal) is not 0.
 //!
 //! With `--real` the senders are apps traced by Datadog's own tracers
-//! ([`apps`](crate::apps)): ddtrace apps, and dd-trace apps where Node and
+//! ([`apps`]): ddtrace apps, and dd-trace apps where Node and
 //! dd-trace are installed. Those tracers tell their app nothing about
 //! acknowledgements, so the scenario holds the span ids each app made
 //! against the journal and ends with

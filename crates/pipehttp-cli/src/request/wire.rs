@@ -15,9 +15,9 @@ const KEEP: usize = 256 * 1024;
 /// What a tap saw.
 #[derive(Debug, Default)]
 pub struct Log {
-    /// Bytes written since the last [`Tap::reset`], up to [`KEEP`].
+    /// Bytes written since the tap was made, up to [`KEEP`].
     pub written: Vec<u8>,
-    /// Bytes read since the last [`Tap::reset`], up to [`KEEP`].
+    /// Bytes read since the tap was made, up to [`KEEP`].
     pub read: Vec<u8>,
     pub written_total: u64,
     pub read_total: u64,

@@ -86,8 +86,8 @@ pub(crate) const CLIENT_ALPN: [&[u8]; 2] = [b"h2", b"http/1.1"];
 impl Connector {
     /// A connector for the endpoint of a listen address or request target,
     /// such as `http://pipe:/my-test-pipe`. An `https://` address gets TLS
-    /// that trusts the platform's root certificates; see
-    /// [`tls_config`](Self::tls_config) to trust others.
+    /// that trusts the platform's root certificates; with the `tls`
+    /// feature, `tls_config` and `tls_trust` trust others.
     pub fn new<A>(address: A) -> Result<Self>
     where
         A: TryInto<ListenAddress>,
