@@ -45,18 +45,20 @@ pub struct RequestBody {
     /// The connection, told when the body is read to its end (see
     /// `ConnState::body_unread`); `None` once it is, or without a body.
     conn: Option<Arc<ConnState>>,
-    /// Counted in `ConnState::bodies_held`: the handler holds data, or
-    /// has not asked for any yet.
-    held: bool,
+    /// HTTP/2 only (`None` on HTTP/1, where a request has the connection
+    /// to itself): whether this body is counted in
+    /// `ConnState::bodies_held`, as its handler holds data or has not
+    /// asked for any yet.
+    held: Option<bool>,
 }
 
 impl RequestBody {
     fn hold(&mut self, held: bool) {
-        if self.held != held
+        if self.held.is_some_and(|was| was != held)
             && let Some(conn) = &self.conn
         {
             conn.body_held(held);
-            self.held = held;
+            self.held = Some(held);
         }
     }
 }
@@ -504,7 +506,7 @@ where
             rate,
             verdict: verdict.clone(),
             conn,
-            held: false,
+            held: (version >= Version::HTTP_2).then_some(false),
         };
         body.hold(true);
         let req = Request::from_parts(parts, body);

@@ -118,7 +118,7 @@ impl ConnState {
     /// HTTP/2, another stream's handler holds unread data, which may keep
     /// the connection's window closed to every stream.
     pub(crate) fn window_may_be_held(&self) -> bool {
-        self.is_http2() && self.bodies_held.load(Ordering::Relaxed) > 0
+        self.bodies_held.load(Ordering::Relaxed) > 0
     }
 
     /// Keeps `slot` for as long as the connection's I/O lives.
