@@ -185,7 +185,7 @@ impl Listener {
                 Err(_) => None,
             }
         };
-        let me = Server::next(&path);
+        let me = NameHolder::next(&path);
         let event = TakeoverEvent::create(&me).map_err(bind_err)?;
         let mut server_options = ServerOptions::new();
         server_options
@@ -882,13 +882,13 @@ pub(crate) fn stop_signal() -> impl Future<Output = ()> + Send + 'static {
 /// tells apart the listeners of one process (a process may take its own
 /// name over, to serve a new configuration).
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct Server {
+struct NameHolder {
     pid: u32,
     seq: u64,
     hash: u64,
 }
 
-impl Server {
+impl NameHolder {
     /// A new listener of this process on `path`.
     fn next(path: &Path) -> Self {
         static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
@@ -911,7 +911,7 @@ impl Server {
 }
 
 /// How a server learns that a successor took its name: a named event,
-/// `Local\pipehttp-takeover-PID-SEQ-HASH` (see [`Server`]; HASH of the
+/// `Local\pipehttp-takeover-PID-SEQ-HASH` (see [`NameHolder`]; HASH of the
 /// pipe name), that the server creates when it binds and waits on, and
 /// that a successor opens and sets once its own instances serve the name.
 /// Only processes of the same user (the event's default DACL) can open it,
@@ -933,7 +933,7 @@ impl std::fmt::Debug for TakeoverEvent {
 }
 
 impl TakeoverEvent {
-    fn create(server: &Server) -> io::Result<Self> {
+    fn create(server: &NameHolder) -> io::Result<Self> {
         let name = server.event_name();
         // SAFETY: `name` is NUL-terminated; a manual-reset event, unset.
         let handle = unsafe { CreateEventW(std::ptr::null(), 1, 0, name.as_ptr()) };
@@ -947,7 +947,7 @@ impl TakeoverEvent {
     }
 
     /// Sets the event of `server`; false when it has none (it is gone).
-    fn signal(server: &Server) -> bool {
+    fn signal(server: &NameHolder) -> bool {
         let name = server.event_name();
         // SAFETY: `name` is NUL-terminated; the handle is closed below.
         unsafe {
@@ -1034,21 +1034,21 @@ impl OwnerRecord {
         }
     }
 
-    fn read(&self, path: &Path) -> Option<Server> {
+    fn read(&self, path: &Path) -> Option<NameHolder> {
         use std::io::{Read, Seek};
         let mut text = String::new();
         let mut file = &self.file;
         file.seek(io::SeekFrom::Start(0)).ok()?;
         file.read_to_string(&mut text).ok()?;
         let (pid, seq) = text.trim().split_once(' ')?;
-        Some(Server {
+        Some(NameHolder {
             pid: pid.parse().ok()?,
             seq: seq.parse().ok()?,
             hash: name_hash(path),
         })
     }
 
-    fn write(self, server: &Server) -> io::Result<()> {
+    fn write(self, server: &NameHolder) -> io::Result<()> {
         use std::io::{Seek, Write};
         let mut file = &self.file;
         file.seek(io::SeekFrom::Start(0))?;
