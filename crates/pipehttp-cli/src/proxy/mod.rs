@@ -126,6 +126,8 @@ async fn proxy(args: ProxyArgs, access_log: bool) -> Result<(), String> {
     let mut config = Config::load(args.server.config.as_deref()).map_err(describe)?;
     // A proxy passes bodies on as they stream, in constant memory, so
     // unlike an app it has no body size limit unless one is asked for.
+    // The configuration does not say whether a value was set, so a file
+    // that sets exactly Kestrel's default is read as not setting it.
     let limits = &mut config.options.limits;
     if limits.max_request_body_size == Limits::default().max_request_body_size {
         limits.max_request_body_size = None;
