@@ -172,7 +172,14 @@ pub(crate) fn bind(store: &Store) -> Result<Config> {
     let mut other_sections: Vec<String> = Vec::new();
 
     for entry in store.entries() {
-        if let Some(name) = entry.key.strip_prefix("pipehttp:") {
+        // Options with no .NET key live under `pipehttp:`, a namespace only
+        // the TOML reader writes; a JSON file may hold a section of that
+        // name, and it is the application's, as every other section is.
+        let ours = match entry.style {
+            Style::Toml => entry.key.strip_prefix("pipehttp:"),
+            Style::Dotnet => None,
+        };
+        if let Some(name) = ours {
             // An array's items come as `path:0`, `path:1`, ….
             let (name, item) = match name.rsplit_once(':') {
                 Some((name, i)) if i.parse::<usize>().is_ok() => (name, true),

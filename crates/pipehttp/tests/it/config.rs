@@ -133,6 +133,21 @@ fn a_production_file_binds_every_honoured_key() {
     assert!(!listed.contains("MyApp") && !listed.contains("ConnectionStrings"));
 }
 
+/// A JSON section named like the TOML reader's private namespace is an
+/// application section too: ignored, never taken for an option.
+#[test]
+fn a_json_section_named_pipehttp_is_the_applications() {
+    let config = Config::from_json_str(
+        r#"{ "pipehttp": { "tls": { "cert": 1 }, "unknown": [1, 2],
+                          "pipes": { "allow_users": ["x"] } },
+             "Kestrel": { "Limits": { "MaxRequestBodySize": 10 } } }"#,
+        "appsettings.json",
+    )
+    .expect("an application section is no error");
+    assert_eq!(config.options.limits.max_request_body_size, Some(10));
+    assert!(config.options.pipes.allow_users.is_empty());
+}
+
 #[test]
 fn keys_are_matched_without_case() {
     let config = Config::from_json_str(
