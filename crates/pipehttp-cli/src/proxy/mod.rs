@@ -5,7 +5,6 @@
 //! through `pipehttp::client::Connector` with hyper-util's pooled client.
 
 pub(crate) mod headers;
-mod pool;
 mod service;
 mod tunnel;
 
@@ -15,8 +14,6 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use clap::Args;
-use hyper_util::client::legacy;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 use pipehttp::address::{ListenAddress, RequestTarget, Scheme};
 use pipehttp::client::Connector;
 use pipehttp::config::EndpointConfig;
@@ -24,8 +21,7 @@ use pipehttp::options::Limits;
 use pipehttp::{Config, ServerBuilder};
 use tokio::time::Instant;
 
-use self::pool::Http1Pool;
-use self::service::{PooledRoute, Proxy, Route, Upstream};
+use self::service::{Proxy, Route, Upstream};
 use self::tunnel::Tunnels;
 use crate::logging::{Sink, Verbosity};
 use crate::server_flags::ServerFlags;
@@ -177,29 +173,15 @@ fn upstream(args: &ProxyArgs) -> Result<Upstream, String> {
             .tls_trust(roots, args.to_insecure)
             .map_err(describe)?;
     }
-    // Cleartext HTTP/1.1 goes on the proxy's own pool; HTTP/2 and TLS
-    // (where ALPN decides) on hyper-util's.
-    let route = if https || args.to_http2 {
-        let pooled = |idle_per_host: usize| {
-            legacy::Client::builder(TokioExecutor::new())
-                .pool_timer(TokioTimer::new())
-                .timer(TokioTimer::new())
-                .pool_idle_timeout(POOL_IDLE_TIMEOUT)
-                .pool_max_idle_per_host(idle_per_host)
-                .http2_only(args.to_http2)
-                .build(connector.clone())
-        };
-        Route::Pooled(Box::new(PooledRoute {
-            pool: pooled(usize::MAX),
-            fresh: pooled(0),
-            scheme: if https {
-                http::uri::Scheme::HTTPS
-            } else {
-                http::uri::Scheme::HTTP
-            },
-        }))
-    } else {
-        Route::Http1(Http1Pool::new(connector))
+    let route = Route {
+        pool: pipehttp::client::Pool::new(connector)
+            .idle_timeout(POOL_IDLE_TIMEOUT)
+            .http2_only(args.to_http2),
+        scheme: if https {
+            http::uri::Scheme::HTTPS
+        } else {
+            http::uri::Scheme::HTTP
+        },
     };
     let host = args.to.host_header();
     let invalid = || format!("{target}: the host is not a valid authority");

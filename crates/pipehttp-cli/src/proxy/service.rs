@@ -16,24 +16,21 @@ use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Method, Request, Response, StatusCode, Uri, Version};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::{BodyExt, Either, Full};
-use hyper_util::client::legacy;
-use pipehttp::client::Connector;
+use pipehttp::client::{Pool, PooledBody};
 use pipehttp::{PeerInfo, RequestBody};
 use tokio::sync::mpsc;
 
 use super::headers;
-use super::pool::{Http1Pool, ReturningBody, SendError};
 use super::tunnel;
 
 /// What the proxy sends the target: the client's body as it streams, or
 /// one held whole so that it can be sent again.
 pub(crate) type UpstreamBody = Either<RequestBody, Full<Bytes>>;
-pub(crate) type Pooled = legacy::Client<Connector, UpstreamBody>;
 
 /// The largest body of a repeatable request that is held whole, so the
 /// request can be sent again when its pooled connection turns out closed.
 const REPLAYABLE_BODY: u64 = 64 * 1024;
-type Answer = Either<ReturningBody, Full<Bytes>>;
+type Answer = Either<PooledBody<UpstreamBody>, Full<Bytes>>;
 
 /// Where requests go, and how.
 pub(crate) struct Upstream {
@@ -49,20 +46,11 @@ pub(crate) struct Upstream {
     pub(crate) timeout: Option<Duration>,
 }
 
-/// How requests reach the target.
-pub(crate) enum Route {
-    /// HTTP/1.1 to a cleartext target, on the proxy's own pool.
-    Http1(Arc<Http1Pool>),
-    /// HTTP/2 (`--to-http2`) or https (by ALPN) on hyper-util's pooled
-    /// client, with a second one that keeps no connection, so that a
-    /// request sent again gets a new one.
-    Pooled(Box<PooledRoute>),
-}
-
-/// hyper-util's clients for [`Route::Pooled`].
-pub(crate) struct PooledRoute {
-    pub(crate) pool: Pooled,
-    pub(crate) fresh: Pooled,
+/// How requests reach the target: kept connections (HTTP/1.1, or HTTP/2
+/// with `--to-http2` or where TLS chooses it), and the scheme of the URIs
+/// they are sent with.
+pub(crate) struct Route {
+    pub(crate) pool: Pool<UpstreamBody>,
     pub(crate) scheme: Scheme,
 }
 
@@ -230,31 +218,32 @@ impl Shared {
         &self,
         req: Request<UpstreamBody>,
         again: Option<(Method, Uri, HeaderMap, Bytes)>,
-    ) -> Result<Response<ReturningBody>, SendError> {
-        match self.upstream.route.send(req, false).await {
-            Err(e) if !e.is_connect() && again.is_some() => {
-                tracing::debug!("{}: sending again: {}", self.upstream.name, e.text());
+    ) -> pipehttp::Result<Response<PooledBody<UpstreamBody>>> {
+        let pool = &self.upstream.route.pool;
+        match pool.send(req).await {
+            Err(e) if e.is_request() && again.is_some() => {
+                tracing::debug!("{}: sending again: {}", self.upstream.name, text(&e));
                 let (method, uri, headers, body) = again.expect("checked above");
                 let mut req = Request::new(Either::Right(Full::new(body)));
                 *req.method_mut() = method;
                 *req.uri_mut() = uri;
                 *req.headers_mut() = headers;
-                self.upstream.route.send(req, true).await
+                pool.send_fresh(req).await
             }
             sent => sent,
         }
     }
 
     /// 502 with one line that names the target and what went wrong.
-    fn bad_gateway(&self, e: &SendError) -> Response<Answer> {
+    fn bad_gateway(&self, e: &pipehttp::Error) -> Response<Answer> {
         let name = &self.upstream.name;
-        let message = if e.is_connect() {
-            format!("pipehttp proxy: cannot reach {name}: {}", e.text())
-        } else {
+        let message = if e.is_request() {
             format!(
                 "pipehttp proxy: {name} failed before a response: {}",
-                e.text()
+                text(e)
             )
+        } else {
+            format!("pipehttp proxy: cannot reach {name}: {}", text(e))
         };
         tracing::warn!("{message}");
         reply(StatusCode::BAD_GATEWAY, message)
@@ -263,9 +252,8 @@ impl Shared {
 
 impl Upstream {
     /// Points a request at the target: the client's path, and the target's
-    /// host (or the client's, with `--preserve-host`). HTTP/1 on the
-    /// proxy's pool gets `Host` and the path alone; hyper-util's client
-    /// takes a whole URI and writes `Host` (or `:authority`) from it.
+    /// host (or the client's, with `--preserve-host`), in the URI and in
+    /// `Host`; the pool sends HTTP/1 the path and `Host`, HTTP/2 the URI.
     fn address(
         &self,
         parts: &mut http::request::Parts,
@@ -280,74 +268,33 @@ impl Upstream {
                 ));
             }
         };
-        let host = host.filter(|_| self.preserve_host);
-        match &self.route {
-            Route::Http1(_) => {
-                let host = host.unwrap_or(&self.host).clone();
-                parts.headers.insert(header::HOST, host);
-                parts.uri = Uri::from(path);
-            }
-            Route::Pooled(pooled) => {
-                let authority = match host {
-                    Some(host) => Authority::try_from(host.as_bytes()).map_err(|_| {
-                        "pipehttp proxy: the Host header is not a valid host".to_owned()
-                    })?,
-                    None => self.authority.clone(),
-                };
-                parts.headers.remove(header::HOST);
-                let mut uri = http::uri::Parts::default();
-                uri.scheme = Some(pooled.scheme.clone());
-                uri.authority = Some(authority);
-                uri.path_and_query = Some(path);
-                parts.uri = Uri::from_parts(uri)
-                    .map_err(|e| format!("pipehttp proxy: bad request target: {e}"))?;
-            }
-        }
+        let (authority, host) = match host.filter(|_| self.preserve_host) {
+            Some(host) => (
+                Authority::try_from(host.as_bytes()).map_err(|_| {
+                    "pipehttp proxy: the Host header is not a valid host".to_owned()
+                })?,
+                host.clone(),
+            ),
+            None => (self.authority.clone(), self.host.clone()),
+        };
+        parts.headers.insert(header::HOST, host);
+        let mut uri = http::uri::Parts::default();
+        uri.scheme = Some(self.route.scheme.clone());
+        uri.authority = Some(authority);
+        uri.path_and_query = Some(path);
+        parts.uri =
+            Uri::from_parts(uri).map_err(|e| format!("pipehttp proxy: bad request target: {e}"))?;
         Ok(())
     }
 }
 
-impl Route {
-    /// Sends `req`; `fresh` asks for a new connection.
-    async fn send(
-        &self,
-        req: Request<UpstreamBody>,
-        fresh: bool,
-    ) -> Result<Response<ReturningBody>, SendError> {
-        match self {
-            Route::Http1(pool) => pool.send(req, fresh).await,
-            Route::Pooled(pooled) => {
-                let client = if fresh { &pooled.fresh } else { &pooled.pool };
-                match client.request(req).await {
-                    Ok(res) => Ok(res.map(ReturningBody::plain)),
-                    Err(e) => Err(SendError::Pooled(e)),
-                }
-            }
-        }
-    }
-}
-
-impl SendError {
-    /// Whether the target could not be reached at all.
-    fn is_connect(&self) -> bool {
-        match self {
-            SendError::Connect(_) => true,
-            SendError::Http(_) => false,
-            SendError::Pooled(e) => e.is_connect(),
-        }
-    }
-
-    /// What went wrong, on one line: the connector's own words where it
-    /// failed, which say best why the target could not be reached.
-    fn text(&self) -> String {
-        match self {
-            SendError::Connect(e) => crate::errors::describe(e),
-            SendError::Http(e) => chain(e),
-            SendError::Pooled(e) => match find_pipehttp_error(e) {
-                Some(ours) => crate::errors::describe(ours),
-                None => chain(e),
-            },
-        }
+/// What went wrong, on one line: the connector's own words where it
+/// failed to connect, which say best why the target could not be reached;
+/// hyper's where the connection broke.
+fn text(e: &pipehttp::Error) -> String {
+    match std::error::Error::source(e) {
+        Some(source) if e.is_request() => chain(source),
+        _ => crate::errors::describe(e),
     }
 }
 
@@ -356,19 +303,6 @@ fn is_idempotent(method: &Method) -> bool {
         *method,
         Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
     )
-}
-
-/// The connector's own error inside hyper-util's, which says best why the
-/// target could not be reached.
-fn find_pipehttp_error(e: &legacy::Error) -> Option<&pipehttp::Error> {
-    let mut source = std::error::Error::source(e);
-    while let Some(inner) = source {
-        if let Some(ours) = inner.downcast_ref::<pipehttp::Error>() {
-            return Some(ours);
-        }
-        source = inner.source();
-    }
-    None
 }
 
 /// An error and its causes on one line, each text once.

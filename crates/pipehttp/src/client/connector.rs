@@ -286,23 +286,27 @@ impl tower_service::Service<http::Uri> for Connector {
 
     fn call(&mut self, _uri: http::Uri) -> Self::Future {
         let this = self.clone();
-        Box::pin(async move {
-            let conn = this.connect().await?;
-            #[cfg(feature = "tls")]
-            if let Some((tls, name)) = &this.tls {
-                return this.handshake(tls, name, conn).await;
-            }
-            let peer = conn.peer().clone();
-            Ok(Stream {
-                io: Io::Plain(TokioIo::new(conn)),
-                peer,
-                unread: false,
-            })
-        })
+        Box::pin(async move { this.connect_stream().await })
     }
 }
 
 impl Connector {
+    /// One connection as hyper's client sees it, TLS done where the
+    /// connector has a TLS configuration.
+    pub(crate) async fn connect_stream(&self) -> Result<Stream> {
+        let conn = self.connect().await?;
+        #[cfg(feature = "tls")]
+        if let Some((tls, name)) = &self.tls {
+            return self.handshake(tls, name, conn).await;
+        }
+        let peer = conn.peer().clone();
+        Ok(Stream {
+            io: Io::Plain(TokioIo::new(conn)),
+            peer,
+            unread: false,
+        })
+    }
+
     /// TLS over a new connection, checking the server's certificate.
     #[cfg(feature = "tls")]
     async fn handshake(
@@ -402,15 +406,24 @@ pub struct TlsInfo {
     pub alpn: Option<Vec<u8>>,
 }
 
+impl Stream {
+    /// Whether TLS chose HTTP/2 by ALPN.
+    pub(crate) fn negotiated_h2(&self) -> bool {
+        match &self.io {
+            #[cfg(feature = "tls")]
+            Io::Tls(tls) => tls.inner().get_ref().1.alpn_protocol() == Some(b"h2"),
+            Io::Plain(_) => false,
+        }
+    }
+}
+
 impl HyperConnection for Stream {
     fn connected(&self) -> Connected {
         let connected = Connected::new().extra(self.peer.clone());
-        match &self.io {
-            #[cfg(feature = "tls")]
-            Io::Tls(tls) if tls.inner().get_ref().1.alpn_protocol() == Some(b"h2") => {
-                connected.negotiated_h2()
-            }
-            _ => connected,
+        if self.negotiated_h2() {
+            connected.negotiated_h2()
+        } else {
+            connected
         }
     }
 }

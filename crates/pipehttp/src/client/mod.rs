@@ -21,6 +21,7 @@
 
 mod body;
 mod connector;
+mod pool;
 mod response;
 
 use std::collections::HashMap;
@@ -30,9 +31,7 @@ use std::time::Duration;
 #[cfg(feature = "json")]
 use http::header::CONTENT_TYPE;
 use http::header::{HeaderName, HeaderValue};
-use http::{HeaderMap, Method, Version};
-use hyper_util::client::legacy;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
+use http::{HeaderMap, Method};
 use tokio::time::Instant;
 
 pub use self::body::Body;
@@ -41,14 +40,13 @@ use self::connector::CLIENT_ALPN;
 #[cfg(feature = "tls")]
 pub use self::connector::TlsInfo;
 pub use self::connector::{Connector, DEFAULT_CONNECT_TIMEOUT, Stream};
+pub use self::pool::{Pool, PooledBody};
 pub use self::response::Response;
 use crate::address::{Endpoint, ListenAddress, RequestTarget, Scheme};
 use crate::error::{Chain, Error, Kind, Result};
 #[cfg(feature = "tls")]
 use crate::tls::Trust;
 use crate::transport::{CheckScope, ServerUsers};
-
-type Pool = legacy::Client<Connector, Body>;
 
 /// How often a request that could not connect is tried again, beyond the
 /// wait for the server that [`ClientBuilder::connect_timeout`] already gives.
@@ -135,7 +133,7 @@ struct Inner {
 #[derive(Debug, Default)]
 struct Pools {
     /// Each pool with its endpoint, shared with responses for messages.
-    by_address: HashMap<ListenAddress, (Pool, Arc<Endpoint>)>,
+    by_address: HashMap<ListenAddress, (Pool<Body>, Arc<Endpoint>)>,
     /// Made on the first https request: loading the platform's roots is
     /// work a cleartext-only client never needs.
     #[cfg(feature = "tls")]
@@ -432,27 +430,16 @@ impl Client {
         Ok(connector)
     }
 
-    fn pool(&self, address: &ListenAddress) -> Result<(Pool, Arc<Endpoint>)> {
-        let pools = self.inner.pools.lock().expect("pool map poisoned");
+    fn pool(&self, address: &ListenAddress) -> Result<(Pool<Body>, Arc<Endpoint>)> {
+        let mut pools = self.inner.pools.lock().expect("pool map poisoned");
         if let Some((pool, endpoint)) = pools.by_address.get(address) {
             return Ok((pool.clone(), endpoint.clone()));
         }
-        drop(pools);
-        self.new_pool(address)
-    }
-
-    /// A new, empty pool for `address`, in place of the old one: requests
-    /// already using the old pool keep it until they finish.
-    fn new_pool(&self, address: &ListenAddress) -> Result<(Pool, Arc<Endpoint>)> {
-        let mut pools = self.inner.pools.lock().expect("pool map poisoned");
         let config = &self.inner.config;
         let connector = self.make_connector(&mut pools, address)?;
-        let pool = legacy::Client::builder(TokioExecutor::new())
-            .pool_timer(TokioTimer::new())
-            .timer(TokioTimer::new())
-            .pool_idle_timeout(config.pool_idle_timeout)
-            .http2_only(config.http2_prior_knowledge)
-            .build(connector);
+        let pool = Pool::new(connector)
+            .idle_timeout(config.pool_idle_timeout)
+            .http2_only(config.http2_prior_knowledge);
         let endpoint = Arc::new(address.endpoint().clone());
         pools
             .by_address
@@ -545,18 +532,11 @@ impl RequestBuilder {
         let target = self.target?;
         let (pool, endpoint) = self.client.pool(target.listen_address())?;
         let deadline = self.timeout.map(|t| (Instant::now() + t, t));
-        let version = if self.client.inner.config.http2_prior_knowledge {
-            Version::HTTP_2
-        } else {
-            Version::HTTP_11
-        };
         let attempt = Attempt {
-            client: &self.client,
             pool,
             method: &self.method,
             target: &target,
             headers: &self.headers,
-            version,
         };
         let send = attempt.send_with_retries(self.body, self.client.inner.config.retry);
         let res = match deadline {
@@ -570,31 +550,37 @@ impl RequestBuilder {
 }
 
 struct Attempt<'a> {
-    client: &'a Client,
-    pool: Pool,
+    pool: Pool<Body>,
     method: &'a Method,
     target: &'a RequestTarget,
     headers: &'a HeaderMap,
-    version: Version,
 }
 
 impl Attempt<'_> {
     async fn send_with_retries(
-        mut self,
+        self,
         body: Body,
         policy: RetryPolicy,
-    ) -> Result<http::Response<hyper::body::Incoming>> {
+    ) -> Result<http::Response<PooledBody<Body>>> {
         let mut body = Some(body);
         let mut connect_retries = 0;
         let mut stale_retried = false;
         loop {
             let this_body = body.take().expect("a body for every attempt");
             body = this_body.try_clone();
-            let err = match self.pool.request(self.build(this_body)).await {
+            let req = self.build(this_body);
+            let sent = if stale_retried {
+                self.pool.send_fresh(req).await
+            } else {
+                self.pool.send(req).await
+            };
+            let err = match sent {
                 Ok(res) => return Ok(res),
                 Err(e) => e,
             };
-            if err.is_connect() {
+            // Anything but a broken request is the connector's own error:
+            // no server, a refused peer, TLS.
+            if !err.is_request() {
                 if connect_retries < policy.attempts && body.is_some() {
                     let pause = policy.backoff * 2u32.saturating_pow(connect_retries);
                     connect_retries += 1;
@@ -602,23 +588,22 @@ impl Attempt<'_> {
                     tokio::time::sleep(pause).await;
                     continue;
                 }
-                return Err(connect_error(err, self.target));
+                return Err(err);
             }
             // No response head came back. A request that is safe to repeat
             // gets one more try on a fresh connection: the usual cause is a
-            // pooled connection to a server that has since restarted.
+            // pooled connection to a server that has since restarted (the
+            // pool's other kept connections most likely went to the same
+            // server, so the fresh try closes them too).
             if !stale_retried && is_idempotent(self.method) && body.is_some() {
                 stale_retried = true;
                 tracing::debug!(
                     "request failed before any response, retrying: {}",
                     Chain(&err)
                 );
-                // The pool's other idle connections most likely went to the
-                // same dead server: the retry starts a new pool.
-                self.pool = self.client.new_pool(self.target.listen_address())?.0;
                 continue;
             }
-            return Err(Error::at(Kind::Send, self.target.endpoint()).with_source(err));
+            return Err(err);
         }
     }
 
@@ -626,7 +611,6 @@ impl Attempt<'_> {
         let mut req = http::Request::new(body);
         *req.method_mut() = self.method.clone();
         *req.uri_mut() = self.target.uri().clone();
-        *req.version_mut() = self.version;
         *req.headers_mut() = self.headers.clone();
         req
     }
@@ -637,19 +621,6 @@ fn is_idempotent(method: &Method) -> bool {
         *method,
         Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
     )
-}
-
-/// The connector's own error, found inside hyper-util's, so callers get
-/// "no server is listening on pipe 'x' (...)" rather than a generic one.
-fn connect_error(err: legacy::Error, target: &RequestTarget) -> Error {
-    let mut source = std::error::Error::source(&err);
-    while let Some(e) = source {
-        if let Some(ours) = e.downcast_ref::<Error>() {
-            return ours.clone();
-        }
-        source = e.source();
-    }
-    Error::at(Kind::Connect, target.endpoint()).with_source(err)
 }
 
 /// The error for an https target in a build without TLS.

@@ -5,9 +5,9 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::{HeaderMap, StatusCode, Version};
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
 use tokio::time::Instant;
 
+use super::{Body, PooledBody};
 use crate::address::Endpoint;
 use crate::error::{Error, Kind, Result};
 use crate::transport::PeerInfo;
@@ -25,14 +25,14 @@ use crate::transport::PeerInfo;
 /// ```
 #[derive(Debug)]
 pub struct Response {
-    inner: http::Response<Incoming>,
+    inner: http::Response<PooledBody<Body>>,
     endpoint: Arc<Endpoint>,
     deadline: Option<(Instant, std::time::Duration)>,
 }
 
 impl Response {
     pub(crate) fn new(
-        inner: http::Response<Incoming>,
+        inner: http::Response<PooledBody<Body>>,
         endpoint: Arc<Endpoint>,
         deadline: Option<(Instant, std::time::Duration)>,
     ) -> Self {
@@ -65,7 +65,7 @@ impl Response {
     /// sockets).
     #[must_use]
     pub fn peer(&self) -> Option<&PeerInfo> {
-        self.inner.extensions().get::<PeerInfo>()
+        Some(self.inner.body().peer())
     }
 
     /// The next chunk of the body, or `None` at its end.
@@ -126,7 +126,10 @@ impl Response {
 
     /// The underlying `http::Response`, for streaming with http-body tools.
     #[must_use]
-    pub fn into_http(self) -> http::Response<Incoming> {
+    /// Its body returns the connection to the client's pool once read to
+    /// its end, and tells the server's [`PeerInfo`] as
+    /// [`PooledBody::peer`].
+    pub fn into_http(self) -> http::Response<PooledBody<Body>> {
         self.inner
     }
 }
