@@ -10,36 +10,49 @@
 //!   `GET /test` through `Client` on a pooled connection, against the
 //!   sample server in this process.
 
+use std::fmt::Debug;
 use std::hint::black_box;
+use std::str::FromStr;
 use std::time::Duration;
 
-use criterion::{Criterion, criterion_group, criterion_main};
+use criterion::measurement::WallTime;
+use criterion::{BenchmarkGroup, Criterion, criterion_group, criterion_main};
 use pipehttp::address::{ListenAddress, PipeName, RequestTarget};
 use pipehttp::client::Connector;
 use pipehttp::transport::pipe_endpoint;
 use pipehttp::{Client, Server};
 use pipehttp_cli::sample::SampleApp;
 
+/// One benchmark per case: parsing `text` as a `T`.
+fn parse_each<T: FromStr>(g: &mut BenchmarkGroup<'_, WallTime>, cases: &[(&str, &str)])
+where
+    T::Err: Debug,
+{
+    for &(name, text) in cases {
+        g.bench_function(name, |b| {
+            b.iter(|| black_box(text).parse::<T>().unwrap());
+        });
+    }
+}
+
 fn address_parsing(c: &mut Criterion) {
     let mut g = c.benchmark_group("address");
-    for (name, text) in [
-        ("listen_pipe", "http://pipe:/my-test-pipe"),
-        ("listen_unix", "http://unix:/run/app.sock"),
-        ("listen_tcp", "http://127.0.0.1:8080"),
-    ] {
-        g.bench_function(name, |b| {
-            b.iter(|| black_box(text).parse::<ListenAddress>().unwrap());
-        });
-    }
-    for (name, text) in [
-        ("target_pipe", "http://pipe:/my-test-pipe:/test?x=1"),
-        ("target_unix", "http://unix:/run/app.sock:/v1/items"),
-        ("target_tcp", "http://localhost:8080/a/b?c=d"),
-    ] {
-        g.bench_function(name, |b| {
-            b.iter(|| black_box(text).parse::<RequestTarget>().unwrap());
-        });
-    }
+    parse_each::<ListenAddress>(
+        &mut g,
+        &[
+            ("listen_pipe", "http://pipe:/my-test-pipe"),
+            ("listen_unix", "http://unix:/run/app.sock"),
+            ("listen_tcp", "http://127.0.0.1:8080"),
+        ],
+    );
+    parse_each::<RequestTarget>(
+        &mut g,
+        &[
+            ("target_pipe", "http://pipe:/my-test-pipe:/test?x=1"),
+            ("target_unix", "http://unix:/run/app.sock:/v1/items"),
+            ("target_tcp", "http://localhost:8080/a/b?c=d"),
+        ],
+    );
     let target: RequestTarget = "http://pipe:/my-test-pipe:/test".parse().unwrap();
     g.bench_function("target_display", |b| {
         b.iter(|| black_box(&target).to_string())

@@ -1152,24 +1152,16 @@ mod tests {
         let old =
             format!("# Benchmarks\nold tables\n{NOTES_MARKER}\n## Where the time goes\nprofiles\n");
         let md = markdown(&r, notes_of(&old));
-        let goal_row = md
-            .lines()
-            .find(|l| l.starts_with("| keep-alive, 64 connections: pipehttp / bare"))
-            .unwrap();
+        let row = |start: &str| testkit::lines::starting_with(&md, start);
+        let goal_row = row("| keep-alive, 64 connections: pipehttp / bare");
         // 120 k / median(110, 120, 130) k = 1.0; rounds 120/130 .. 120/110.
         assert!(
             goal_row.contains("| 1.00 (pipehttp bench) | oha: n/a | 0.92–1.09 | ≥ 0.95 | met |"),
             "{goal_row}"
         );
-        let nginx_row = md
-            .lines()
-            .find(|l| l.starts_with("| keep-alive, 64 connections: pipehttp / nginx"))
-            .unwrap();
+        let nginx_row = row("| keep-alive, 64 connections: pipehttp / nginx");
         assert!(nginx_row.ends_with("| ≥ 1 | **not met** |"), "{nginx_row}");
-        let proxy_row = md
-            .lines()
-            .find(|l| l.contains("`pipehttp proxy` / nginx `proxy_pass`"))
-            .unwrap();
+        let proxy_row = row("| reverse proxy: `pipehttp proxy` / nginx `proxy_pass`");
         assert!(proxy_row.ends_with("| n/a: not measured |"), "{proxy_row}");
         assert!(
             md.contains("| pipehttp serve (pipe) | 120.0 k | n/a | n/a | 6.0 µs | n/a |"),

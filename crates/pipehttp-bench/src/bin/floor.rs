@@ -71,15 +71,23 @@ mod imp {
     trait Duplex: Read + Write + Send + 'static {}
     impl<T: Read + Write + Send + 'static> Duplex for T {}
 
-    /// A connected pair of blocking sockets: (client, server).
-    fn pair(kind: &Kind) -> (Box<dyn Duplex>, Box<dyn Duplex>) {
+    /// A connected pair of sockets, (client, server), not yet tied to a
+    /// thread or a runtime: the blocking runs use them as they are, the
+    /// tokio runs register them with the runtime of the thread that ends up
+    /// using them.
+    enum Socket {
+        Unix(UnixStream),
+        Tcp(TcpStream),
+    }
+
+    fn pair(kind: &Kind) -> (Socket, Socket) {
         match kind {
             Kind::Unix(path) => {
                 let _ = std::fs::remove_file(path);
                 let listener = UnixListener::bind(path).expect("bind the floor socket");
                 let client = UnixStream::connect(path).expect("connect");
                 let (server, _) = listener.accept().expect("accept");
-                (Box::new(client), Box::new(server))
+                (Socket::Unix(client), Socket::Unix(server))
             }
             Kind::Tcp => {
                 let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
@@ -87,9 +95,37 @@ mod imp {
                 let (server, _) = listener.accept().expect("accept");
                 client.set_nodelay(true).unwrap();
                 server.set_nodelay(true).unwrap();
-                (Box::new(client), Box::new(server))
+                (Socket::Tcp(client), Socket::Tcp(server))
             }
         }
+    }
+
+    impl Socket {
+        fn into_blocking(self) -> Box<dyn Duplex> {
+            match self {
+                Socket::Unix(s) => Box::new(s),
+                Socket::Tcp(s) => Box::new(s),
+            }
+        }
+
+        fn into_async(self) -> Box<dyn AsyncDuplex> {
+            match self {
+                Socket::Unix(s) => {
+                    s.set_nonblocking(true).unwrap();
+                    Box::new(tokio::net::UnixStream::from_std(s).unwrap())
+                }
+                Socket::Tcp(s) => {
+                    s.set_nonblocking(true).unwrap();
+                    Box::new(tokio::net::TcpStream::from_std(s).unwrap())
+                }
+            }
+        }
+    }
+
+    /// A connected pair of blocking sockets: (client, server).
+    fn blocking_pair(kind: &Kind) -> (Box<dyn Duplex>, Box<dyn Duplex>) {
+        let (client, server) = pair(kind);
+        (client.into_blocking(), server.into_blocking())
     }
 
     fn summary(h: &Histogram<u64>, elapsed: Duration) -> Value {
@@ -115,7 +151,7 @@ mod imp {
     /// Two threads in blocking reads: the kernel hands each message straight
     /// to the waiting reader. The lowest round trip this machine has.
     fn pingpong_blocking(kind: Kind, size: usize, seconds: Duration) -> Value {
-        let (mut client, mut server) = pair(&kind);
+        let (mut client, mut server) = blocking_pair(&kind);
         let echo = std::thread::spawn(move || {
             let mut buf = vec![0u8; size];
             while server.read_exact(&mut buf).is_ok() {
@@ -160,7 +196,7 @@ mod imp {
     /// single-threaded runtime: epoll between every message, as an async
     /// client and server pay.
     fn pingpong_tokio(kind: Kind, size: usize, seconds: Duration) -> Value {
-        let (client, server) = tokio_pair(&kind);
+        let (client, server) = pair(&kind);
         let echo = std::thread::spawn(move || {
             runtime().block_on(async move {
                 let mut server = server.into_async();
@@ -195,52 +231,10 @@ mod imp {
         summary(&h, elapsed)
     }
 
-    /// A std socket to be registered with the runtime of the thread that
-    /// ends up using it.
-    enum Pending {
-        Unix(UnixStream),
-        Tcp(TcpStream),
-    }
-
-    impl Pending {
-        fn into_async(self) -> Box<dyn AsyncDuplex> {
-            match self {
-                Pending::Unix(s) => {
-                    s.set_nonblocking(true).unwrap();
-                    Box::new(tokio::net::UnixStream::from_std(s).unwrap())
-                }
-                Pending::Tcp(s) => {
-                    s.set_nonblocking(true).unwrap();
-                    Box::new(tokio::net::TcpStream::from_std(s).unwrap())
-                }
-            }
-        }
-    }
-
-    fn tokio_pair(kind: &Kind) -> (Pending, Pending) {
-        match kind {
-            Kind::Unix(path) => {
-                let _ = std::fs::remove_file(path);
-                let listener = UnixListener::bind(path).expect("bind the floor socket");
-                let client = UnixStream::connect(path).expect("connect");
-                let (server, _) = listener.accept().expect("accept");
-                (Pending::Unix(client), Pending::Unix(server))
-            }
-            Kind::Tcp => {
-                let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
-                let client = TcpStream::connect(listener.local_addr().unwrap()).expect("connect");
-                let (server, _) = listener.accept().expect("accept");
-                client.set_nodelay(true).unwrap();
-                server.set_nodelay(true).unwrap();
-                (Pending::Tcp(client), Pending::Tcp(server))
-            }
-        }
-    }
-
     /// One writer thread, one reader thread, `total` bytes in `chunk`-sized
     /// writes and reads.
     fn stream_blocking(kind: Kind, total: u64, chunk: usize) -> f64 {
-        let (mut client, mut server) = pair(&kind);
+        let (mut client, mut server) = blocking_pair(&kind);
         let start = Instant::now();
         let writer = std::thread::spawn(move || {
             let data = vec![1u8; chunk];
@@ -266,7 +260,7 @@ mod imp {
 
     /// The same stream with tokio on both sides.
     fn stream_tokio(kind: Kind, total: u64, chunk: usize) -> f64 {
-        let (client, server) = tokio_pair(&kind);
+        let (client, server) = pair(&kind);
         let start = Instant::now();
         let writer = std::thread::spawn(move || {
             runtime().block_on(async move {

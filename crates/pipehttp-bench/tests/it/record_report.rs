@@ -1,15 +1,27 @@
 //! `bench-record` runs real commands and reads a real process's CPU time;
 //! `bench-report` turns what it wrote into the report.
 
-use std::process::Command;
+use std::path::Path;
 #[cfg(target_os = "linux")]
-use std::{path::Path, process::Child};
+use std::process::Child;
+use std::process::{Command, Output};
 
 fn bin(name: &str) -> Command {
     Command::new(match name {
         "bench-record" => env!("CARGO_BIN_EXE_bench-record"),
         _ => env!("CARGO_BIN_EXE_bench-report"),
     })
+}
+
+/// Runs `bench-report` as `scripts/bench.sh` does.
+fn report(results: &Path, output: &Path) -> Output {
+    bin("bench-report")
+        .arg("--results")
+        .arg(results)
+        .arg("--output")
+        .arg(output)
+        .output()
+        .expect("run bench-report")
 }
 
 #[cfg(target_os = "linux")]
@@ -46,7 +58,7 @@ fn fixture(name: &str) -> String {
 #[cfg(target_os = "linux")]
 #[test]
 fn a_run_is_recorded_and_reported() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = testkit::tempdir().unwrap();
     let results = dir.path().join("results.jsonl");
     let busy = Busy(
         Command::new("sh")
@@ -140,51 +152,43 @@ fn a_run_is_recorded_and_reported() {
         .unwrap();
     assert!(without_server["values"].get("cpu_us_per_request").is_none());
 
-    let report = dir.path().join("BENCHMARKS.md");
-    let status = bin("bench-report")
-        .arg("--results")
-        .arg(&results)
-        .arg("--output")
-        .arg(&report)
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let md = std::fs::read_to_string(&report).unwrap();
-    let goal = md
-        .lines()
-        .find(|l| l.starts_with("| keep-alive, 64 connections: pipehttp / bare"))
-        .unwrap();
+    let output = dir.path().join("BENCHMARKS.md");
+    let out = report(&results, &output);
     assert!(
-        goal.contains("| 1.00 (pipehttp bench) | oha: n/a |"),
-        "{goal}"
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
     );
-    let nginx = md
-        .lines()
-        .find(|l| l.starts_with("| keep-alive, 64 connections: pipehttp / nginx"))
-        .unwrap();
-    assert!(
-        nginx.contains("n/a: failed in round 1: exit status: 1"),
-        "{nginx}"
-    );
+    let md = std::fs::read_to_string(&output).unwrap();
+    for (row, expected) in [
+        (
+            "| keep-alive, 64 connections: pipehttp / bare",
+            "| 1.00 (pipehttp bench) | oha: n/a |",
+        ),
+        (
+            "| keep-alive, 64 connections: pipehttp / nginx",
+            "n/a: failed in round 1: exit status: 1",
+        ),
+    ] {
+        let line = testkit::lines::starting_with(&md, row);
+        assert!(
+            line.contains(expected),
+            "{line}\nshould contain: {expected}"
+        );
+    }
     assert!(md.contains("- `oha`: oha is not installed"), "{md}");
 }
 
 #[test]
 fn a_bad_results_file_is_named() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = testkit::tempdir().unwrap();
     let results = dir.path().join("results.jsonl");
     std::fs::write(
         &results,
         "{\"type\":\"meta\",\"name\":\"a\",\"value\":\"b\"}\nnot json\n",
     )
     .unwrap();
-    let out = bin("bench-report")
-        .arg("--results")
-        .arg(&results)
-        .arg("--output")
-        .arg(dir.path().join("out.md"))
-        .output()
-        .unwrap();
+    let out = report(&results, &dir.path().join("out.md"));
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("results.jsonl: line 2:"), "{err}");
