@@ -374,7 +374,7 @@ pub(crate) fn acceptor_for(
 pub(crate) struct Trust {
     /// CA certificates (PEM) trusted beside the platform's roots. A server
     /// whose own certificate is exactly one of these is trusted too (see
-    /// [`ExactTrust`]).
+    /// [`Verifier`]).
     pub(crate) extra_roots: Vec<Vec<u8>>,
     /// Accept any certificate. For development only.
     pub(crate) insecure: bool,
@@ -389,21 +389,22 @@ impl Trust {
         let builder = ClientConfig::builder_with_provider(provider())
             .with_safe_default_protocol_versions()
             .map_err(|e| Error::tls("no usable TLS protocol version").with_source(e))?;
-        let builder = if self.insecure {
-            builder
-                .dangerous()
-                .with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate(
-                    provider().signature_verification_algorithms,
-                )))
+        let webpki = if self.insecure {
+            None
         } else {
             let (roots, exact) = self.roots()?;
             let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider())
                 .build()
                 .map_err(|e| Error::tls("no usable root certificate").with_source(e))?;
-            builder
-                .dangerous()
-                .with_custom_certificate_verifier(Arc::new(ExactTrust { webpki, exact }))
+            Some((webpki, exact))
         };
+        let verifier = Verifier {
+            webpki,
+            algorithms: provider().signature_verification_algorithms,
+        };
+        let builder = builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(verifier));
         let mut config = match &self.identity {
             None => builder.with_no_client_auth(),
             Some((cert, key)) => {
@@ -428,7 +429,7 @@ impl Trust {
     }
 
     /// The platform's roots plus the extra ones, and the extra ones as
-    /// they are, for [`ExactTrust`].
+    /// they are, for [`Verifier`].
     fn roots(&self) -> Result<(RootCertStore, Vec<CertificateDer<'static>>)> {
         let mut roots = RootCertStore::empty();
         let native = rustls_native_certs::load_native_certs();
@@ -456,59 +457,22 @@ pub(crate) fn server_name(name: &str) -> Result<ServerName<'static>> {
         .map_err(|e| Error::tls(format!("'{name}' is not a valid TLS server name")).with_source(e))
 }
 
-/// A verifier that trusts every certificate but still checks the
-/// handshake signatures, behind `--insecure`.
+/// How a client checks server certificates: web PKI, plus one case it
+/// refuses and curl, Python and .NET accept: the server's own certificate
+/// is exactly one the user trusts, and that certificate is marked as a CA
+/// (what `openssl req -x509` makes). Such a certificate is checked for
+/// the name and, as web PKI does before it looks at the CA mark, for its
+/// dates; anything else is verified as usual. Without web PKI (behind
+/// `danger_accept_invalid_certs`) every certificate is accepted; the
+/// handshake signatures are checked either way.
 #[derive(Debug)]
-struct AcceptAnyCertificate(WebPkiSupportedAlgorithms);
-
-impl ServerCertVerifier for AcceptAnyCertificate {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.supported_schemes()
-    }
+struct Verifier {
+    /// The web PKI verifier and the certificates trusted as they are.
+    webpki: Option<(Arc<WebPkiServerVerifier>, Vec<CertificateDer<'static>>)>,
+    algorithms: WebPkiSupportedAlgorithms,
 }
 
-/// Web PKI verification, plus one case it refuses and curl, Python and
-/// .NET accept: the server's own certificate is exactly one the user
-/// trusts, and that certificate is marked as a CA (what `openssl req
-/// -x509` makes). Such a certificate is checked for the name and, as
-/// web PKI does before it looks at the CA mark, for its dates; anything
-/// else is verified as usual.
-#[derive(Debug)]
-struct ExactTrust {
-    webpki: Arc<WebPkiServerVerifier>,
-    exact: Vec<CertificateDer<'static>>,
-}
-
-impl ServerCertVerifier for ExactTrust {
+impl ServerCertVerifier for Verifier {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -517,7 +481,10 @@ impl ServerCertVerifier for ExactTrust {
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        let err = match self.webpki.verify_server_cert(
+        let Some((webpki, exact)) = &self.webpki else {
+            return Ok(ServerCertVerified::assertion());
+        };
+        let err = match webpki.verify_server_cert(
             end_entity,
             intermediates,
             server_name,
@@ -532,7 +499,7 @@ impl ServerCertVerifier for ExactTrust {
             rustls::Error::InvalidCertificate(rustls::CertificateError::Other(other))
                 if matches!(other.0.downcast_ref::<webpki::Error>(), Some(webpki::Error::CaUsedAsEndEntity))
         );
-        if !ca_as_end_entity || !self.exact.iter().any(|c| c.as_ref() == end_entity.as_ref()) {
+        if !ca_as_end_entity || !exact.iter().any(|c| c.as_ref() == end_entity.as_ref()) {
             return Err(err);
         }
         let cert = webpki::EndEntityCert::try_from(end_entity).map_err(|_| {
@@ -551,7 +518,7 @@ impl ServerCertVerifier for ExactTrust {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.webpki.verify_tls12_signature(message, cert, dss)
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
     }
 
     fn verify_tls13_signature(
@@ -560,10 +527,10 @@ impl ServerCertVerifier for ExactTrust {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.webpki.verify_tls13_signature(message, cert, dss)
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.webpki.supported_verify_schemes()
+        self.algorithms.supported_schemes()
     }
 }

@@ -19,15 +19,71 @@ use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::pin::Pin;
-use std::task::{Context, Poll};
 use std::time::Duration;
-
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use crate::address::{Endpoint, ListenAddress, PipeName, Scheme};
 use crate::error::{Error, Kind, PeerMismatch, Remedy, Result};
 use crate::options::PipeOptions;
+
+/// `AsyncRead` and `AsyncWrite` for an enum of streams (or a struct whose
+/// field is one): every call goes to the stream of the variant at hand.
+/// Written once for the connection's transports and Windows' two pipe
+/// ends.
+macro_rules! delegate_io {
+    ($ty:ty $(=> $field:ident)?, $enum:ident { $($variant:ident),+ $(,)? }) => {
+        impl ::tokio::io::AsyncRead for $ty {
+            fn poll_read(
+                self: ::std::pin::Pin<&mut Self>,
+                cx: &mut ::std::task::Context<'_>,
+                buf: &mut ::tokio::io::ReadBuf<'_>,
+            ) -> ::std::task::Poll<::std::io::Result<()>> {
+                match &mut self.get_mut()$(.$field)? {
+                    $($enum::$variant(io) => ::std::pin::Pin::new(io).poll_read(cx, buf),)+
+                }
+            }
+        }
+
+        impl ::tokio::io::AsyncWrite for $ty {
+            fn poll_write(
+                self: ::std::pin::Pin<&mut Self>,
+                cx: &mut ::std::task::Context<'_>,
+                buf: &[u8],
+            ) -> ::std::task::Poll<::std::io::Result<usize>> {
+                match &mut self.get_mut()$(.$field)? {
+                    $($enum::$variant(io) => ::std::pin::Pin::new(io).poll_write(cx, buf),)+
+                }
+            }
+
+            fn poll_write_vectored(
+                self: ::std::pin::Pin<&mut Self>,
+                cx: &mut ::std::task::Context<'_>,
+                bufs: &[::std::io::IoSlice<'_>],
+            ) -> ::std::task::Poll<::std::io::Result<usize>> {
+                match &mut self.get_mut()$(.$field)? {
+                    $($enum::$variant(io) => ::std::pin::Pin::new(io).poll_write_vectored(cx, bufs),)+
+                }
+            }
+
+            fn is_write_vectored(&self) -> bool {
+                match &self$(.$field)? {
+                    $($enum::$variant(io) => io.is_write_vectored(),)+
+                }
+            }
+
+            fn poll_flush(self: ::std::pin::Pin<&mut Self>, cx: &mut ::std::task::Context<'_>) -> ::std::task::Poll<::std::io::Result<()>> {
+                match &mut self.get_mut()$(.$field)? {
+                    $($enum::$variant(io) => ::std::pin::Pin::new(io).poll_flush(cx),)+
+                }
+            }
+
+            fn poll_shutdown(self: ::std::pin::Pin<&mut Self>, cx: &mut ::std::task::Context<'_>) -> ::std::task::Poll<::std::io::Result<()>> {
+                match &mut self.get_mut()$(.$field)? {
+                    $($enum::$variant(io) => ::std::pin::Pin::new(io).poll_shutdown(cx),)+
+                }
+            }
+        }
+    };
+}
 
 mod tcp;
 #[cfg(unix)]
@@ -148,57 +204,7 @@ impl Connection {
     }
 }
 
-macro_rules! delegate {
-    ($self:ident, $io:ident => $e:expr) => {
-        match &mut $self.get_mut().io {
-            Io::Local($io) => $e,
-            Io::Tcp($io) => $e,
-        }
-    };
-}
-
-impl AsyncRead for Connection {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        delegate!(self, io => Pin::new(io).poll_read(cx, buf))
-    }
-}
-
-impl AsyncWrite for Connection {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        delegate!(self, io => Pin::new(io).poll_write(cx, buf))
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        delegate!(self, io => Pin::new(io).poll_write_vectored(cx, bufs))
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        match &self.io {
-            Io::Local(io) => io.is_write_vectored(),
-            Io::Tcp(io) => io.is_write_vectored(),
-        }
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        delegate!(self, io => Pin::new(io).poll_flush(cx))
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        delegate!(self, io => Pin::new(io).poll_shutdown(cx))
-    }
-}
+delegate_io!(Connection => io, Io { Local, Tcp });
 
 /// A bound endpoint that accepts connections. On Unix the socket file is
 /// removed when the listener is dropped, unless another server has since

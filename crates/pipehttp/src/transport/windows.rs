@@ -4,10 +4,7 @@ use std::ffi::c_void;
 use std::io;
 use std::os::windows::io::AsRawHandle;
 use std::path::{Path, PathBuf};
-use std::pin::Pin;
-use std::task::{Context, Poll};
 
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::windows::named_pipe::{
     ClientOptions, NamedPipeClient, NamedPipeServer, ServerOptions,
 };
@@ -51,48 +48,9 @@ pub(crate) enum Stream {
     Client(NamedPipeClient),
 }
 
-macro_rules! delegate {
-    ($self:ident, $io:ident => $e:expr) => {
-        match $self.get_mut() {
-            Stream::Server($io) => $e,
-            Stream::Client($io) => $e,
-        }
-    };
-}
-
-impl AsyncRead for Stream {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        delegate!(self, io => Pin::new(io).poll_read(cx, buf))
-    }
-}
-
-impl AsyncWrite for Stream {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        delegate!(self, io => Pin::new(io).poll_write(cx, buf))
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        delegate!(self, io => Pin::new(io).poll_flush(cx))
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        delegate!(self, io => Pin::new(io).poll_shutdown(cx))
-    }
-}
+delegate_io!(Stream, Stream { Server, Client });
 
 impl Stream {
-    pub(crate) fn is_write_vectored(&self) -> bool {
-        false
-    }
-
     fn handle(&self) -> HANDLE {
         match self {
             Stream::Server(s) => s.as_raw_handle(),
