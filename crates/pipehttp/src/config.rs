@@ -225,12 +225,25 @@ fn read_file(path: &Path, store: &mut Store) -> Result<()> {
     let format = format_of(path)?;
     let text = std::fs::read_to_string(path)
         .map_err(|e| Error::config(&name, format!("cannot read the config file: {e}")))?;
-    let source = Source::file(&name, Some(path));
+    read_text(format, &text, &name, Some(path), store)
+}
+
+/// Adds what `text` says, in `format`, over what `store` holds. `name`
+/// names it in messages; `path`, where it is a file, is what relative
+/// certificate paths are resolved against.
+fn read_text(
+    format: Format,
+    text: &str,
+    name: &str,
+    path: Option<&Path>,
+    store: &mut Store,
+) -> Result<()> {
+    let source = Source::file(name, path);
     let entries = match format {
-        Format::Toml => store::read_toml(&text, &source),
-        Format::Json => store::read_json(&text, &source),
+        Format::Toml => store::read_toml(text, &source),
+        Format::Json => store::read_json(text, &source),
     }
-    .map_err(|message| Error::config(&name, message))?;
+    .map_err(|message| Error::config(name, message))?;
     store.layer(entries);
     Ok(())
 }
@@ -260,11 +273,7 @@ impl Config {
     /// );
     /// ```
     pub fn from_toml_str(text: &str, source_name: &str) -> Result<Config> {
-        let source = Source::file(source_name, None);
-        let entries = store::read_toml(text, &source).map_err(|m| Error::config(source_name, m))?;
-        let mut store = Store::default();
-        store.layer(entries);
-        bind::bind(&store)
+        Self::from_str_in(Format::Toml, text, source_name)
     }
 
     /// Parses the JSON shape: an ASP.NET Core appsettings file whose
@@ -281,10 +290,12 @@ impl Config {
     /// # Ok::<(), pipehttp::Error>(())
     /// ```
     pub fn from_json_str(text: &str, source_name: &str) -> Result<Config> {
-        let source = Source::file(source_name, None);
-        let entries = store::read_json(text, &source).map_err(|m| Error::config(source_name, m))?;
+        Self::from_str_in(Format::Json, text, source_name)
+    }
+
+    fn from_str_in(format: Format, text: &str, source_name: &str) -> Result<Config> {
         let mut store = Store::default();
-        store.layer(entries);
+        read_text(format, text, source_name, None, &mut store)?;
         bind::bind(&store)
     }
 
