@@ -30,7 +30,7 @@ use std::time::Duration;
 
 #[cfg(feature = "json")]
 use http::header::CONTENT_TYPE;
-use http::header::{HeaderName, HeaderValue};
+use http::header::{HOST, HeaderName, HeaderValue};
 use http::{HeaderMap, Method};
 use tokio::time::Instant;
 
@@ -132,8 +132,9 @@ struct Inner {
 
 #[derive(Debug, Default)]
 struct Pools {
-    /// Each pool with its endpoint, shared with responses for messages.
-    by_address: HashMap<ListenAddress, (Pool<Body>, Arc<Endpoint>)>,
+    /// Each pool with its endpoint (shared with responses, for messages)
+    /// and the `Host` its requests get unless they name one.
+    by_address: HashMap<ListenAddress, Route>,
     /// Made on the first https request: loading the platform's roots is
     /// work a cleartext-only client never needs.
     #[cfg(feature = "tls")]
@@ -333,12 +334,14 @@ impl Client {
         T::Error: Into<Error>,
     {
         RequestBuilder {
-            client: self.clone(),
-            method,
-            target: target.try_into().map_err(Into::into),
-            headers: HeaderMap::new(),
-            body: Body::empty(),
-            timeout: self.inner.config.timeout,
+            draft: Box::new(Draft {
+                client: self.clone(),
+                method,
+                target: target.try_into().map_err(Into::into),
+                headers: HeaderMap::new(),
+                body: Body::empty(),
+                timeout: self.inner.config.timeout,
+            }),
         }
     }
 
@@ -430,28 +433,47 @@ impl Client {
         Ok(connector)
     }
 
-    fn pool(&self, address: &ListenAddress) -> Result<(Pool<Body>, Arc<Endpoint>)> {
+    fn route(&self, target: &RequestTarget) -> Result<Route> {
+        let address = target.listen_address();
         let mut pools = self.inner.pools.lock().expect("pool map poisoned");
-        if let Some((pool, endpoint)) = pools.by_address.get(address) {
-            return Ok((pool.clone(), endpoint.clone()));
+        if let Some(route) = pools.by_address.get(address) {
+            return Ok(route.clone());
         }
         let config = &self.inner.config;
         let connector = self.make_connector(&mut pools, address)?;
         let pool = Pool::new(connector)
             .idle_timeout(config.pool_idle_timeout)
             .http2_only(config.http2_prior_knowledge);
-        let endpoint = Arc::new(address.endpoint().clone());
-        pools
-            .by_address
-            .insert(address.clone(), (pool.clone(), endpoint.clone()));
-        Ok((pool, endpoint))
+        let route = Route {
+            pool,
+            endpoint: Arc::new(address.endpoint().clone()),
+            host: HeaderValue::from_str(&target.host_header()).ok(),
+        };
+        pools.by_address.insert(address.clone(), route.clone());
+        Ok(route)
     }
+}
+
+/// Where a client's requests to one listen address go.
+#[derive(Debug, Clone)]
+struct Route {
+    pool: Pool<Body>,
+    endpoint: Arc<Endpoint>,
+    /// Made once: checking a header value costs on every request.
+    host: Option<HeaderValue>,
 }
 
 /// A request being put together; [`send`](Self::send) sends it.
 #[derive(Debug)]
 #[must_use = "a request does nothing until send() is awaited"]
 pub struct RequestBuilder {
+    /// Boxed: a builder is moved by every call on it, and then into the
+    /// request's future.
+    draft: Box<Draft>,
+}
+
+#[derive(Debug)]
+struct Draft {
     client: Client,
     method: Method,
     target: Result<RequestTarget>,
@@ -475,19 +497,20 @@ impl RequestBuilder {
         V: TryInto<HeaderValue>,
         V::Error: Into<http::Error>,
     {
-        if self.target.is_err() {
+        if self.draft.target.is_err() {
             return self;
         }
         match (name.try_into(), value.try_into()) {
             (Ok(name), Ok(value)) => {
-                self.headers.append(name, value);
+                self.draft.headers.append(name, value);
             }
             (Err(e), _) => {
-                self.target = Err(Error::request("invalid header name").with_source(e.into()));
+                self.draft.target =
+                    Err(Error::request("invalid header name").with_source(e.into()));
             }
             (Ok(name), Err(e)) => {
                 let what = format!("invalid value for the header {name}");
-                self.target = Err(Error::request(what).with_source(e.into()));
+                self.draft.target = Err(Error::request(what).with_source(e.into()));
             }
         }
         self
@@ -495,7 +518,7 @@ impl RequestBuilder {
 
     /// Sets the body.
     pub fn body(mut self, body: impl Into<Body>) -> Self {
-        self.body = body.into();
+        self.draft.body = body.into();
         self
     }
 
@@ -510,12 +533,14 @@ impl RequestBuilder {
     pub fn json<T: serde::Serialize + ?Sized>(mut self, value: &T) -> Self {
         match serde_json::to_vec(value) {
             Ok(bytes) => {
-                self.headers
+                self.draft
+                    .headers
                     .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-                self.body = bytes.into();
+                self.draft.body = bytes.into();
             }
             Err(e) => {
-                self.target = Err(Error::request("cannot encode the JSON body").with_source(e));
+                self.draft.target =
+                    Err(Error::request("cannot encode the JSON body").with_source(e));
             }
         }
         self
@@ -523,22 +548,40 @@ impl RequestBuilder {
 
     /// A timeout for this request, body included.
     pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = Some(timeout);
+        self.draft.timeout = Some(timeout);
         self
     }
 
     /// Sends the request and waits for the response head.
     pub async fn send(self) -> Result<Response> {
-        let target = self.target?;
-        let (pool, endpoint) = self.client.pool(target.listen_address())?;
-        let deadline = self.timeout.map(|t| (Instant::now() + t, t));
+        let Draft {
+            client,
+            method,
+            target,
+            headers,
+            body,
+            timeout,
+        } = *self.draft;
+        let target = target?;
+        let Route {
+            pool,
+            endpoint,
+            host,
+        } = client.route(&target)?;
+        let mut headers = headers;
+        if let Some(host) = host {
+            headers.entry(HOST).or_insert(host);
+        }
+        let deadline = timeout.map(|t| (Instant::now() + t, t));
         let attempt = Attempt {
             pool,
-            method: &self.method,
+            method: &method,
             target: &target,
-            headers: &self.headers,
+            headers: &headers,
         };
-        let send = attempt.send_with_retries(self.body, self.client.inner.config.retry);
+        // Pinned here once: the deadline's branch and the other then share
+        // one copy of this large future instead of holding one each.
+        let send = std::pin::pin!(attempt.send_with_retries(body, client.inner.config.retry));
         let res = match deadline {
             Some((at, timeout)) => tokio::time::timeout_at(at, send)
                 .await
@@ -569,12 +612,7 @@ impl Attempt<'_> {
             let this_body = body.take().expect("a body for every attempt");
             body = this_body.try_clone();
             let req = self.build(this_body);
-            let sent = if stale_retried {
-                self.pool.send_fresh(req).await
-            } else {
-                self.pool.send(req).await
-            };
-            let err = match sent {
+            let err = match self.pool.send_on(req, stale_retried).await {
                 Ok(res) => return Ok(res),
                 Err(e) => e,
             };
@@ -585,7 +623,9 @@ impl Attempt<'_> {
                     let pause = policy.backoff * 2u32.saturating_pow(connect_retries);
                     connect_retries += 1;
                     tracing::debug!("connect failed, retrying in {pause:?}: {}", Chain(&err));
-                    tokio::time::sleep(pause).await;
+                    // Boxed, so that the rare wait does not make every
+                    // request's future larger.
+                    Box::pin(tokio::time::sleep(pause)).await;
                     continue;
                 }
                 return Err(err);

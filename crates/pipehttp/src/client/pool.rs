@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{HOST, HeaderValue};
-use http::uri::PathAndQuery;
+use http::uri::{Authority, PathAndQuery};
 use http::{Method, Request, Response, Uri, Version};
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
@@ -166,7 +166,6 @@ where
     /// for a request sent again after a kept connection broke, when the
     /// others most likely went to the same server that went away.
     pub async fn send_fresh(&self, req: Request<B>) -> Result<Response<PooledBody<B>>> {
-        self.clear();
         self.send_on(req, true).await
     }
 
@@ -177,7 +176,15 @@ where
         idle.http2 = None;
     }
 
-    async fn send_on(&self, req: Request<B>, fresh: bool) -> Result<Response<PooledBody<B>>> {
+    /// [`send`](Self::send), or with `fresh` [`send_fresh`](Self::send_fresh).
+    pub(crate) async fn send_on(
+        &self,
+        req: Request<B>,
+        fresh: bool,
+    ) -> Result<Response<PooledBody<B>>> {
+        if fresh {
+            self.clear();
+        }
         let endpoint = self.shared.connector.endpoint();
         let mut req = req;
         loop {
@@ -185,7 +192,10 @@ where
             let reused = kept.is_some();
             let (sender, peer) = match kept {
                 Some(kept) => kept,
-                None => self.connect().await?,
+                // Boxed: connecting (TLS included) takes a large future,
+                // which would otherwise make every request's future that
+                // large, to be moved and copied on every request.
+                None => Box::pin(self.connect()).await?,
             };
             let mut failed: TrySendError<Request<B>> = match sender {
                 Sender::Http1(mut sender) => {
@@ -337,10 +347,26 @@ fn host_header(uri: &Uri) -> Option<HeaderValue> {
     HeaderValue::from_str(host).ok()
 }
 
-/// HTTP/2 takes the whole URI (`:scheme`, `:authority`, `:path`); a
-/// `Host` header beside it is for HTTP/1 only.
+/// HTTP/2 takes the whole URI (`:scheme`, `:authority`, `:path`) and no
+/// `Host` header: a `Host` the request names becomes its `:authority`, as
+/// HTTP/2 says the two must agree (RFC 9113, section 8.3.1).
 fn http2_form<B>(mut req: Request<B>) -> Request<B> {
-    req.headers_mut().remove(HOST);
+    if let Some(host) = req.headers_mut().remove(HOST)
+        && let Ok(authority) = Authority::try_from(host.as_bytes())
+        && req.uri().authority() != Some(&authority)
+    {
+        let mut parts = req.uri().clone().into_parts();
+        parts.authority = Some(authority);
+        if parts.scheme.is_none() {
+            parts.scheme = Some(http::uri::Scheme::HTTP);
+        }
+        if parts.path_and_query.is_none() {
+            parts.path_and_query = Some(PathAndQuery::from_static("/"));
+        }
+        if let Ok(uri) = Uri::from_parts(parts) {
+            *req.uri_mut() = uri;
+        }
+    }
     *req.version_mut() = Version::HTTP_2;
     req
 }

@@ -11,6 +11,7 @@ mod sample;
 mod access;
 mod axum_router;
 mod client;
+mod client_pool;
 mod client_robustness;
 mod config;
 mod edges;
