@@ -6,26 +6,19 @@
 
 #![cfg(unix)]
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Output, Stdio};
 use std::time::Duration;
 
+use testkit::cli_tools::line_starting;
 use testkit::{Serve, TempDir, tempdir, unique_name};
+
+use crate::tls::HttpsPipe;
 
 const BIN: &str = env!("CARGO_BIN_EXE_pipehttp");
 
-fn openssl_cert(dir: &Path) -> (PathBuf, PathBuf) {
-    crate::curl_diff::self_signed(dir, "cert", "localhost")
-}
-
-fn tls_pipe(dir: &TempDir, name: &str, cert: &Path, key: &Path) -> Serve {
-    let mut cmd = testkit::command(BIN, Some(dir.path()));
-    cmd.args(["serve", "--urls", &format!("https://pipe:/{name}")])
-        .arg("--cert")
-        .arg(cert)
-        .arg("--key")
-        .arg(key);
-    Serve::start(cmd, 1)
+fn openssl_cert(dir: &TempDir) -> (PathBuf, PathBuf) {
+    crate::curl_diff::self_signed(dir.path(), "cert", "localhost")
 }
 
 /// `pipehttp ARGS` with TMPDIR at `dir` and no stdin, run to its end.
@@ -38,10 +31,12 @@ fn pipehttp(dir: &TempDir, args: &[&str]) -> Output {
 
 #[test]
 fn verbose_shows_the_connection_tls_version_alpn_and_both_heads() {
-    let dir = tempdir().unwrap();
-    let (cert, key) = openssl_cert(dir.path());
-    let name = unique_name("verbose-tls");
-    let server = tls_pipe(&dir, &name, &cert, &key);
+    let HttpsPipe {
+        dir,
+        cert,
+        name,
+        server,
+    } = HttpsPipe::start("verbose-tls", openssl_cert);
     let cacert = cert.display().to_string();
     let out = pipehttp(
         &dir,
@@ -71,20 +66,17 @@ fn verbose_shows_the_connection_tls_version_alpn_and_both_heads() {
             "no {line:?} in:\n{stderr}"
         );
     }
-    assert!(
-        stderr
-            .lines()
-            .any(|l| l.starts_with("* SSL connection using TLSv1.")),
-        "{stderr}"
-    );
+    line_starting(&stderr, "* SSL connection using TLSv1.");
 }
 
 #[test]
 fn client_builder_trusts_exactly_the_openssl_certificate_and_nothing_else() {
-    let dir = tempdir().unwrap();
-    let (cert, key) = openssl_cert(dir.path());
-    let name = unique_name("exact-trust");
-    let _server = tls_pipe(&dir, &name, &cert, &key);
+    let HttpsPipe {
+        dir,
+        cert,
+        name,
+        server: _server,
+    } = HttpsPipe::start("exact-trust", openssl_cert);
     let target = format!("https://pipe:/{name}:/test");
     // The server's pipe lives in `dir`, which is this process's TMPDIR too
     // only through the absolute path form.
@@ -102,7 +94,7 @@ fn client_builder_trusts_exactly_the_openssl_certificate_and_nothing_else() {
 
     // Another certificate for the same name is no trust.
     let other = tempdir().unwrap();
-    let (other_cert, _) = openssl_cert(other.path());
+    let (other_cert, _) = openssl_cert(&other);
     let untrusting = pipehttp::Client::builder()
         .add_root_certificate_pem(std::fs::read(&other_cert).unwrap())
         .build();

@@ -6,6 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use testkit::cli_tools::{curl_ok, line_starting};
 use testkit::{Serve, TempDir, tempdir, unique_name};
 
 const PIPEHTTP: &str = env!("CARGO_BIN_EXE_pipehttp");
@@ -39,39 +40,49 @@ pub(crate) fn dev_cert(dir: &TempDir) -> (PathBuf, PathBuf) {
     )
 }
 
-/// `pipehttp serve --urls URLS` plus `args`, once it says it listens.
-fn serve(dir: &TempDir, urls: &str, args: &[&Path]) -> Serve {
+/// `pipehttp serve --urls URL` plus `args`, once it says it listens.
+fn serve(dir: &TempDir, url: &str, args: &[&Path]) -> Serve {
     let mut cmd = pipehttp(dir);
-    cmd.args(["serve", "--urls", urls]).args(args);
+    cmd.args(["serve", "--urls", url]).args(args);
     Serve::start(cmd, 1)
 }
 
-fn socket(dir: &TempDir, name: &str) -> PathBuf {
-    dir.path().join(format!("CoreFxPipe_{name}"))
+/// `pipehttp serve` on a new HTTPS pipe named from `prefix`, with a
+/// certificate and key that `cert` writes into a temp dir of its own.
+pub(crate) struct HttpsPipe {
+    pub(crate) dir: TempDir,
+    pub(crate) cert: PathBuf,
+    pub(crate) name: String,
+    pub(crate) server: Serve,
 }
 
-fn curl(args: &[&str]) -> Output {
-    Command::new("curl")
-        .args(["--silent", "--show-error", "--max-time", "20"])
-        .args(args)
-        .output()
-        .expect("this test needs curl on PATH (Debian package curl)")
+impl HttpsPipe {
+    pub(crate) fn start(prefix: &str, cert: fn(&TempDir) -> (PathBuf, PathBuf)) -> Self {
+        let dir = tempdir().unwrap();
+        let (cert, key) = cert(&dir);
+        let name = unique_name(prefix);
+        let url = format!("https://pipe:/{name}");
+        let server = serve(
+            &dir,
+            &url,
+            &["--cert".as_ref(), &cert, "--key".as_ref(), &key],
+        );
+        Self {
+            dir,
+            cert,
+            name,
+            server,
+        }
+    }
 }
 
 #[test]
 fn curl_gets_hello_world_over_https_on_a_pipe_with_http1_and_http2() {
-    let dir = tempdir().unwrap();
-    let (cert, key) = dev_cert(&dir);
-    let name = unique_name("tls-curl");
-    let _server = serve(
-        &dir,
-        &format!("https://pipe:/{name}"),
-        &["--cert".as_ref(), &cert, "--key".as_ref(), &key],
-    );
-    let sock = socket(&dir, &name);
-    let (sock, cert) = (sock.to_str().unwrap(), cert.to_str().unwrap());
+    let https = HttpsPipe::start("tls-curl", dev_cert);
+    let sock = https.server.path(0).to_str().unwrap();
+    let cert = https.cert.to_str().unwrap();
     for (flag, version) in [("--http1.1", "1.1"), ("--http2", "2")] {
-        let out = curl(&[
+        let got = curl_ok(&[
             flag,
             "--cacert",
             cert,
@@ -81,28 +92,18 @@ fn curl_gets_hello_world_over_https_on_a_pipe_with_http1_and_http2() {
             " %{http_version}",
             "https://localhost/test",
         ]);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert_eq!(
-            String::from_utf8_lossy(&out.stdout),
-            format!("Hello world! {version}")
-        );
+        assert_eq!(got, format!("Hello world! {version}"));
     }
 }
 
 #[test]
 fn pipehttp_get_trusts_the_dev_cert_with_cacert_and_refuses_without() {
-    let dir = tempdir().unwrap();
-    let (cert, key) = dev_cert(&dir);
-    let name = unique_name("tls-get");
-    let _server = serve(
-        &dir,
-        &format!("https://pipe:/{name}"),
-        &["--cert".as_ref(), &cert, "--key".as_ref(), &key],
-    );
+    let HttpsPipe {
+        dir,
+        cert,
+        name,
+        server: _server,
+    } = HttpsPipe::start("tls-get", dev_cert);
     let target = format!("https://pipe:/{name}:/test");
 
     let mut get = pipehttp(&dir);
@@ -167,10 +168,10 @@ fn a_key_that_does_not_fit_stops_serve_naming_endpoint_and_files() {
 fn h2load_sends_ten_thousand_http2_requests_without_an_error() {
     let dir = tempdir().unwrap();
     let name = unique_name("h2load");
-    let _server = serve(&dir, &format!("http://pipe:/{name}"), &[]);
+    let server = serve(&dir, &format!("http://pipe:/{name}"), &[]);
     let out = Command::new("h2load")
         .args(["-n", "10000", "-c", "10", "-m", "10", "-B"])
-        .arg(format!("unix:{}", socket(&dir, &name).display()))
+        .arg(format!("unix:{}", server.path(0).display()))
         .arg("http://localhost/test")
         .output()
         .expect("this test needs h2load on PATH (Debian package nghttp2-client)");
@@ -180,17 +181,11 @@ fn h2load_sends_ten_thousand_http2_requests_without_an_error() {
         "{report}{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let requests = report
-        .lines()
-        .find(|l| l.starts_with("requests:"))
-        .unwrap_or_else(|| panic!("no requests line: {report}"));
-    assert!(
-        requests.contains("10000 succeeded, 0 failed, 0 errored"),
-        "{requests}"
-    );
-    let status = report
-        .lines()
-        .find(|l| l.starts_with("status codes:"))
-        .unwrap_or_default();
-    assert!(status.contains("10000 2xx"), "{status}");
+    for (line, counts) in [
+        ("requests:", "10000 succeeded, 0 failed, 0 errored"),
+        ("status codes:", "10000 2xx"),
+    ] {
+        let line = line_starting(&report, line);
+        assert!(line.contains(counts), "{line}");
+    }
 }

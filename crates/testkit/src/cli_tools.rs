@@ -1,0 +1,43 @@
+//! Command-line peers the suites drive the one way (curl), and reading the
+//! text such tools print.
+
+use std::process::{Command, Output, Stdio};
+
+/// curl with `args`: silent but for errors, never through a proxy, and
+/// bounded in time so that a hang fails the test instead of stalling it.
+/// The caller checks the status (see [`curl_ok`]).
+pub fn curl(args: &[&str]) -> Output {
+    Command::new("curl")
+        .args([
+            "--silent",
+            "--show-error",
+            "--noproxy",
+            "*",
+            "--max-time",
+            "30",
+        ])
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("this test needs curl on PATH (Debian package curl)")
+}
+
+/// [`curl`] that must succeed; its stdout as text.
+pub fn curl_ok(args: &[&str]) -> String {
+    let out = curl(args);
+    assert!(
+        out.status.success(),
+        "curl {args:?} failed ({}): {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("curl printed UTF-8")
+}
+
+/// The first line of `text` that starts with `prefix`; panics with the
+/// whole text when there is none.
+pub fn line_starting<'a>(text: &'a str, prefix: &str) -> &'a str {
+    text.lines()
+        .find(|l| l.starts_with(prefix))
+        .unwrap_or_else(|| panic!("no line starts with {prefix:?} in:\n{text}"))
+}
