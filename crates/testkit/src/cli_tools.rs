@@ -41,3 +41,24 @@ pub fn line_starting<'a>(text: &'a str, prefix: &str) -> &'a str {
         .find(|l| l.starts_with(prefix))
         .unwrap_or_else(|| panic!("no line starts with {prefix:?} in:\n{text}"))
 }
+
+/// nginx answering `200 ANSWER` (nginx variables allowed) to every request
+/// on each of `sockets`: a socket file name in nginx's dir and its `listen`
+/// parameters (`""`, `"http2"`). `directives` come first in the `http`
+/// block; nothing is logged.
+#[cfg(unix)]
+pub fn nginx_answering(directives: &str, sockets: &[(&str, &str)], answer: &str) -> crate::Nginx {
+    crate::Nginx::start(|dir, _| {
+        let servers: String = sockets
+            .iter()
+            .map(|(file, params)| {
+                format!(
+                    "server {{\n    listen unix:{}/{file} {params};\n    \
+                     location / {{ return 200 \"{answer}\"; }}\n}}\n",
+                    dir.display()
+                )
+            })
+            .collect();
+        format!("access_log off;\n{directives}\n{servers}")
+    })
+}

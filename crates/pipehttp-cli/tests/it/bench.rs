@@ -238,23 +238,11 @@ fn a_server_that_closes_in_order_costs_reconnects_not_failures() {
     const REQUESTS: u64 = 200;
     const CONNECTIONS: u64 = 4;
     let dir = tempdir().unwrap();
-    let nginx = testkit::Nginx::start(|nginx_dir, _| {
-        let d = nginx_dir.display();
-        format!(
-            r#"
-    access_log off;
-    keepalive_requests {PER_CONNECTION};
-    server {{
-        listen unix:{d}/h1.sock;
-        location / {{ return 200 "ok"; }}
-    }}
-    server {{
-        listen unix:{d}/h2.sock http2;
-        location / {{ return 200 "ok"; }}
-    }}
-"#
-        )
-    });
+    let nginx = testkit::cli_tools::nginx_answering(
+        &format!("keepalive_requests {PER_CONNECTION};"),
+        &[("h1.sock", ""), ("h2.sock", "http2")],
+        "ok",
+    );
     for (socket, flags) in [("h1.sock", &[][..]), ("h2.sock", &["--http2"][..])] {
         let target = format!("http://unix:{}:/", nginx.dir().join(socket).display());
         let (n, c) = (REQUESTS.to_string(), CONNECTIONS.to_string());
