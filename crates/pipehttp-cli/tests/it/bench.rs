@@ -24,8 +24,9 @@ fn serve(dir: &TempDir, url: &str) -> (Serve, String) {
     (server, announced)
 }
 
-/// Runs `pipehttp bench ARGS --output-format json`; asserts exit 0 and returns the report.
-fn bench(dir: &TempDir, args: &[&str]) -> Value {
+/// Runs `pipehttp bench ARGS --output-format json`; asserts it exits with
+/// `code` and returns the report, which it prints on failure too.
+fn bench_exits(dir: &TempDir, args: &[&str], code: i32) -> Value {
     let out = pipehttp(dir)
         .arg("bench")
         .args(args)
@@ -35,12 +36,31 @@ fn bench(dir: &TempDir, args: &[&str]) -> Value {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(
         out.status.code(),
-        Some(0),
+        Some(code),
         "pipehttp bench {args:?}\nstdout: {stdout}\nstderr: {}",
         String::from_utf8_lossy(&out.stderr)
     );
     serde_json::from_str(stdout.trim())
         .unwrap_or_else(|e| panic!("bench --output-format json printed no JSON ({e}): {stdout}"))
+}
+
+/// [`bench_exits`] for a run that succeeds.
+fn bench(dir: &TempDir, args: &[&str]) -> Value {
+    bench_exits(dir, args, 0)
+}
+
+/// `pipehttp bench` on `path` of `pipehttp serve` on a new pipe, with the
+/// options `flags` (a command line's words); returns the report.
+fn bench_on_a_pipe(path: &str, flags: &str) -> Value {
+    let dir = tempdir().unwrap();
+    let name = unique_name("bench");
+    let (_server, _) = serve(&dir, &format!("http://pipe:/{name}"));
+    let target = format!("http://pipe:/{name}:{path}");
+    let args: Vec<&str> = [target.as_str()]
+        .into_iter()
+        .chain(flags.split_whitespace())
+        .collect();
+    bench(&dir, &args)
 }
 
 /// The counts every successful run must show: `n` requests, all 200,
@@ -66,11 +86,7 @@ fn assert_all_ok(report: &Value, n: u64) {
 
 #[test]
 fn pipe_keep_alive() {
-    let dir = tempdir().unwrap();
-    let name = unique_name("bench");
-    let (_server, _) = serve(&dir, &format!("http://pipe:/{name}"));
-    let target = format!("http://pipe:/{name}:/test");
-    let report = bench(&dir, &[&target, "-c", "4", "-n", "300"]);
+    let report = bench_on_a_pipe("/test", "-c 4 -n 300");
     assert_all_ok(&report, 300);
     assert_eq!(report["transport"], "pipe");
     assert_eq!(report["protocol"], "HTTP/1.1");
@@ -83,21 +99,7 @@ fn pipe_keep_alive() {
 
 #[test]
 fn pipe_new_connection_per_request() {
-    let dir = tempdir().unwrap();
-    let name = unique_name("bench-fresh");
-    let (_server, _) = serve(&dir, &format!("http://pipe:/{name}"));
-    let target = format!("http://pipe:/{name}:/test");
-    let report = bench(
-        &dir,
-        &[
-            &target,
-            "-c",
-            "2",
-            "-n",
-            "50",
-            "--new-connection-per-request",
-        ],
-    );
+    let report = bench_on_a_pipe("/test", "-c 2 -n 50 --new-connection-per-request");
     assert_all_ok(&report, 50);
     assert_eq!(report["connections_opened"], 50, "{report}");
 }
@@ -106,25 +108,7 @@ fn pipe_new_connection_per_request() {
 fn request_flags_mean_what_they_mean_in_curl() {
     // -X is the method, --json a JSON body, -m the per-request timeout:
     // the same flags `pipehttp request` and curl take.
-    let dir = tempdir().unwrap();
-    let name = unique_name("bench-curl-flags");
-    let (_server, _) = serve(&dir, &format!("http://pipe:/{name}"));
-    let report = bench(
-        &dir,
-        &[
-            &format!("http://pipe:/{name}:/echo"),
-            "-c",
-            "2",
-            "-n",
-            "20",
-            "-X",
-            "PUT",
-            "--json",
-            "{\"n\":1}",
-            "-m",
-            "10",
-        ],
-    );
+    let report = bench_on_a_pipe("/echo", r#"-c 2 -n 20 -X PUT --json {"n":1} -m 10"#);
     assert_all_ok(&report, 20);
     assert_eq!(report["method"], "PUT");
     assert_eq!(report["bytes_sent"], 20 * 7, "{report}");
@@ -133,22 +117,7 @@ fn request_flags_mean_what_they_mean_in_curl() {
 
 #[test]
 fn pipe_http2_and_post() {
-    let dir = tempdir().unwrap();
-    let name = unique_name("bench-h2");
-    let (_server, _) = serve(&dir, &format!("http://pipe:/{name}"));
-    let report = bench(
-        &dir,
-        &[
-            &format!("http://pipe:/{name}:/echo"),
-            "-c",
-            "2",
-            "-n",
-            "40",
-            "--http2",
-            "-d",
-            "0123456789",
-        ],
-    );
+    let report = bench_on_a_pipe("/echo", "-c 2 -n 40 --http2 -d 0123456789");
     assert_all_ok(&report, 40);
     assert_eq!(report["protocol"], "HTTP/2");
     assert_eq!(report["method"], "POST");
@@ -158,11 +127,7 @@ fn pipe_http2_and_post() {
 
 #[test]
 fn pipe_through_the_library_client() {
-    let dir = tempdir().unwrap();
-    let name = unique_name("bench-client");
-    let (_server, _) = serve(&dir, &format!("http://pipe:/{name}"));
-    let target = format!("http://pipe:/{name}:/bytes/1000");
-    let report = bench(&dir, &[&target, "-c", "3", "-n", "30", "--client"]);
+    let report = bench_on_a_pipe("/bytes/1000", "-c 3 -n 30 --client");
     assert_all_ok(&report, 30);
     assert_eq!(report["via_client"], true);
     assert_eq!(report["bytes_received"], 30_000, "{report}");
@@ -192,11 +157,7 @@ fn tcp_loopback() {
 
 #[test]
 fn duration_mode_counts_what_it_sent() {
-    let dir = tempdir().unwrap();
-    let name = unique_name("bench-z");
-    let (_server, _) = serve(&dir, &format!("http://pipe:/{name}"));
-    let target = format!("http://pipe:/{name}:/health");
-    let report = bench(&dir, &[&target, "-c", "2", "-z", "300ms"]);
+    let report = bench_on_a_pipe("/health", "-c 2 -z 300ms");
     let n = report["requests"].as_u64().unwrap();
     assert!(n > 0, "{report}");
     assert_all_ok(&report, n);
@@ -207,23 +168,10 @@ fn duration_mode_counts_what_it_sent() {
 fn no_server_is_a_connect_error() {
     let dir = tempdir().unwrap();
     let name = unique_name("bench-absent");
-    let out = pipehttp(&dir)
-        .args([
-            "bench",
-            &format!("http://pipe:/{name}:/test"),
-            "-n",
-            "2",
-            "-c",
-            "1",
-            "--connect-timeout",
-            "0.2",
-            "--output-format",
-            "json",
-        ])
-        .output()
-        .expect("run pipehttp bench");
-    assert_eq!(out.status.code(), Some(7), "curl's 'could not connect'");
-    let report: Value = serde_json::from_slice(&out.stdout).expect("JSON even on failure");
+    let target = format!("http://pipe:/{name}:/test");
+    // 7: curl's 'could not connect'; the report comes even so.
+    let args = [&target, "-n", "2", "-c", "1", "--connect-timeout", "0.2"];
+    let report = bench_exits(&dir, &args, 7);
     assert_eq!(report["errors"]["connect"], 2, "{report}");
     assert_eq!(report["responses"], 0, "{report}");
 }
@@ -289,21 +237,7 @@ conn.close()
     let server = testkit::Spawned::start(cmd);
     server.wait_for_line("ready");
     let target = format!("http://unix:{}:/", socket.display());
-    let out = pipehttp(&dir)
-        .args([
-            "bench",
-            &target,
-            "-n",
-            "2",
-            "-c",
-            "1",
-            "--output-format",
-            "json",
-        ])
-        .output()
-        .expect("run pipehttp bench");
-    let report: Value = serde_json::from_slice(&out.stdout).expect("a JSON report");
-    assert_eq!(out.status.code(), Some(1), "{report}");
+    let report = bench_exits(&dir, &[&target, "-n", "2", "-c", "1"], 1);
     assert_eq!(report["ok"], 1, "{report}");
     assert_eq!(report["errors"]["closed"], 1, "{report}");
     assert_eq!(report["retries"], 0, "{report}");
