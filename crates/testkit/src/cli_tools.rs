@@ -34,6 +34,18 @@ pub fn curl_ok(args: &[&str]) -> String {
     String::from_utf8(out.stdout).expect("curl printed UTF-8")
 }
 
+/// [`curl_ok`] with `args` once with `--http1.1` and once with `--http2`
+/// (which ALPN settles over TLS), asserting that curl spoke that version
+/// each time; the two bodies, HTTP/1.1's first.
+pub fn curl_over_http1_and_http2(args: &[&str]) -> [String; 2] {
+    [("--http1.1", "1.1"), ("--http2", "2")].map(|(flag, version)| {
+        let out = curl_ok(&[&[flag, "-w", "\n%{http_version}"][..], args].concat());
+        let (body, spoken) = out.rsplit_once('\n').expect("-w adds a line");
+        assert_eq!(spoken, version, "curl {flag} {args:?} spoke HTTP/{spoken}");
+        body.to_owned()
+    })
+}
+
 /// The first line of `text` that starts with `prefix`; panics with the
 /// whole text when there is none.
 pub fn line_starting<'a>(text: &'a str, prefix: &str) -> &'a str {

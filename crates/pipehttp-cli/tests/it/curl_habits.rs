@@ -31,29 +31,25 @@ fn pipehttp(dir: &TempDir, args: &[&str]) -> Output {
 
 #[test]
 fn verbose_shows_the_connection_tls_version_alpn_and_both_heads() {
-    let HttpsPipe {
-        dir,
-        cert,
-        name,
-        server,
-    } = HttpsPipe::start("verbose-tls", openssl_cert);
-    let cacert = cert.display().to_string();
+    let https = HttpsPipe::start("verbose-tls", openssl_cert);
+    let (dir, name) = (&https.dir, &https.name);
+    let cacert = https.cert.display().to_string();
     let out = pipehttp(
-        &dir,
+        dir,
         &[
             "request",
             "-v",
             "--cacert",
             &cacert,
             "--pipe",
-            &name,
+            name,
             "https://localhost/test",
         ],
     );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     assert_eq!(out.stdout, b"Hello world!");
-    let socket = server.path(0).display().to_string();
+    let socket = https.server.path(0).display().to_string();
     for line in [
         format!("*   Trying {socket}:0..."),
         format!("* Connected to localhost ({socket}) port 443 (#0)"),
@@ -71,12 +67,8 @@ fn verbose_shows_the_connection_tls_version_alpn_and_both_heads() {
 
 #[test]
 fn client_builder_trusts_exactly_the_openssl_certificate_and_nothing_else() {
-    let HttpsPipe {
-        dir,
-        cert,
-        name,
-        server: _server,
-    } = HttpsPipe::start("exact-trust", openssl_cert);
+    let https = HttpsPipe::start("exact-trust", openssl_cert);
+    let (dir, cert, name) = (&https.dir, &https.cert, &https.name);
     let target = format!("https://pipe:/{name}:/test");
     // The server's pipe lives in `dir`, which is this process's TMPDIR too
     // only through the absolute path form.

@@ -14,10 +14,11 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use serde_json::Value;
-use testkit::cli_tools::{curl_ok, nginx_answering};
+use testkit::cli_tools::{curl_ok, curl_over_http1_and_http2, nginx_answering};
 use testkit::{Serve, Spawned, TempDir, tempdir, unique_name};
 
 use crate::proxy::{app_behind_tcp_proxy, pipehttp, proxy, serve};
+use crate::tls::{HttpsPipe, dev_cert};
 
 /// Debian's python3: the one python3-websockets is installed for.
 pub(crate) const PYTHON: &str = "/usr/bin/python3";
@@ -482,57 +483,25 @@ fn each_side_chooses_http1_or_http2_on_its_own() {
 
 #[test]
 fn https_on_both_sides_with_alpn() {
-    let dir = tempdir().unwrap();
-    let mut cmd = pipehttp(&dir);
-    cmd.args(["dev-cert", "--out"]).arg(dir.path());
-    assert!(cmd.status().unwrap().success());
-    let cert = dir.path().join("localhost.pem");
-    let key = dir.path().join("localhost-key.pem");
-    let (cert, key) = (cert.to_str().unwrap(), key.to_str().unwrap());
-    let app = unique_name("peers-tls");
-    let mut cmd = pipehttp(&dir);
-    cmd.args([
-        "serve",
-        "--urls",
-        &format!("https://pipe:/{app}"),
-        "--cert",
-        cert,
-        "--key",
-        key,
-    ]);
-    let _app = Serve::start(cmd, 1);
+    let app = HttpsPipe::start("peers-tls", dev_cert);
+    let dir = &app.dir;
+    let to = app.server.url(0);
+    let (cert, key) = (app.cert.to_str().unwrap(), app.key.to_str().unwrap());
     let front = proxy(
-        &dir,
+        dir,
         "https://127.0.0.1:0",
-        &format!("https://pipe:/{app}"),
+        to,
         &["--cert", cert, "--key", key, "--to-cacert", cert],
     );
     let port = front.url(0).rsplit(':').next().unwrap().to_owned();
     let resolve = format!("localhost:{port}:127.0.0.1");
     let url = format!("https://localhost:{port}/whoami");
-    for (flag, version) in [("--http1.1", "1.1"), ("--http2", "2")] {
-        let got = curl_ok(&[
-            flag,
-            "--cacert",
-            cert,
-            "--resolve",
-            &resolve,
-            "-w",
-            " %{http_version}",
-            &url,
-        ]);
-        let (json, got_version) = got.rsplit_once(' ').unwrap();
-        assert_eq!(got_version, version);
-        let who: Value = serde_json::from_str(json).unwrap();
+    for json in curl_over_http1_and_http2(&["--cacert", cert, "--resolve", &resolve, &url]) {
+        let who: Value = serde_json::from_str(&json).unwrap();
         assert_eq!(who["pid"], front.id(), "{who}");
     }
     // Without trusting the app's certificate the proxy cannot reach it.
-    let strict = proxy(
-        &dir,
-        "http://127.0.0.1:0",
-        &format!("https://pipe:/{app}"),
-        &[],
-    );
+    let strict = proxy(dir, "http://127.0.0.1:0", to, &[]);
     let out = curl_ok(&["-w", "\n%{http_code}", &format!("{}/test", strict.url(0))]);
     let (text, status) = out.rsplit_once('\n').unwrap();
     assert_eq!(status, "502", "{text}");

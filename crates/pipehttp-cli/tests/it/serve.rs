@@ -7,7 +7,7 @@ use std::process::{Command, Output};
 
 use testkit::{Serve, Spawned, TempDir, tempdir, unique_name};
 
-use crate::tls::dev_cert;
+use crate::tls::{dev_cert, h2load};
 
 /// `pipehttp serve` with its own TMPDIR, so pipe names map to socket files
 /// in `dir`, and without the caller's PIPEHTTP_URLS or RUST_LOG.
@@ -501,13 +501,7 @@ fn protocols_per_endpoint_as_kestrel_serves_them() {
         "{notes}"
     );
     // h2load, another HTTP/2 client, on the HTTP/2-only endpoint.
-    let out = Command::new("h2load")
-        .args(["-n", "20", "-c", "2", "-B"])
-        .arg(format!("unix:{}", server.path(1).display()))
-        .arg("http://localhost/test")
-        .output()
-        .expect("this test needs h2load on PATH (Debian package nghttp2-client)");
-    let report = String::from_utf8_lossy(&out.stdout);
+    let report = h2load(server.path(1), &["-n", "20", "-c", "2"]);
     assert!(
         report.contains("20 succeeded, 0 failed, 0 errored"),
         "{report}"

@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use testkit::cli_tools::{curl_ok, line_starting};
+use testkit::cli_tools::{curl_over_http1_and_http2, line_starting};
 use testkit::{Serve, TempDir, tempdir, unique_name};
 
 const PIPEHTTP: &str = env!("CARGO_BIN_EXE_pipehttp");
@@ -52,6 +52,7 @@ fn serve(dir: &TempDir, url: &str, args: &[&Path]) -> Serve {
 pub(crate) struct HttpsPipe {
     pub(crate) dir: TempDir,
     pub(crate) cert: PathBuf,
+    pub(crate) key: PathBuf,
     pub(crate) name: String,
     pub(crate) server: Serve,
 }
@@ -70,6 +71,7 @@ impl HttpsPipe {
         Self {
             dir,
             cert,
+            key,
             name,
             server,
         }
@@ -81,36 +83,23 @@ fn curl_gets_hello_world_over_https_on_a_pipe_with_http1_and_http2() {
     let https = HttpsPipe::start("tls-curl", dev_cert);
     let sock = https.server.path(0).to_str().unwrap();
     let cert = https.cert.to_str().unwrap();
-    for (flag, version) in [("--http1.1", "1.1"), ("--http2", "2")] {
-        let got = curl_ok(&[
-            flag,
-            "--cacert",
-            cert,
-            "--unix-socket",
-            sock,
-            "-w",
-            " %{http_version}",
-            "https://localhost/test",
-        ]);
-        assert_eq!(got, format!("Hello world! {version}"));
+    let url = "https://localhost/test";
+    for body in curl_over_http1_and_http2(&["--cacert", cert, "--unix-socket", sock, url]) {
+        assert_eq!(body, "Hello world!");
     }
 }
 
 #[test]
 fn pipehttp_get_trusts_the_dev_cert_with_cacert_and_refuses_without() {
-    let HttpsPipe {
-        dir,
-        cert,
-        name,
-        server: _server,
-    } = HttpsPipe::start("tls-get", dev_cert);
+    let https = HttpsPipe::start("tls-get", dev_cert);
+    let name = &https.name;
     let target = format!("https://pipe:/{name}:/test");
 
-    let mut get = pipehttp(&dir);
-    get.args(["get", "--cacert"]).arg(&cert).arg(&target);
+    let mut get = pipehttp(&https.dir);
+    get.args(["get", "--cacert"]).arg(&https.cert).arg(&target);
     assert_eq!(run(get).stdout, b"Hello world!");
 
-    let mut untrusted = pipehttp(&dir);
+    let mut untrusted = pipehttp(&https.dir);
     untrusted.args(["get", &target]);
     let out = untrusted.output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -154,12 +143,28 @@ fn a_key_that_does_not_fit_stops_serve_naming_endpoint_and_files() {
     let out = cmd.output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
-    let line = stderr
-        .lines()
-        .find(|l| l.starts_with("pipehttp: "))
-        .unwrap_or_default();
+    let line = line_starting(&stderr, "pipehttp: ");
     assert!(line.contains(&url), "{stderr}");
     assert!(line.contains(other_key.to_str().unwrap()), "{stderr}");
+}
+
+/// h2load (nghttp2-client) with `flags` sending GET /test to the socket
+/// at `socket` in HTTP/2 with prior knowledge; it must exit 0. Its report.
+pub(crate) fn h2load(socket: &Path, flags: &[&str]) -> String {
+    let out = Command::new("h2load")
+        .args(flags)
+        .arg("-B")
+        .arg(format!("unix:{}", socket.display()))
+        .arg("http://localhost/test")
+        .output()
+        .expect("this test needs h2load on PATH (Debian package nghttp2-client)");
+    let report = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "h2load {flags:?}: {report}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    report
 }
 
 /// h2load sends 10,000 HTTP/2 requests over 10 connections to a cleartext
@@ -169,18 +174,7 @@ fn h2load_sends_ten_thousand_http2_requests_without_an_error() {
     let dir = tempdir().unwrap();
     let name = unique_name("h2load");
     let server = serve(&dir, &format!("http://pipe:/{name}"), &[]);
-    let out = Command::new("h2load")
-        .args(["-n", "10000", "-c", "10", "-m", "10", "-B"])
-        .arg(format!("unix:{}", server.path(0).display()))
-        .arg("http://localhost/test")
-        .output()
-        .expect("this test needs h2load on PATH (Debian package nghttp2-client)");
-    let report = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{report}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let report = h2load(server.path(0), &["-n", "10000", "-c", "10", "-m", "10"]);
     for (line, counts) in [
         ("requests:", "10000 succeeded, 0 failed, 0 errored"),
         ("status codes:", "10000 2xx"),
