@@ -32,7 +32,7 @@ fn pipehttp(dir: &TempDir, args: &[&str]) -> Output {
 #[test]
 fn verbose_shows_the_connection_tls_version_alpn_and_both_heads() {
     let https = HttpsPipe::start("verbose-tls", openssl_cert);
-    let (dir, name) = (&https.dir, &https.name);
+    let (dir, name) = (&https.dir, https.name());
     let cacert = https.cert.display().to_string();
     let out = pipehttp(
         dir,
@@ -68,7 +68,7 @@ fn verbose_shows_the_connection_tls_version_alpn_and_both_heads() {
 #[test]
 fn client_builder_trusts_exactly_the_openssl_certificate_and_nothing_else() {
     let https = HttpsPipe::start("exact-trust", openssl_cert);
-    let (dir, cert, name) = (&https.dir, &https.cert, &https.name);
+    let (dir, cert, name) = (&https.dir, &https.cert, https.name());
     let target = format!("https://pipe:/{name}:/test");
     // The server's pipe lives in `dir`, which is this process's TMPDIR too
     // only through the absolute path form.

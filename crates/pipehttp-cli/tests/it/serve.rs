@@ -509,11 +509,13 @@ fn protocols_per_endpoint_as_kestrel_serves_them() {
     server.stop();
 }
 
-/// `openssl ARGS` in `dir`, which must succeed.
-fn openssl(dir: &TempDir, args: &[&str]) {
+/// openssl with the words of `line` (which has no quoting) in `dir`; it
+/// must succeed.
+fn openssl(dir: &TempDir, line: &str) {
+    let args: Vec<&str> = line.split_whitespace().collect();
     let out = Command::new("openssl")
         .current_dir(dir.path())
-        .args(args)
+        .args(&args)
         .output()
         .expect("this test needs the openssl command (Debian package openssl)");
     assert!(
@@ -532,31 +534,11 @@ fn pfx_and_encrypted_pem_certificates_with_passwords() {
     // encrypted the same way.
     openssl(
         &dir,
-        &[
-            "pkcs12",
-            "-export",
-            "-in",
-            cert_s,
-            "-inkey",
-            key_s,
-            "-out",
-            "cert.pfx",
-            "-passout",
-            "pass:s3cret",
-        ],
+        &format!("pkcs12 -export -in {cert_s} -inkey {key_s} -out cert.pfx -passout pass:s3cret"),
     );
     openssl(
         &dir,
-        &[
-            "pkcs8",
-            "-topk8",
-            "-in",
-            key_s,
-            "-out",
-            "encrypted.key",
-            "-passout",
-            "pass:k3y",
-        ],
+        &format!("pkcs8 -topk8 -in {key_s} -out encrypted.key -passout pass:k3y"),
     );
     let (pfx, pem) = (unique_name("pfx"), unique_name("pem"));
     let file = write(
@@ -705,48 +687,17 @@ fn client_certificate_modes_check_the_chain_against_the_platform_roots() {
     let (cert, key) = dev_cert(&dir);
     // A CA and a client certificate it signed. The server trusts the CA
     // as a platform root through SSL_CERT_FILE, as an operator would.
-    let ec = [
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-    ];
-    let ca = [
-        &ec[..],
-        &[
-            "-x509",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.pem",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=pipehttp test CA",
-            "-addext",
-            "basicConstraints=critical,CA:TRUE",
-            "-addext",
-            "keyUsage=critical,keyCertSign",
-        ],
-    ]
-    .concat();
-    openssl(&dir, &[&["req"][..], &ca].concat());
+    let new_ec_key = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes";
     openssl(
         &dir,
-        &[
-            &["req"][..],
-            &ec,
-            &[
-                "-keyout",
-                "client.key",
-                "-out",
-                "client.csr",
-                "-subj",
-                "/CN=client",
-            ],
-        ]
-        .concat(),
+        &format!(
+            "req {new_ec_key} -x509 -keyout ca.key -out ca.pem -days 1 -subj /CN=pipehttp-test-CA \
+             -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign"
+        ),
+    );
+    openssl(
+        &dir,
+        &format!("req {new_ec_key} -keyout client.key -out client.csr -subj /CN=client"),
     );
     write(
         &dir,
@@ -755,23 +706,8 @@ fn client_certificate_modes_check_the_chain_against_the_platform_roots() {
     );
     openssl(
         &dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "client.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            "client.pem",
-            "-days",
-            "1",
-            "-extfile",
-            "client.ext",
-        ],
+        "x509 -req -in client.csr -CA ca.pem -CAkey ca.key -CAcreateserial \
+         -out client.pem -days 1 -extfile client.ext",
     );
     let (require, allow) = (unique_name("require"), unique_name("allow"));
     let file = write(

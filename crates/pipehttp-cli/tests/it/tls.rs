@@ -53,11 +53,17 @@ pub(crate) struct HttpsPipe {
     pub(crate) dir: TempDir,
     pub(crate) cert: PathBuf,
     pub(crate) key: PathBuf,
-    pub(crate) name: String,
     pub(crate) server: Serve,
 }
 
 impl HttpsPipe {
+    /// The pipe's name.
+    pub(crate) fn name(&self) -> &str {
+        let url = self.server.url(0);
+        url.strip_prefix("https://pipe:/")
+            .unwrap_or_else(|| panic!("not an HTTPS pipe: {url}"))
+    }
+
     pub(crate) fn start(prefix: &str, cert: fn(&TempDir) -> (PathBuf, PathBuf)) -> Self {
         let dir = tempdir().unwrap();
         let (cert, key) = cert(&dir);
@@ -72,7 +78,6 @@ impl HttpsPipe {
             dir,
             cert,
             key,
-            name,
             server,
         }
     }
@@ -92,7 +97,7 @@ fn curl_gets_hello_world_over_https_on_a_pipe_with_http1_and_http2() {
 #[test]
 fn pipehttp_get_trusts_the_dev_cert_with_cacert_and_refuses_without() {
     let https = HttpsPipe::start("tls-get", dev_cert);
-    let name = &https.name;
+    let name = https.name();
     let target = format!("https://pipe:/{name}:/test");
 
     let mut get = pipehttp(&https.dir);
