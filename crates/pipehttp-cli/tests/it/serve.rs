@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use testkit::cli_tools::line_starting;
 use testkit::{Serve, Spawned, TempDir, tempdir, unique_name};
 
 use crate::tls::{dev_cert, h2load};
@@ -45,11 +46,6 @@ fn exit_with(cmd: Command, code: i32) -> String {
     let (got, output) = exit_of(cmd);
     assert_eq!(got, Some(code), "{output}");
     output
-}
-
-/// Checks a line of `output` starts with `expected`.
-fn assert_has_line_starting(output: &str, expected: &str) {
-    assert!(output.lines().any(|l| l.starts_with(expected)), "{output}");
 }
 
 /// Checks `pipehttp serve ARGS` is a usage error (exit 2) that says `message`.
@@ -229,34 +225,41 @@ fn flag_overrides_file_value() {
     assert_eq!(post_echo(&socket, 100), "200");
 }
 
-#[test]
-fn unknown_config_key_exits_1_naming_key_and_file() {
-    let dir = tempdir().unwrap();
-    let config = write(&dir, "pipehttp.toml", "[limits]\nmax_body = 10\n");
-    let cmd = serve_config_file(&dir, &config);
-    let output = exit_with(cmd, 1);
-    let expected = format!(
-        "pipehttp: {}: unknown key `limits.max_body`: expected one of ",
-        config.display()
-    );
-    assert_has_line_starting(&output, &expected);
-}
-
-#[test]
-fn malformed_url_in_config_exits_1_naming_key_and_url() {
-    let dir = tempdir().unwrap();
-    let config = write(
-        &dir,
+/// Config files `pipehttp serve` refuses: (what is wrong, the file's name
+/// and text, the message after the file's path).
+const BAD_CONFIG_FILES: [(&str, &str, &str, &str); 3] = [
+    (
+        "an unknown key, named",
+        "pipehttp.toml",
+        "[limits]\nmax_body = 10\n",
+        "unknown key `limits.max_body`: expected one of ",
+    ),
+    (
+        "a malformed URL, with its key",
         "appsettings.json",
         r#"{ "Kestrel": { "Endpoints": { "E": { "Url": "http://pipe:/a:b" } } } }"#,
-    );
-    let cmd = serve_config_file(&dir, &config);
-    let output = exit_with(cmd, 1);
-    let expected = format!(
-        "pipehttp: {}: `Kestrel:Endpoints:E:Url`: invalid address 'http://pipe:/a:b': ",
-        config.display()
-    );
-    assert_has_line_starting(&output, &expected);
+        "`Kestrel:Endpoints:E:Url`: invalid address 'http://pipe:/a:b': ",
+    ),
+    (
+        "an unknown file type",
+        "pipehttp.yaml",
+        "",
+        "unknown config file type: ",
+    ),
+];
+
+#[test]
+fn a_bad_config_file_exits_1_naming_the_file_and_the_fault() {
+    for (what, file, text, message) in BAD_CONFIG_FILES {
+        let dir = tempdir().unwrap();
+        let config = write(&dir, file, text);
+        let output = exit_with(serve_config_file(&dir, &config), 1);
+        let expected = format!("pipehttp: {}: {message}", config.display());
+        assert!(
+            output.lines().any(|l| l.starts_with(&expected)),
+            "{what}: no line starts with {expected:?} in:\n{output}"
+        );
+    }
 }
 
 #[test]
@@ -265,11 +268,9 @@ fn malformed_env_url_exits_1_naming_the_variable() {
     let mut cmd = serve(&dir);
     cmd.env("PIPEHTTP_URLS", "http://pipe:/ok;tcp://nope");
     let output = exit_with(cmd, 1);
-    assert!(
-        output
-            .lines()
-            .any(|l| l.starts_with("pipehttp: PIPEHTTP_URLS: invalid address 'tcp://nope': ")),
-        "{output}"
+    line_starting(
+        &output,
+        "pipehttp: PIPEHTTP_URLS: invalid address 'tcp://nope': ",
     );
 }
 
@@ -282,28 +283,17 @@ fn malformed_urls_flag_is_a_usage_error() {
 }
 
 #[test]
-fn unknown_config_extension_exits_1() {
-    let dir = tempdir().unwrap();
-    let config = write(&dir, "pipehttp.yaml", "");
-    let cmd = serve_config_file(&dir, &config);
-    let output = exit_with(cmd, 1);
-    let expected = format!("pipehttp: {}: unknown config file type: ", config.display());
-    assert_has_line_starting(&output, &expected);
-}
-
-#[test]
 fn https_endpoint_without_a_certificate_is_refused() {
     let dir = tempdir().unwrap();
     let name = unique_name("tls");
     let mut cmd = serve(&dir);
     cmd.args(["--urls", &format!("https://pipe:/{name}")]);
     let output = exit_with(cmd, 1);
-    assert!(
-        output.lines().any(|l| l.starts_with(&format!(
-            "pipehttp: https://pipe:/{name} needs a certificate"
-        )) && l.contains("--cert")),
-        "{output}"
+    let line = line_starting(
+        &output,
+        &format!("pipehttp: https://pipe:/{name} needs a certificate"),
     );
+    assert!(line.contains("--cert"), "{line}");
     assert!(!socket(&dir, &name).exists());
 }
 
