@@ -112,117 +112,143 @@ fn default_address_when_nothing_is_given() {
     assert_eq!(out.stdout, b"Hello world!");
 }
 
-#[test]
-fn env_urls_used_without_flag() {
-    let dir = tempdir().unwrap();
-    let name = unique_name("env");
-    let mut cmd = serve(&dir);
-    cmd.env("PIPEHTTP_URLS", format!("http://pipe:/{name}"));
-    let server = Spawned::start(cmd);
-    wait_listening(&server, &dir, &name);
-    assert!(!socket(&dir, "my-test-pipe").exists());
+/// One way of giving `pipehttp serve` its endpoints from several sources
+/// at once. Each runs in a TMPDIR of its own, so fixed pipe names are the
+/// case's own.
+struct Sources {
+    what: &'static str,
+    /// pipehttp.toml, given with --config.
+    file: Option<&'static str>,
+    flag: Option<&'static str>,
+    env: Option<&'static str>,
+    /// The pipes it listens on, and one it must not make.
+    listens: &'static [&'static str],
+    not: &'static str,
 }
 
-#[test]
-fn urls_flag_beats_env() {
-    let dir = tempdir().unwrap();
-    let (flag, env) = (unique_name("flag"), unique_name("env"));
-    let mut cmd = serve(&dir);
-    cmd.args(["--urls", &format!("http://pipe:/{flag}")])
-        .env("PIPEHTTP_URLS", format!("http://pipe:/{env}"));
-    let server = Spawned::start(cmd);
-    // Every endpoint is bound before the first line is printed.
-    wait_listening(&server, &dir, &flag);
-    assert!(!socket(&dir, &env).exists(), "{}", server.output());
-}
-
-#[test]
-fn config_endpoints_used_without_flag_or_env() {
-    let dir = tempdir().unwrap();
-    let (a, b) = (unique_name("a"), unique_name("b"));
-    let config = write(
-        &dir,
-        "pipehttp.toml",
-        &format!(
-            "[endpoints.a]\nurl = \"http://pipe:/{a}\"\n[endpoints.b]\nurl = \"http://pipe:/{b}\"\n"
+const ENDPOINT_SOURCES: [Sources; 4] = [
+    Sources {
+        what: "PIPEHTTP_URLS without a flag",
+        file: None,
+        flag: None,
+        env: Some("http://pipe:/env"),
+        listens: &["env"],
+        not: "my-test-pipe",
+    },
+    Sources {
+        what: "--urls over PIPEHTTP_URLS",
+        file: None,
+        flag: Some("http://pipe:/flag"),
+        env: Some("http://pipe:/env"),
+        listens: &["flag"],
+        not: "env",
+    },
+    Sources {
+        what: "the config file's endpoints without a flag or variable",
+        file: Some(
+            "[endpoints.a]\nurl = \"http://pipe:/a\"\n[endpoints.b]\nurl = \"http://pipe:/b\"\n",
         ),
-    );
-    let cmd = serve_config_file(&dir, &config);
-    let server = Spawned::start(cmd);
-    wait_listening(&server, &dir, &a);
-    wait_listening(&server, &dir, &b);
-}
+        flag: None,
+        env: None,
+        listens: &["a", "b"],
+        not: "my-test-pipe",
+    },
+    Sources {
+        what: "PIPEHTTP_URLS over the config file",
+        file: Some("[endpoints.a]\nurl = \"http://pipe:/file\"\n"),
+        flag: None,
+        env: Some("http://pipe:/env"),
+        listens: &["env"],
+        not: "file",
+    },
+];
 
 #[test]
-fn env_beats_config_file() {
-    let dir = tempdir().unwrap();
-    let (file, env) = (unique_name("file"), unique_name("env"));
-    let config = write(
-        &dir,
+fn endpoints_come_from_the_first_source_that_gives_them() {
+    for case in ENDPOINT_SOURCES {
+        let dir = tempdir().unwrap();
+        let mut cmd = match case.file {
+            Some(text) => serve_config_file(&dir, &write(&dir, "pipehttp.toml", text)),
+            None => serve(&dir),
+        };
+        if let Some(urls) = case.flag {
+            cmd.args(["--urls", urls]);
+        }
+        if let Some(urls) = case.env {
+            cmd.env("PIPEHTTP_URLS", urls);
+        }
+        let server = Spawned::start(cmd);
+        for name in case.listens {
+            wait_listening(&server, &dir, name);
+        }
+        // Every endpoint is bound before the first line is printed.
+        assert!(
+            !socket(&dir, case.not).exists(),
+            "{}: {} was made; {}",
+            case.what,
+            case.not,
+            server.output()
+        );
+    }
+}
+
+/// pipehttp.toml with one endpoint, pipe `limited`, and a body limit of 10 bytes.
+const TOML_LIMIT_10: &str =
+    "[endpoints.pipe]\nurl = \"http://pipe:/limited\"\n[limits]\nmax_request_body_size = 10\n";
+
+/// appsettings.json as ASP.NET Core apps have it, with the same endpoint and limit.
+const JSON_LIMIT_10: &str = r#"{ "Kestrel": {
+    "Endpoints": { "NamedPipeEndpoint": { "Url": "http://pipe:/limited" } },
+    "Limits": { "MaxRequestBodySize": 10 } },
+  "Logging": { "LogLevel": { "Default": "Information" } },
+  "AllowedHosts": "*" }"#;
+
+/// A body limit from a config file, and a flag over it: (what, the
+/// file's name and text, flags, the status a body of each length gets).
+type LimitCase = (
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static [&'static str],
+    &'static [(usize, &'static str)],
+);
+
+const BODY_LIMITS: [LimitCase; 3] = [
+    (
+        "TOML [limits]",
         "pipehttp.toml",
-        &format!("[endpoints.a]\nurl = \"http://pipe:/{file}\"\n"),
-    );
-    let mut cmd = serve_config_file(&dir, &config);
-    cmd.env("PIPEHTTP_URLS", format!("http://pipe:/{env}"));
-    let server = Spawned::start(cmd);
-    wait_listening(&server, &dir, &env);
-    assert!(!socket(&dir, &file).exists(), "{}", server.output());
-}
-
-/// A TOML config with one endpoint, pipe `name`, and a body limit of 10 bytes.
-fn body_limit_10_toml(dir: &TempDir, name: &str) -> PathBuf {
-    write(
-        dir,
-        "pipehttp.toml",
-        &format!(
-            "[endpoints.pipe]\nurl = \"http://pipe:/{name}\"\n[limits]\nmax_request_body_size = 10\n"
-        ),
-    )
-}
-
-#[test]
-fn toml_limits_apply() {
-    let dir = tempdir().unwrap();
-    let name = unique_name("toml");
-    let config = body_limit_10_toml(&dir, &name);
-    let cmd = serve_config_file(&dir, &config);
-    let server = Spawned::start(cmd);
-    let socket = wait_listening(&server, &dir, &name);
-    assert_eq!(post_echo(&socket, 100), "413");
-    assert_eq!(post_echo(&socket, 10), "200");
-}
-
-#[test]
-fn json_limits_apply() {
-    let dir = tempdir().unwrap();
-    let name = unique_name("json");
-    let config = write(
-        &dir,
+        TOML_LIMIT_10,
+        &[],
+        &[(100, "413"), (10, "200")],
+    ),
+    (
+        "Kestrel:Limits",
         "appsettings.json",
-        &format!(
-            r#"{{ "Kestrel": {{
-                "Endpoints": {{ "NamedPipeEndpoint": {{ "Url": "http://pipe:/{name}" }} }},
-                "Limits": {{ "MaxRequestBodySize": 10 }} }},
-              "Logging": {{ "LogLevel": {{ "Default": "Information" }} }},
-              "AllowedHosts": "*" }}"#
-        ),
-    );
-    let cmd = serve_config_file(&dir, &config);
-    let server = Spawned::start(cmd);
-    let socket = wait_listening(&server, &dir, &name);
-    assert_eq!(post_echo(&socket, 100), "413");
-}
+        JSON_LIMIT_10,
+        &[],
+        &[(100, "413")],
+    ),
+    (
+        "a flag over the file's value",
+        "pipehttp.toml",
+        TOML_LIMIT_10,
+        &["--max-request-body-size", "1000"],
+        &[(100, "200")],
+    ),
+];
 
 #[test]
-fn flag_overrides_file_value() {
-    let dir = tempdir().unwrap();
-    let name = unique_name("flag");
-    let config = body_limit_10_toml(&dir, &name);
-    let mut cmd = serve_config_file(&dir, &config);
-    cmd.args(["--max-request-body-size", "1000"]);
-    let server = Spawned::start(cmd);
-    let socket = wait_listening(&server, &dir, &name);
-    assert_eq!(post_echo(&socket, 100), "200");
+fn body_limits_from_config_files_and_flags_apply() {
+    for (what, file, text, flags, statuses) in BODY_LIMITS {
+        let dir = tempdir().unwrap();
+        let mut cmd = serve_config_file(&dir, &write(&dir, file, text));
+        cmd.args(flags);
+        let server = Spawned::start(cmd);
+        let socket = wait_listening(&server, &dir, "limited");
+        for &(len, status) in statuses {
+            assert_eq!(post_echo(&socket, len), status, "{what}: {len} bytes");
+        }
+    }
 }
 
 /// Config files `pipehttp serve` refuses: (what is wrong, the file's name
