@@ -352,14 +352,28 @@ fn serve_config(dir: &TempDir, file: &Path, vars: &[(&str, &str)], count: usize)
 
 /// curl's exit code and stdout, without asserting success.
 fn curl_status(args: &[&str]) -> (Option<i32>, String) {
-    let out = Command::new("curl")
-        .args(["-sS", "--max-time", "20"])
-        .args(args)
-        .output()
-        .expect("this test needs curl on PATH (CI installs it)");
+    let out = testkit::cli_tools::curl(args);
     (
         out.status.code(),
         String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+/// GET /test over HTTPS on the socket at `socket`, trusting `cacert`, with
+/// curl's `extra` options: curl's exit code and the body.
+fn https_get(socket: &Path, cacert: &Path, extra: &[&str]) -> (Option<i32>, String) {
+    let (socket, cacert) = (socket.to_str().unwrap(), cacert.to_str().unwrap());
+    let start = ["--cacert", cacert, "--unix-socket", socket];
+    curl_status(&[&start[..], extra, &["https://localhost/test"]].concat())
+}
+
+/// appsettings.json with these Kestrel `Endpoints` and default certificate
+/// (JSON objects' insides).
+fn kestrel_https(endpoints: &str, default_certificate: &str) -> String {
+    format!(
+        r#"{{ "Kestrel": {{
+  "Endpoints": {{ {endpoints} }},
+  "Certificates": {{ "Default": {{ {default_certificate} }} }} }} }}"#
     )
 }
 
@@ -557,47 +571,24 @@ fn pfx_and_encrypted_pem_certificates_with_passwords() {
         &format!("pkcs8 -topk8 -in {key_s} -out encrypted.key -passout pass:k3y"),
     );
     let (pfx, pem) = (unique_name("pfx"), unique_name("pem"));
+    let endpoints = format!(
+        r#""Pfx": {{ "Url": "https://pipe:/{pfx}", "Certificate": {{ "Path": "cert.pfx", "Password": "s3cret" }} }},
+    "Pem": {{ "Url": "https://pipe:/{pem}", "SslProtocols": ["Tls13"] }}"#
+    );
+    let default = r#""Path": "localhost.pem", "KeyPath": "encrypted.key", "Password": "k3y""#;
     let file = write(
         &dir,
         "appsettings.json",
-        &format!(
-            r#"{{ "Kestrel": {{
-  "Endpoints": {{
-    "Pfx": {{ "Url": "https://pipe:/{pfx}", "Certificate": {{ "Path": "cert.pfx", "Password": "s3cret" }} }},
-    "Pem": {{ "Url": "https://pipe:/{pem}", "SslProtocols": ["Tls13"] }} }},
-  "Certificates": {{ "Default": {{ "Path": "localhost.pem", "KeyPath": "encrypted.key", "Password": "k3y" }} }} }} }}"#
-        ),
+        &kestrel_https(&endpoints, default),
     );
     let server = serve_config(&dir, &file, &[], 2);
     for i in 0..2 {
-        let socket = server.path(i).to_str().unwrap();
-        let (code, body) = curl_status(&[
-            "--cacert",
-            cert_s,
-            "--unix-socket",
-            socket,
-            "https://localhost/test",
-        ]);
-        assert_eq!(
-            (code, body.as_str()),
-            (Some(0), "Hello world!"),
-            "{}",
-            server.url(i)
-        );
+        let got = https_get(server.path(i), &cert, &[]);
+        assert_eq!(got, (Some(0), "Hello world!".into()), "{}", server.url(i));
     }
     // The PEM endpoint (first: endpoints are sorted by name) takes TLS 1.3 only.
     assert_eq!(server.url(0), format!("https://pipe:/{pem}"));
-    let pem_socket = server.path(0).to_str().unwrap();
-    let (code, _) = curl_status(&[
-        "--cacert",
-        cert_s,
-        "--tlsv1.2",
-        "--tls-max",
-        "1.2",
-        "--unix-socket",
-        pem_socket,
-        "https://localhost/test",
-    ]);
+    let (code, _) = https_get(server.path(0), &cert, &["--tlsv1.2", "--tls-max", "1.2"]);
     assert_eq!(code, Some(35), "TLS 1.2 refused");
     server.stop();
 
@@ -611,12 +602,10 @@ fn pfx_and_encrypted_pem_certificates_with_passwords() {
     );
     let cmd = serve_config_file(&dir, &bad);
     let output = exit_with(cmd, 1);
+    let line = line_starting(&output, &format!("pipehttp: https://pipe:/{pfx}: "));
     assert!(
-        output.lines().any(
-            |l| l.starts_with(&format!("pipehttp: https://pipe:/{pfx}: "))
-                && l.contains("cert.pfx cannot be read as PKCS#12")
-        ),
-        "{output}"
+        line.contains("cert.pfx cannot be read as PKCS#12"),
+        "{line}"
     );
 }
 
@@ -726,41 +715,35 @@ fn client_certificate_modes_check_the_chain_against_the_platform_roots() {
          -out client.pem -days 1 -extfile client.ext",
     );
     let (require, allow) = (unique_name("require"), unique_name("allow"));
+    let endpoints = format!(
+        r#""Allow": {{ "Url": "https://pipe:/{allow}", "ClientCertificateMode": "AllowCertificate" }},
+    "Require": {{ "Url": "https://pipe:/{require}", "ClientCertificateMode": "RequireCertificate" }}"#
+    );
+    let default = format!(
+        r#""Path": "{}", "KeyPath": "{}""#,
+        cert.display(),
+        key.display()
+    );
     let file = write(
         &dir,
         "appsettings.json",
-        &format!(
-            r#"{{ "Kestrel": {{
-  "Endpoints": {{
-    "Allow": {{ "Url": "https://pipe:/{allow}", "ClientCertificateMode": "AllowCertificate" }},
-    "Require": {{ "Url": "https://pipe:/{require}", "ClientCertificateMode": "RequireCertificate" }} }},
-  "Certificates": {{ "Default": {{ "Path": "{}", "KeyPath": "{}" }} }} }} }}"#,
-            cert.display(),
-            key.display()
-        ),
+        &kestrel_https(&endpoints, &default),
     );
     let ca = dir.path().join("ca.pem");
     let server = serve_config(&dir, &file, &[("SSL_CERT_FILE", ca.to_str().unwrap())], 2);
-    let get = |i: usize, client: bool| {
-        let mut args = vec![
-            "--cacert",
-            cert.to_str().unwrap(),
-            "--unix-socket",
-            server.path(i).to_str().unwrap(),
-        ];
-        if client {
-            args.extend(["--cert", "client.pem", "--key", "client.key"]);
-        }
-        args.push("https://localhost/test");
-        let out = Command::new("curl")
-            .current_dir(dir.path())
-            .args(["-sS", "--max-time", "20"])
-            .args(&args)
-            .output()
-            .expect("curl");
-        (
-            out.status.code(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
+    let client_cert = dir.path().join("client.pem");
+    let client_key = dir.path().join("client.key");
+    let client = [
+        "--cert",
+        client_cert.to_str().unwrap(),
+        "--key",
+        client_key.to_str().unwrap(),
+    ];
+    let get = |i: usize, with_client: bool| {
+        https_get(
+            server.path(i),
+            &cert,
+            if with_client { &client } else { &[] },
         )
     };
     let ok = (Some(0), "Hello world!".to_owned());
@@ -771,26 +754,8 @@ fn client_certificate_modes_check_the_chain_against_the_platform_roots() {
     assert_ne!(code, Some(0), "RequireCertificate without one is refused");
     // A certificate the roots do not lead to is refused: the server's own
     // self-signed one, used as a client certificate.
-    let out = Command::new("curl")
-        .args([
-            "-sS",
-            "--max-time",
-            "20",
-            "--cacert",
-            cert.to_str().unwrap(),
-            "--cert",
-            cert.to_str().unwrap(),
-            "--key",
-            key.to_str().unwrap(),
-            "--unix-socket",
-            server.path(1).to_str().unwrap(),
-            "https://localhost/test",
-        ])
-        .output()
-        .expect("curl");
-    assert!(
-        !out.status.success(),
-        "an untrusted client certificate is refused"
-    );
+    let (cert_s, key_s) = (cert.to_str().unwrap(), key.to_str().unwrap());
+    let (code, _) = https_get(server.path(1), &cert, &["--cert", cert_s, "--key", key_s]);
+    assert_ne!(code, Some(0), "an untrusted client certificate is refused");
     server.stop();
 }
