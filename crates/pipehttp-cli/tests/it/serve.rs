@@ -288,12 +288,18 @@ fn a_bad_config_file_exits_1_naming_the_file_and_the_fault() {
     }
 }
 
-#[test]
-fn malformed_env_url_exits_1_naming_the_variable() {
+/// The output of `pipehttp serve` with `var=value` set, which must make it
+/// exit 1.
+fn refused_variable(var: &str, value: &str) -> String {
     let dir = tempdir().unwrap();
     let mut cmd = serve(&dir);
-    cmd.env("PIPEHTTP_URLS", "http://pipe:/ok;tcp://nope");
-    let output = exit_with(cmd, 1);
+    cmd.env(var, value);
+    exit_with(cmd, 1)
+}
+
+#[test]
+fn malformed_env_url_exits_1_naming_the_variable() {
+    let output = refused_variable("PIPEHTTP_URLS", "http://pipe:/ok;tcp://nope");
     line_starting(
         &output,
         "pipehttp: PIPEHTTP_URLS: invalid address 'tcp://nope': ",
@@ -644,10 +650,7 @@ fn server_header_and_request_line_limit() {
 
 #[test]
 fn a_kestrel_variable_that_is_not_kestrels_exits_1_naming_it() {
-    let dir = tempdir().unwrap();
-    let mut cmd = serve(&dir);
-    cmd.env("Kestrel__Limits__MaxRequestBodySise", "10");
-    let output = exit_with(cmd, 1);
+    let output = refused_variable("Kestrel__Limits__MaxRequestBodySise", "10");
     assert!(
         output.lines().any(|l| l
             == "pipehttp: Kestrel__Limits__MaxRequestBodySise: unknown key `Kestrel:Limits:MaxRequestBodySise`: \
