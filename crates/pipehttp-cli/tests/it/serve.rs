@@ -57,6 +57,13 @@ fn usage_error_says(args: &[&str], message: &str) {
     assert!(output.contains(message), "{output}");
 }
 
+/// `pipehttp serve --urls URL`.
+fn serve_urls(dir: &TempDir, url: &str) -> Command {
+    let mut cmd = serve(dir);
+    cmd.args(["--urls", url]);
+    cmd
+}
+
 /// `pipehttp serve --config FILE`.
 fn serve_config_file(dir: &TempDir, file: &Path) -> Command {
     let mut cmd = serve(dir);
@@ -318,9 +325,7 @@ fn malformed_urls_flag_is_a_usage_error() {
 fn https_endpoint_without_a_certificate_is_refused() {
     let dir = tempdir().unwrap();
     let name = unique_name("tls");
-    let mut cmd = serve(&dir);
-    cmd.args(["--urls", &format!("https://pipe:/{name}")]);
-    let output = exit_with(cmd, 1);
+    let output = exit_with(serve_urls(&dir, &format!("https://pipe:/{name}")), 1);
     let line = line_starting(
         &output,
         &format!("pipehttp: https://pipe:/{name} needs a certificate"),
@@ -333,9 +338,7 @@ fn https_endpoint_without_a_certificate_is_refused() {
 fn sigterm_stops_and_removes_the_socket() {
     let dir = tempdir().unwrap();
     let name = unique_name("term");
-    let mut cmd = serve(&dir);
-    cmd.args(["--urls", &format!("http://pipe:/{name}")]);
-    let mut server = Spawned::start(cmd);
+    let mut server = Spawned::start(serve_urls(&dir, &format!("http://pipe:/{name}")));
     let socket = wait_listening(&server, &dir, &name);
     // A stop while serving is the case that matters, and an answered
     // request shows the server got past its start-up.
@@ -618,14 +621,9 @@ fn pfx_and_encrypted_pem_certificates_with_passwords() {
 #[test]
 fn server_header_and_request_line_limit() {
     let dir = tempdir().unwrap();
-    let name = unique_name("hdr");
-    let mut cmd = serve(&dir);
-    cmd.args([
-        "--urls",
-        &format!("http://pipe:/{name}"),
-        "--max-request-line-size",
-        "100",
-    ]);
+    let url = format!("http://pipe:/{}", unique_name("hdr"));
+    let mut cmd = serve_urls(&dir, &url);
+    cmd.args(["--max-request-line-size", "100"]);
     let server = Serve::start(cmd, 1);
     let out = curl(server.path(0), &["-i", "http://localhost/test"]);
     let head = String::from_utf8_lossy(&out.stdout).to_ascii_lowercase();
@@ -638,9 +636,8 @@ fn server_header_and_request_line_limit() {
     assert_eq!(out.stdout, b"414");
     server.stop();
 
-    let mut cmd = serve(&dir);
-    cmd.args(["--urls", &format!("http://pipe:/{name}")])
-        .env("Kestrel__AddServerHeader", "false");
+    let mut cmd = serve_urls(&dir, &url);
+    cmd.env("Kestrel__AddServerHeader", "false");
     let server = Serve::start(cmd, 1);
     let out = curl(server.path(0), &["-i", "http://localhost/test"]);
     let head = String::from_utf8_lossy(&out.stdout).to_ascii_lowercase();
