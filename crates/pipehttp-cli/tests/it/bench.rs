@@ -5,7 +5,7 @@
 
 use std::process::Command;
 
-use serde_json::Value;
+use serde_json::{Value, json};
 use testkit::{Serve, TempDir, tempdir, unique_name};
 
 const BIN: &str = env!("CARGO_BIN_EXE_pipehttp");
@@ -97,40 +97,50 @@ fn pipe_keep_alive() {
     );
 }
 
+/// Runs on a pipe whose reports must show what their options asked for:
+/// (what the options do, the path, the options, fields of the report).
+/// Each run sends as many requests as its `-n` says, all answered 200.
 #[test]
-fn pipe_new_connection_per_request() {
-    let report = bench_on_a_pipe("/test", "-c 2 -n 50 --new-connection-per-request");
-    assert_all_ok(&report, 50);
-    assert_eq!(report["connections_opened"], 50, "{report}");
-}
-
-#[test]
-fn request_flags_mean_what_they_mean_in_curl() {
-    // -X is the method, --json a JSON body, -m the per-request timeout:
-    // the same flags `pipehttp request` and curl take.
-    let report = bench_on_a_pipe("/echo", r#"-c 2 -n 20 -X PUT --json {"n":1} -m 10"#);
-    assert_all_ok(&report, 20);
-    assert_eq!(report["method"], "PUT");
-    assert_eq!(report["bytes_sent"], 20 * 7, "{report}");
-    assert_eq!(report["bytes_received"], 20 * 7, "{report}");
-}
-
-#[test]
-fn pipe_http2_and_post() {
-    let report = bench_on_a_pipe("/echo", "-c 2 -n 40 --http2 -d 0123456789");
-    assert_all_ok(&report, 40);
-    assert_eq!(report["protocol"], "HTTP/2");
-    assert_eq!(report["method"], "POST");
-    assert_eq!(report["bytes_sent"], 400, "{report}");
-    assert_eq!(report["bytes_received"], 400, "{report}");
-}
-
-#[test]
-fn pipe_through_the_library_client() {
-    let report = bench_on_a_pipe("/bytes/1000", "-c 3 -n 30 --client");
-    assert_all_ok(&report, 30);
-    assert_eq!(report["via_client"], true);
-    assert_eq!(report["bytes_received"], 30_000, "{report}");
+fn options_show_in_the_report() {
+    let cases = [
+        (
+            "a new connection per request",
+            "/test",
+            "-c 2 -n 50 --new-connection-per-request",
+            json!({ "requests": 50, "connections_opened": 50 }),
+        ),
+        (
+            // The same flags `pipehttp request` and curl take.
+            "-X is the method, --json a JSON body, -m the per-request timeout",
+            "/echo",
+            r#"-c 2 -n 20 -X PUT --json {"n":1} -m 10"#,
+            json!({
+                "requests": 20, "method": "PUT", "bytes_sent": 20 * 7, "bytes_received": 20 * 7
+            }),
+        ),
+        (
+            "HTTP/2, and -d a POST body",
+            "/echo",
+            "-c 2 -n 40 --http2 -d 0123456789",
+            json!({
+                "requests": 40, "protocol": "HTTP/2", "method": "POST",
+                "bytes_sent": 400, "bytes_received": 400
+            }),
+        ),
+        (
+            "--client: through the library's client",
+            "/bytes/1000",
+            "-c 3 -n 30 --client",
+            json!({ "requests": 30, "via_client": true, "bytes_received": 30_000 }),
+        ),
+    ];
+    for (what, path, flags, fields) in cases {
+        let report = bench_on_a_pipe(path, flags);
+        for (field, want) in fields.as_object().unwrap() {
+            assert_eq!(&report[field], want, "{what}: {field} in {report}");
+        }
+        assert_all_ok(&report, fields["requests"].as_u64().unwrap());
+    }
 }
 
 #[cfg(unix)]
