@@ -77,7 +77,7 @@ fn client_builder_trusts_exactly_the_openssl_certificate_and_nothing_else() {
     let rt = tokio::runtime::Runtime::new().unwrap();
 
     let trusting = pipehttp::Client::builder()
-        .add_root_certificate_pem(std::fs::read(&cert).unwrap())
+        .add_root_certificate_pem(std::fs::read(cert).unwrap())
         .build();
     let text = rt
         .block_on(async { trusting.get(&target_abs).send().await?.text().await })
@@ -97,7 +97,7 @@ fn client_builder_trusts_exactly_the_openssl_certificate_and_nothing_else() {
 
     // Trusted exactly, but checked for another name: refused.
     let wrong_name = pipehttp::Client::builder()
-        .add_root_certificate_pem(std::fs::read(&cert).unwrap())
+        .add_root_certificate_pem(std::fs::read(cert).unwrap())
         .tls_server_name("example.com")
         .build();
     let err = rt

@@ -146,7 +146,7 @@ fn hop_by_hop_fields_stay_behind_and_forwarded_fields_are_added() {
     // user may connect, as with serve.
     // The endpoints are announced in the order --listen gives them.
     let sock = front.path(1);
-    let mode = std::fs::metadata(&sock).unwrap().permissions().mode();
+    let mode = std::fs::metadata(sock).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o600);
     let body = curl_ok(&[
         "--unix-socket",
