@@ -13,6 +13,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 pub use tempfile::{TempDir, tempdir};
 
+pub mod cli_tools;
 pub mod lines;
 
 /// How long a test waits for a child to get ready. Generous: CI machines

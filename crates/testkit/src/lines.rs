@@ -3,8 +3,8 @@
 //! the whole text instead of a bare `unwrap` on `None`.
 
 /// The first line of `text` that starts with `prefix`; panics, showing
-/// `text`, when there is none.
-#[must_use]
+/// `text`, when there is none, so a call alone asserts that the line is
+/// there.
 #[track_caller]
 pub fn starting_with<'a>(text: &'a str, prefix: &str) -> &'a str {
     text.lines()

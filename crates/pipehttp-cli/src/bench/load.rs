@@ -332,15 +332,37 @@ pub(super) async fn timed<T>(
     }
 }
 
-/// Counts completions and hands them to the shared progress counter in
-/// batches, so threads do not fight over one cache line per request.
+/// Takes the run's tickets one at a time and records each request's
+/// outcome; counts completions and hands them to the shared progress
+/// counter in batches, so threads do not fight over one cache line per
+/// request.
 pub(super) struct Tally<'a> {
-    pub(super) run: &'a Run,
-    pub(super) pending: u64,
+    run: &'a Run,
+    stats: &'a Shared,
+    sent: u64,
+    pending: u64,
 }
 
-impl Tally<'_> {
-    pub(super) fn one(&mut self) {
+impl<'a> Tally<'a> {
+    /// Tallies the requests of `plan` (each sends its whole body) into `stats`.
+    pub(super) fn new(plan: &Plan, run: &'a Run, stats: &'a Shared) -> Self {
+        Self {
+            run,
+            stats,
+            sent: plan.body.len() as u64,
+            pending: 0,
+        }
+    }
+
+    /// The start of the next request, or `None` once the run's tickets are
+    /// gone.
+    pub(super) fn ticket(&self) -> Option<Instant> {
+        self.run.ticket().then(Instant::now)
+    }
+
+    /// Records a request that took `elapsed` and ended in `outcome`.
+    pub(super) fn record(&mut self, elapsed: Duration, outcome: Result<(StatusCode, u64), Fail>) {
+        self.stats.borrow_mut().record(elapsed, outcome, self.sent);
         self.pending += 1;
         if self.pending == PROGRESS_BATCH {
             self.flush();
@@ -362,20 +384,15 @@ impl Drop for Tally<'_> {
 /// One connection's requests, one after another, over bare connections.
 pub(super) async fn connection_loop(plan: Arc<Plan>, run: Arc<Run>, stats: Shared) {
     let mut conn: Option<Conn> = None;
-    let mut tally = Tally {
-        run: &run,
-        pending: 0,
-    };
-    let sent = plan.body.len() as u64;
-    while run.ticket() {
-        let started = Instant::now();
+    let mut tally = Tally::new(&plan, &run, &stats);
+    while let Some(started) = tally.ticket() {
         let outcome = timed(plan.timeout, send(&plan, &mut conn, &stats)).await;
+        // Timed before a connection is dropped: closing is not the request's.
         let elapsed = started.elapsed();
         if outcome.is_err() || plan.fresh {
             conn = None;
         }
-        stats.borrow_mut().record(elapsed, outcome, sent);
-        tally.one();
+        tally.record(elapsed, outcome);
     }
 }
 
@@ -423,13 +440,8 @@ async fn send(
 
 /// One connection's worth of requests through [`pipehttp::Client`].
 pub(super) async fn client_loop(plan: Arc<Plan>, run: Arc<Run>, stats: Shared, client: Rc<Client>) {
-    let mut tally = Tally {
-        run: &run,
-        pending: 0,
-    };
-    let sent = plan.body.len() as u64;
-    while run.ticket() {
-        let started = Instant::now();
+    let mut tally = Tally::new(&plan, &run, &stats);
+    while let Some(started) = tally.ticket() {
         let outcome = timed(plan.timeout, async {
             let mut req = client
                 .request(plan.method.clone(), plan.target.clone())
@@ -451,8 +463,7 @@ pub(super) async fn client_loop(plan: Arc<Plan>, run: Arc<Run>, stats: Shared, c
             Ok((status, received))
         })
         .await;
-        stats.borrow_mut().record(started.elapsed(), outcome, sent);
-        tally.one();
+        tally.record(started.elapsed(), outcome);
     }
 }
 

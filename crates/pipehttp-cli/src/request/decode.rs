@@ -31,22 +31,10 @@ impl Step {
 
     fn write(&mut self, data: &[u8]) -> io::Result<Vec<u8>> {
         match self {
-            Self::Gzip(d) => {
-                d.write_all(data)?;
-                Ok(std::mem::take(d.get_mut()))
-            }
-            Self::Deflate(d) => {
-                d.write_all(data)?;
-                Ok(std::mem::take(d.get_mut()))
-            }
-            Self::Brotli(d) => {
-                d.write_all(data)?;
-                Ok(std::mem::take(d.get_mut()))
-            }
-            Self::Zstd(d) => {
-                d.write_all(data)?;
-                Ok(std::mem::take(d.get_mut()))
-            }
+            Self::Gzip(d) => decode(d, data, |d| d.get_mut()),
+            Self::Deflate(d) => decode(d, data, |d| d.get_mut()),
+            Self::Brotli(d) => decode(d, data, |d| d.get_mut()),
+            Self::Zstd(d) => decode(d, data, |d| d.get_mut()),
         }
     }
 
@@ -63,6 +51,17 @@ impl Step {
             }
         }
     }
+}
+
+/// Writes `data` through decoder `d` and takes what it has decoded so far
+/// out of its buffer (which `decoded` finds).
+fn decode<D: Write>(
+    d: &mut D,
+    data: &[u8],
+    decoded: impl FnOnce(&mut D) -> &mut Vec<u8>,
+) -> io::Result<Vec<u8>> {
+    d.write_all(data)?;
+    Ok(std::mem::take(decoded(d)))
 }
 
 /// The decoders for one body, last encoding first.

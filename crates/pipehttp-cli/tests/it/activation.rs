@@ -10,10 +10,10 @@ use std::net::TcpListener;
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::net::UnixListener;
 use std::os::unix::process::CommandExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use pipehttp::Client;
-use testkit::Spawned;
+use testkit::{Spawned, TempDir};
 
 const BIN: &str = env!("CARGO_BIN_EXE_pipehttp");
 
@@ -61,6 +61,25 @@ fn activated_serve(fds: &[RawFd], names: &str, tmp: &Path, listen_pid_for_us: bo
     Spawned::start(cmd)
 }
 
+/// What a service manager prepares before it starts the server: a temp
+/// dir, a TMPDIR of the server's own in it (where a pipe's socket file
+/// would go), and a Unix socket `name` in it, bound and listening.
+fn service_manager(name: &str) -> (TempDir, PathBuf, PathBuf, UnixListener) {
+    let dir = testkit::tempdir().unwrap();
+    let tmp = dir.path().join("tmp");
+    fs::create_dir(&tmp).unwrap();
+    let socket_path = dir.path().join(name);
+    let unix = UnixListener::bind(&socket_path).unwrap();
+    (dir, tmp, socket_path, unix)
+}
+
+/// SIGTERM, after which the server must exit 0.
+fn stop(mut server: Spawned) {
+    server.terminate();
+    let status = server.wait_exit();
+    assert!(status.success(), "{status}\n{}", server.output());
+}
+
 fn corefx_files(dir: &Path) -> Vec<String> {
     fs::read_dir(dir)
         .unwrap()
@@ -72,15 +91,11 @@ fn corefx_files(dir: &Path) -> Vec<String> {
 
 #[tokio::test]
 async fn serve_answers_on_a_unix_and_a_tcp_socket_passed_as_fds_3_and_4() {
-    let dir = testkit::tempdir().unwrap();
-    let tmp = dir.path().join("tmp");
-    fs::create_dir(&tmp).unwrap();
-    let socket_path = dir.path().join("activated.sock");
-    let unix = UnixListener::bind(&socket_path).unwrap();
+    let (_dir, tmp, socket_path, unix) = service_manager("activated.sock");
     let tcp = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = tcp.local_addr().unwrap().port();
 
-    let mut server = activated_serve(&[unix.as_raw_fd(), tcp.as_raw_fd()], "web:api", &tmp, true);
+    let server = activated_serve(&[unix.as_raw_fd(), tcp.as_raw_fd()], "web:api", &tmp, true);
     // The service manager keeps its copies; the test does not need them.
     drop((unix, tcp));
     let lines = server.wait_for_lines("Now listening on:", 2);
@@ -125,9 +140,7 @@ async fn serve_answers_on_a_unix_and_a_tcp_socket_passed_as_fds_3_and_4() {
         server.output()
     );
 
-    server.terminate();
-    let status = server.wait_exit();
-    assert!(status.success(), "{status}\n{}", server.output());
+    stop(server);
     // The socket file belongs to the service manager, which made it.
     assert!(socket_path.exists());
     assert_eq!(corefx_files(&tmp), Vec::<String>::new());
@@ -135,13 +148,9 @@ async fn serve_answers_on_a_unix_and_a_tcp_socket_passed_as_fds_3_and_4() {
 
 #[tokio::test]
 async fn sockets_meant_for_another_pid_are_left_alone() {
-    let dir = testkit::tempdir().unwrap();
-    let tmp = dir.path().join("tmp");
-    fs::create_dir(&tmp).unwrap();
-    let socket_path = dir.path().join("not-ours.sock");
-    let unix = UnixListener::bind(&socket_path).unwrap();
+    let (_dir, tmp, _socket_path, unix) = service_manager("not-ours.sock");
 
-    let mut server = activated_serve(&[unix.as_raw_fd()], "web", &tmp, false);
+    let server = activated_serve(&[unix.as_raw_fd()], "web", &tmp, false);
     let line = server.wait_for_line("Now listening on:");
     // LISTEN_PID names another process: the default pipe is served instead.
     assert!(line.contains("http://pipe:/my-test-pipe"), "{line}");
@@ -159,8 +168,6 @@ async fn sockets_meant_for_another_pid_are_left_alone() {
         .unwrap();
     assert_eq!(res.text().await.unwrap(), "Hello world!");
 
-    server.terminate();
-    let status = server.wait_exit();
-    assert!(status.success(), "{status}\n{}", server.output());
+    stop(server);
     drop(unix);
 }

@@ -5,7 +5,7 @@
 
 use std::process::Command;
 
-use serde_json::Value;
+use serde_json::{Value, json};
 use testkit::{Serve, TempDir, tempdir, unique_name};
 
 const BIN: &str = env!("CARGO_BIN_EXE_pipehttp");
@@ -24,8 +24,9 @@ fn serve(dir: &TempDir, url: &str) -> (Serve, String) {
     (server, announced)
 }
 
-/// Runs `pipehttp bench ARGS --output-format json`; asserts exit 0 and returns the report.
-fn bench(dir: &TempDir, args: &[&str]) -> Value {
+/// Runs `pipehttp bench ARGS --output-format json`; asserts it exits with
+/// `code` and returns the report, which it prints on failure too.
+fn bench_exits(dir: &TempDir, args: &[&str], code: i32) -> Value {
     let out = pipehttp(dir)
         .arg("bench")
         .args(args)
@@ -35,12 +36,31 @@ fn bench(dir: &TempDir, args: &[&str]) -> Value {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(
         out.status.code(),
-        Some(0),
+        Some(code),
         "pipehttp bench {args:?}\nstdout: {stdout}\nstderr: {}",
         String::from_utf8_lossy(&out.stderr)
     );
     serde_json::from_str(stdout.trim())
         .unwrap_or_else(|e| panic!("bench --output-format json printed no JSON ({e}): {stdout}"))
+}
+
+/// [`bench_exits`] for a run that succeeds.
+fn bench(dir: &TempDir, args: &[&str]) -> Value {
+    bench_exits(dir, args, 0)
+}
+
+/// `pipehttp bench` on `path` of `pipehttp serve` on a new pipe, with the
+/// options `flags` (a command line's words); returns the report.
+fn bench_on_a_pipe(path: &str, flags: &str) -> Value {
+    let dir = tempdir().unwrap();
+    let name = unique_name("bench");
+    let (_server, _) = serve(&dir, &format!("http://pipe:/{name}"));
+    let target = format!("http://pipe:/{name}:{path}");
+    let args: Vec<&str> = [target.as_str()]
+        .into_iter()
+        .chain(flags.split_whitespace())
+        .collect();
+    bench(&dir, &args)
 }
 
 /// The counts every successful run must show: `n` requests, all 200,
@@ -66,11 +86,7 @@ fn assert_all_ok(report: &Value, n: u64) {
 
 #[test]
 fn pipe_keep_alive() {
-    let dir = tempdir().unwrap();
-    let name = unique_name("bench");
-    let (_server, _) = serve(&dir, &format!("http://pipe:/{name}"));
-    let target = format!("http://pipe:/{name}:/test");
-    let report = bench(&dir, &[&target, "-c", "4", "-n", "300"]);
+    let report = bench_on_a_pipe("/test", "-c 4 -n 300");
     assert_all_ok(&report, 300);
     assert_eq!(report["transport"], "pipe");
     assert_eq!(report["protocol"], "HTTP/1.1");
@@ -81,91 +97,50 @@ fn pipe_keep_alive() {
     );
 }
 
+/// Runs on a pipe whose reports must show what their options asked for:
+/// (what the options do, the path, the options, fields of the report).
+/// Each run sends as many requests as its `-n` says, all answered 200.
 #[test]
-fn pipe_new_connection_per_request() {
-    let dir = tempdir().unwrap();
-    let name = unique_name("bench-fresh");
-    let (_server, _) = serve(&dir, &format!("http://pipe:/{name}"));
-    let target = format!("http://pipe:/{name}:/test");
-    let report = bench(
-        &dir,
-        &[
-            &target,
-            "-c",
-            "2",
-            "-n",
-            "50",
-            "--new-connection-per-request",
-        ],
-    );
-    assert_all_ok(&report, 50);
-    assert_eq!(report["connections_opened"], 50, "{report}");
-}
-
-#[test]
-fn request_flags_mean_what_they_mean_in_curl() {
-    // -X is the method, --json a JSON body, -m the per-request timeout:
-    // the same flags `pipehttp request` and curl take.
-    let dir = tempdir().unwrap();
-    let name = unique_name("bench-curl-flags");
-    let (_server, _) = serve(&dir, &format!("http://pipe:/{name}"));
-    let report = bench(
-        &dir,
-        &[
-            &format!("http://pipe:/{name}:/echo"),
-            "-c",
-            "2",
-            "-n",
-            "20",
-            "-X",
-            "PUT",
-            "--json",
-            "{\"n\":1}",
-            "-m",
-            "10",
-        ],
-    );
-    assert_all_ok(&report, 20);
-    assert_eq!(report["method"], "PUT");
-    assert_eq!(report["bytes_sent"], 20 * 7, "{report}");
-    assert_eq!(report["bytes_received"], 20 * 7, "{report}");
-}
-
-#[test]
-fn pipe_http2_and_post() {
-    let dir = tempdir().unwrap();
-    let name = unique_name("bench-h2");
-    let (_server, _) = serve(&dir, &format!("http://pipe:/{name}"));
-    let report = bench(
-        &dir,
-        &[
-            &format!("http://pipe:/{name}:/echo"),
-            "-c",
-            "2",
-            "-n",
-            "40",
-            "--http2",
-            "-d",
-            "0123456789",
-        ],
-    );
-    assert_all_ok(&report, 40);
-    assert_eq!(report["protocol"], "HTTP/2");
-    assert_eq!(report["method"], "POST");
-    assert_eq!(report["bytes_sent"], 400, "{report}");
-    assert_eq!(report["bytes_received"], 400, "{report}");
-}
-
-#[test]
-fn pipe_through_the_library_client() {
-    let dir = tempdir().unwrap();
-    let name = unique_name("bench-client");
-    let (_server, _) = serve(&dir, &format!("http://pipe:/{name}"));
-    let target = format!("http://pipe:/{name}:/bytes/1000");
-    let report = bench(&dir, &[&target, "-c", "3", "-n", "30", "--client"]);
-    assert_all_ok(&report, 30);
-    assert_eq!(report["via_client"], true);
-    assert_eq!(report["bytes_received"], 30_000, "{report}");
+fn options_show_in_the_report() {
+    let cases = [
+        (
+            "a new connection per request",
+            "/test",
+            "-c 2 -n 50 --new-connection-per-request",
+            json!({ "requests": 50, "connections_opened": 50 }),
+        ),
+        (
+            // The same flags `pipehttp request` and curl take.
+            "-X is the method, --json a JSON body, -m the per-request timeout",
+            "/echo",
+            r#"-c 2 -n 20 -X PUT --json {"n":1} -m 10"#,
+            json!({
+                "requests": 20, "method": "PUT", "bytes_sent": 20 * 7, "bytes_received": 20 * 7
+            }),
+        ),
+        (
+            "HTTP/2, and -d a POST body",
+            "/echo",
+            "-c 2 -n 40 --http2 -d 0123456789",
+            json!({
+                "requests": 40, "protocol": "HTTP/2", "method": "POST",
+                "bytes_sent": 400, "bytes_received": 400
+            }),
+        ),
+        (
+            "--client: through the library's client",
+            "/bytes/1000",
+            "-c 3 -n 30 --client",
+            json!({ "requests": 30, "via_client": true, "bytes_received": 30_000 }),
+        ),
+    ];
+    for (what, path, flags, fields) in cases {
+        let report = bench_on_a_pipe(path, flags);
+        for (field, want) in fields.as_object().unwrap() {
+            assert_eq!(&report[field], want, "{what}: {field} in {report}");
+        }
+        assert_all_ok(&report, fields["requests"].as_u64().unwrap());
+    }
 }
 
 #[cfg(unix)]
@@ -192,11 +167,7 @@ fn tcp_loopback() {
 
 #[test]
 fn duration_mode_counts_what_it_sent() {
-    let dir = tempdir().unwrap();
-    let name = unique_name("bench-z");
-    let (_server, _) = serve(&dir, &format!("http://pipe:/{name}"));
-    let target = format!("http://pipe:/{name}:/health");
-    let report = bench(&dir, &[&target, "-c", "2", "-z", "300ms"]);
+    let report = bench_on_a_pipe("/health", "-c 2 -z 300ms");
     let n = report["requests"].as_u64().unwrap();
     assert!(n > 0, "{report}");
     assert_all_ok(&report, n);
@@ -207,23 +178,10 @@ fn duration_mode_counts_what_it_sent() {
 fn no_server_is_a_connect_error() {
     let dir = tempdir().unwrap();
     let name = unique_name("bench-absent");
-    let out = pipehttp(&dir)
-        .args([
-            "bench",
-            &format!("http://pipe:/{name}:/test"),
-            "-n",
-            "2",
-            "-c",
-            "1",
-            "--connect-timeout",
-            "0.2",
-            "--output-format",
-            "json",
-        ])
-        .output()
-        .expect("run pipehttp bench");
-    assert_eq!(out.status.code(), Some(7), "curl's 'could not connect'");
-    let report: Value = serde_json::from_slice(&out.stdout).expect("JSON even on failure");
+    let target = format!("http://pipe:/{name}:/test");
+    // 7: curl's 'could not connect'; the report comes even so.
+    let args = [&target, "-n", "2", "-c", "1", "--connect-timeout", "0.2"];
+    let report = bench_exits(&dir, &args, 7);
     assert_eq!(report["errors"]["connect"], 2, "{report}");
     assert_eq!(report["responses"], 0, "{report}");
 }
@@ -238,23 +196,11 @@ fn a_server_that_closes_in_order_costs_reconnects_not_failures() {
     const REQUESTS: u64 = 200;
     const CONNECTIONS: u64 = 4;
     let dir = tempdir().unwrap();
-    let nginx = testkit::Nginx::start(|nginx_dir, _| {
-        let d = nginx_dir.display();
-        format!(
-            r#"
-    access_log off;
-    keepalive_requests {PER_CONNECTION};
-    server {{
-        listen unix:{d}/h1.sock;
-        location / {{ return 200 "ok"; }}
-    }}
-    server {{
-        listen unix:{d}/h2.sock http2;
-        location / {{ return 200 "ok"; }}
-    }}
-"#
-        )
-    });
+    let nginx = testkit::cli_tools::nginx_answering(
+        &format!("keepalive_requests {PER_CONNECTION};"),
+        &[("h1.sock", ""), ("h2.sock", "http2")],
+        "ok",
+    );
     for (socket, flags) in [("h1.sock", &[][..]), ("h2.sock", &["--http2"][..])] {
         let target = format!("http://unix:{}:/", nginx.dir().join(socket).display());
         let (n, c) = (REQUESTS.to_string(), CONNECTIONS.to_string());
@@ -301,21 +247,7 @@ conn.close()
     let server = testkit::Spawned::start(cmd);
     server.wait_for_line("ready");
     let target = format!("http://unix:{}:/", socket.display());
-    let out = pipehttp(&dir)
-        .args([
-            "bench",
-            &target,
-            "-n",
-            "2",
-            "-c",
-            "1",
-            "--output-format",
-            "json",
-        ])
-        .output()
-        .expect("run pipehttp bench");
-    let report: Value = serde_json::from_slice(&out.stdout).expect("a JSON report");
-    assert_eq!(out.status.code(), Some(1), "{report}");
+    let report = bench_exits(&dir, &[&target, "-n", "2", "-c", "1"], 1);
     assert_eq!(report["ok"], 1, "{report}");
     assert_eq!(report["errors"]["closed"], 1, "{report}");
     assert_eq!(report["retries"], 0, "{report}");

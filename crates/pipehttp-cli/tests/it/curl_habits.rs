@@ -6,26 +6,19 @@
 
 #![cfg(unix)]
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Output, Stdio};
 use std::time::Duration;
 
+use testkit::lines::starting_with;
 use testkit::{Serve, TempDir, tempdir, unique_name};
+
+use crate::tls::HttpsPipe;
 
 const BIN: &str = env!("CARGO_BIN_EXE_pipehttp");
 
-fn openssl_cert(dir: &Path) -> (PathBuf, PathBuf) {
-    crate::curl_diff::self_signed(dir, "cert", "localhost")
-}
-
-fn tls_pipe(dir: &TempDir, name: &str, cert: &Path, key: &Path) -> Serve {
-    let mut cmd = testkit::command(BIN, Some(dir.path()));
-    cmd.args(["serve", "--urls", &format!("https://pipe:/{name}")])
-        .arg("--cert")
-        .arg(cert)
-        .arg("--key")
-        .arg(key);
-    Serve::start(cmd, 1)
+fn openssl_cert(dir: &TempDir) -> (PathBuf, PathBuf) {
+    crate::curl_diff::self_signed(dir.path(), "cert", "localhost")
 }
 
 /// `pipehttp ARGS` with TMPDIR at `dir` and no stdin, run to its end.
@@ -38,27 +31,25 @@ fn pipehttp(dir: &TempDir, args: &[&str]) -> Output {
 
 #[test]
 fn verbose_shows_the_connection_tls_version_alpn_and_both_heads() {
-    let dir = tempdir().unwrap();
-    let (cert, key) = openssl_cert(dir.path());
-    let name = unique_name("verbose-tls");
-    let server = tls_pipe(&dir, &name, &cert, &key);
-    let cacert = cert.display().to_string();
+    let https = HttpsPipe::start("verbose-tls", openssl_cert);
+    let (dir, name) = (&https.dir, https.name());
+    let cacert = https.cert.display().to_string();
     let out = pipehttp(
-        &dir,
+        dir,
         &[
             "request",
             "-v",
             "--cacert",
             &cacert,
             "--pipe",
-            &name,
+            name,
             "https://localhost/test",
         ],
     );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     assert_eq!(out.stdout, b"Hello world!");
-    let socket = server.path(0).display().to_string();
+    let socket = https.server.path(0).display().to_string();
     for line in [
         format!("*   Trying {socket}:0..."),
         format!("* Connected to localhost ({socket}) port 443 (#0)"),
@@ -71,20 +62,13 @@ fn verbose_shows_the_connection_tls_version_alpn_and_both_heads() {
             "no {line:?} in:\n{stderr}"
         );
     }
-    assert!(
-        stderr
-            .lines()
-            .any(|l| l.starts_with("* SSL connection using TLSv1.")),
-        "{stderr}"
-    );
+    starting_with(&stderr, "* SSL connection using TLSv1.");
 }
 
 #[test]
 fn client_builder_trusts_exactly_the_openssl_certificate_and_nothing_else() {
-    let dir = tempdir().unwrap();
-    let (cert, key) = openssl_cert(dir.path());
-    let name = unique_name("exact-trust");
-    let _server = tls_pipe(&dir, &name, &cert, &key);
+    let https = HttpsPipe::start("exact-trust", openssl_cert);
+    let (dir, cert, name) = (&https.dir, &https.cert, https.name());
     let target = format!("https://pipe:/{name}:/test");
     // The server's pipe lives in `dir`, which is this process's TMPDIR too
     // only through the absolute path form.
@@ -93,7 +77,7 @@ fn client_builder_trusts_exactly_the_openssl_certificate_and_nothing_else() {
     let rt = tokio::runtime::Runtime::new().unwrap();
 
     let trusting = pipehttp::Client::builder()
-        .add_root_certificate_pem(std::fs::read(&cert).unwrap())
+        .add_root_certificate_pem(std::fs::read(cert).unwrap())
         .build();
     let text = rt
         .block_on(async { trusting.get(&target_abs).send().await?.text().await })
@@ -102,7 +86,7 @@ fn client_builder_trusts_exactly_the_openssl_certificate_and_nothing_else() {
 
     // Another certificate for the same name is no trust.
     let other = tempdir().unwrap();
-    let (other_cert, _) = openssl_cert(other.path());
+    let (other_cert, _) = openssl_cert(&other);
     let untrusting = pipehttp::Client::builder()
         .add_root_certificate_pem(std::fs::read(&other_cert).unwrap())
         .build();
@@ -113,7 +97,7 @@ fn client_builder_trusts_exactly_the_openssl_certificate_and_nothing_else() {
 
     // Trusted exactly, but checked for another name: refused.
     let wrong_name = pipehttp::Client::builder()
-        .add_root_certificate_pem(std::fs::read(&cert).unwrap())
+        .add_root_certificate_pem(std::fs::read(cert).unwrap())
         .tls_server_name("example.com")
         .build();
     let err = rt

@@ -418,17 +418,40 @@ const UPLOADERS: [(&str, &str); 2] = [
     ("node", "post_over_limit.js"),
 ];
 
-/// Runs every uploader once per round, posting `bytes` to `target` on
-/// `socket` (with a length, and chunked when asked), and returns what went
-/// wrong: any answer other than `status`.
-fn uploads_read(
-    socket: &Path,
-    target: &str,
+/// Uploads of `bytes` to `target` on `socket`, with a length and, when
+/// `chunked` holds `true`, chunked, `rounds` times over, that must all
+/// read the answer `status`.
+struct Uploads<'a> {
+    socket: &'a Path,
+    target: &'a str,
     bytes: usize,
-    chunked: &[bool],
+    chunked: &'a [bool],
     rounds: usize,
     status: u16,
-) -> Vec<String> {
+}
+
+/// Runs every uploader on every batch and asserts each read its answer;
+/// `answer` names that answer in the failure.
+fn assert_uploads_read(answer: &str, batches: &[Uploads<'_>]) {
+    let failures: Vec<String> = batches.iter().flat_map(uploads_read).collect();
+    assert!(
+        failures.is_empty(),
+        "{answer} was lost:\n{}",
+        failures.join("\n")
+    );
+}
+
+/// Runs every uploader once per round of `batch` and returns what went
+/// wrong: any answer other than its status.
+fn uploads_read(batch: &Uploads<'_>) -> Vec<String> {
+    let &Uploads {
+        socket,
+        target,
+        bytes,
+        chunked,
+        rounds,
+        status,
+    } = batch;
     let mut failures = Vec::new();
     for round in 0..rounds {
         for (program, helper) in UPLOADERS {
@@ -470,19 +493,26 @@ fn python_and_node_read_the_413_for_bodies_well_over_the_limit() {
     // chunked), and 60 MB against the default 30 MB.
     let small = Served::start("edge-413", &["--max-request-body-size", "1000000"]);
     let default = Served::start("edge-413-default", &[]);
-    let mut failures = uploads_read(&small.path, "/echo", 20_000_000, &[false, true], 3, 413);
-    failures.extend(uploads_read(
-        &default.path,
-        "/echo",
-        60_000_000,
-        &[false],
-        1,
-        413,
-    ));
-    assert!(
-        failures.is_empty(),
-        "the 413 was lost:\n{}",
-        failures.join("\n")
+    assert_uploads_read(
+        "the 413",
+        &[
+            Uploads {
+                socket: &small.path,
+                target: "/echo",
+                bytes: 20_000_000,
+                chunked: &[false, true],
+                rounds: 3,
+                status: 413,
+            },
+            Uploads {
+                socket: &default.path,
+                target: "/echo",
+                bytes: 60_000_000,
+                chunked: &[false],
+                rounds: 1,
+                status: 413,
+            },
+        ],
     );
     small.assert_alive();
     default.assert_alive();
@@ -494,19 +524,20 @@ fn python_and_node_read_an_early_answer_to_an_upload_the_app_does_not_read() {
     // reading the body: 404 (no such route) and 405 (POST /test). The
     // answer comes first, as the 413 does, and must be read the same way.
     let server = Served::start("edge-early", &[]);
-    let mut failures = uploads_read(&server.path, "/nothing", 20_000_000, &[false, true], 2, 404);
-    failures.extend(uploads_read(
-        &server.path,
-        "/test",
-        20_000_000,
-        &[false],
-        2,
-        405,
-    ));
-    assert!(
-        failures.is_empty(),
-        "the early answer was lost:\n{}",
-        failures.join("\n")
+    let upload = |target, chunked, status| Uploads {
+        socket: &server.path,
+        target,
+        bytes: 20_000_000,
+        chunked,
+        rounds: 2,
+        status,
+    };
+    assert_uploads_read(
+        "the early answer",
+        &[
+            upload("/nothing", &[false, true], 404),
+            upload("/test", &[false], 405),
+        ],
     );
     server.assert_alive();
 }

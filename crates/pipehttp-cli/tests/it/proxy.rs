@@ -36,6 +36,15 @@ pub(crate) fn serve(dir: &TempDir, url: &str) -> Serve {
     Serve::start(cmd, 1)
 }
 
+/// The sample app on a new pipe named from `prefix`, and `pipehttp proxy`
+/// to it from a TCP port on loopback with `extra` flags, both listening:
+/// the app and the proxy.
+pub(crate) fn app_behind_tcp_proxy(dir: &TempDir, prefix: &str, extra: &[&str]) -> (Serve, Serve) {
+    let app = serve(dir, &format!("http://pipe:/{}", unique_name(prefix)));
+    let front = proxy(dir, "http://127.0.0.1:0", app.url(0), extra);
+    (app, front)
+}
+
 /// Whether the peer at `path` that a test needs is installed. In CI
 /// (`CI=true`) a missing one fails the test; elsewhere the test says on
 /// the terminal (past cargo's capture) that it is skipped.
@@ -67,16 +76,9 @@ fn runtime() -> tokio::runtime::Runtime {
 #[test]
 fn a_pipe_is_bridged_to_tcp_and_back() {
     let dir = tempdir().unwrap();
-    let app = unique_name("proxy-app");
     let front = unique_name("proxy-front");
-    let app_server = serve(&dir, &format!("http://pipe:/{app}"));
     // pipe front -> TCP middle -> pipe app: both directions of the bridge.
-    let middle = proxy(
-        &dir,
-        "http://127.0.0.1:0",
-        &format!("http://pipe:/{app}"),
-        &[],
-    );
+    let (app_server, middle) = app_behind_tcp_proxy(&dir, "proxy-app", &[]);
     let _front = proxy(&dir, &format!("http://pipe:/{front}"), middle.url(0), &[]);
     runtime().block_on(async {
         let client = Client::builder().timeout(Duration::from_secs(30)).build();

@@ -10,13 +10,15 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use serde_json::Value;
+use testkit::cli_tools::{curl_ok, curl_over_http1_and_http2, nginx_answering};
 use testkit::{Serve, Spawned, TempDir, tempdir, unique_name};
 
-use crate::proxy::{pipehttp, proxy, serve};
+use crate::proxy::{app_behind_tcp_proxy, pipehttp, proxy, serve};
+use crate::tls::{HttpsPipe, dev_cert};
 
 /// Debian's python3: the one python3-websockets is installed for.
 pub(crate) const PYTHON: &str = "/usr/bin/python3";
@@ -46,39 +48,10 @@ fn python_behind_proxy(dir: &TempDir, extra: &[&str]) -> (Spawned, Serve, PathBu
     (target, proxy(dir, "http://127.0.0.1:0", &to, extra), socket)
 }
 
-fn pipe_socket(dir: &TempDir, name: &str) -> PathBuf {
-    dir.path().join(format!("CoreFxPipe_{name}"))
-}
-
-fn curl(args: &[&str]) -> Output {
-    Command::new("curl")
-        .args(["--silent", "--show-error", "--max-time", "30"])
-        .args(args)
-        .output()
-        .expect("this test needs curl on PATH (Debian package curl)")
-}
-
-fn curl_ok(args: &[&str]) -> String {
-    let out = curl(args);
-    assert!(
-        out.status.success(),
-        "curl {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
 #[test]
 fn curl_over_tcp_reaches_an_app_only_on_a_pipe_in_http1_and_h2c() {
     let dir = tempdir().unwrap();
-    let app = unique_name("peers-app");
-    let _app = serve(&dir, &format!("http://pipe:/{app}"));
-    let front = proxy(
-        &dir,
-        "http://127.0.0.1:0",
-        &format!("http://pipe:/{app}"),
-        &["-v"],
-    );
+    let (_app, front) = app_behind_tcp_proxy(&dir, "peers-app", &["-v"]);
     let url = front.url(0);
     let body = dir.path().join("body");
     let data: Vec<u8> = (0..2_000_000u32).map(|i| (i % 253) as u8).collect();
@@ -171,8 +144,9 @@ fn hop_by_hop_fields_stay_behind_and_forwarded_fields_are_added() {
 
     // A client on the pipe has no address: it is named "pipe:". Only this
     // user may connect, as with serve.
-    let sock = pipe_socket(&dir, &pipe);
-    let mode = std::fs::metadata(&sock).unwrap().permissions().mode();
+    // The endpoints are announced in the order --listen gives them.
+    let sock = front.path(1);
+    let mode = std::fs::metadata(sock).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o600);
     let body = curl_ok(&[
         "--unix-socket",
@@ -456,7 +430,7 @@ fn a_proxy_takes_its_pipe_over_from_a_running_one() {
     let mut old = proxy(&dir, &listen, &to, &[]);
     let new = proxy(&dir, &listen, &to, &["--takeover"]);
     assert!(old.wait_exit().success(), "{}", old.output());
-    let sock = pipe_socket(&dir, &name);
+    let sock = new.path(0);
     let body = curl_ok(&[
         "--unix-socket",
         sock.to_str().unwrap(),
@@ -484,18 +458,7 @@ fn read_head(conn: &mut TcpStream) -> String {
 #[test]
 fn each_side_chooses_http1_or_http2_on_its_own() {
     let dir = tempdir().unwrap();
-    let nginx = testkit::Nginx::start(|nginx_dir, _| {
-        let d = nginx_dir.display();
-        format!(
-            r#"
-    access_log off;
-    server {{
-        listen unix:{d}/nginx.sock http2;
-        location / {{ return 200 "$server_protocol"; }}
-    }}
-"#
-        )
-    });
+    let nginx = nginx_answering("", &[("nginx.sock", "http2")], "$server_protocol");
     let sock = nginx.dir().join("nginx.sock");
     let to = format!("http://unix:{}", sock.display());
     let h2 = proxy(&dir, "http://127.0.0.1:0", &to, &["--to-http2"]);
@@ -520,57 +483,25 @@ fn each_side_chooses_http1_or_http2_on_its_own() {
 
 #[test]
 fn https_on_both_sides_with_alpn() {
-    let dir = tempdir().unwrap();
-    let mut cmd = pipehttp(&dir);
-    cmd.args(["dev-cert", "--out"]).arg(dir.path());
-    assert!(cmd.status().unwrap().success());
-    let cert = dir.path().join("localhost.pem");
-    let key = dir.path().join("localhost-key.pem");
-    let (cert, key) = (cert.to_str().unwrap(), key.to_str().unwrap());
-    let app = unique_name("peers-tls");
-    let mut cmd = pipehttp(&dir);
-    cmd.args([
-        "serve",
-        "--urls",
-        &format!("https://pipe:/{app}"),
-        "--cert",
-        cert,
-        "--key",
-        key,
-    ]);
-    let _app = Serve::start(cmd, 1);
+    let app = HttpsPipe::start("peers-tls", dev_cert);
+    let dir = &app.dir;
+    let to = app.server.url(0);
+    let (cert, key) = (app.cert.to_str().unwrap(), app.key.to_str().unwrap());
     let front = proxy(
-        &dir,
+        dir,
         "https://127.0.0.1:0",
-        &format!("https://pipe:/{app}"),
+        to,
         &["--cert", cert, "--key", key, "--to-cacert", cert],
     );
     let port = front.url(0).rsplit(':').next().unwrap().to_owned();
     let resolve = format!("localhost:{port}:127.0.0.1");
     let url = format!("https://localhost:{port}/whoami");
-    for (flag, version) in [("--http1.1", "1.1"), ("--http2", "2")] {
-        let got = curl_ok(&[
-            flag,
-            "--cacert",
-            cert,
-            "--resolve",
-            &resolve,
-            "-w",
-            " %{http_version}",
-            &url,
-        ]);
-        let (json, got_version) = got.rsplit_once(' ').unwrap();
-        assert_eq!(got_version, version);
-        let who: Value = serde_json::from_str(json).unwrap();
+    for json in curl_over_http1_and_http2(&["--cacert", cert, "--resolve", &resolve, &url]) {
+        let who: Value = serde_json::from_str(&json).unwrap();
         assert_eq!(who["pid"], front.id(), "{who}");
     }
     // Without trusting the app's certificate the proxy cannot reach it.
-    let strict = proxy(
-        &dir,
-        "http://127.0.0.1:0",
-        &format!("https://pipe:/{app}"),
-        &[],
-    );
+    let strict = proxy(dir, "http://127.0.0.1:0", to, &[]);
     let out = curl_ok(&["-w", "\n%{http_code}", &format!("{}/test", strict.url(0))]);
     let (text, status) = out.rsplit_once('\n').unwrap();
     assert_eq!(status, "502", "{text}");
@@ -584,20 +515,13 @@ fn a_large_body_passes_both_ways_in_bounded_memory() {
     const MAX_PEAK_KIB: u64 = 96 << 10;
     let dir = tempdir().unwrap();
     let (_target, socket) = python_target(&dir);
-    let app = unique_name("peers-big");
-    let _app = serve(&dir, &format!("http://pipe:/{app}"));
     let up = proxy(
         &dir,
         "http://127.0.0.1:0",
         &format!("http://unix:{}", socket.display()),
         &[],
     );
-    let down = proxy(
-        &dir,
-        "http://127.0.0.1:0",
-        &format!("http://pipe:/{app}"),
-        &[],
-    );
+    let (_app, down) = app_behind_tcp_proxy(&dir, "peers-big", &[]);
 
     // Upload: curl sends stdin chunked, as fast as the proxy takes it.
     let mut curl = Command::new("curl")

@@ -5,9 +5,10 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use testkit::lines::starting_with;
 use testkit::{Serve, Spawned, TempDir, tempdir, unique_name};
 
-use crate::tls::dev_cert;
+use crate::tls::{dev_cert, h2load};
 
 /// `pipehttp serve` with its own TMPDIR, so pipe names map to socket files
 /// in `dir`, and without the caller's PIPEHTTP_URLS or RUST_LOG.
@@ -47,11 +48,6 @@ fn exit_with(cmd: Command, code: i32) -> String {
     output
 }
 
-/// Checks a line of `output` starts with `expected`.
-fn assert_has_line_starting(output: &str, expected: &str) {
-    assert!(output.lines().any(|l| l.starts_with(expected)), "{output}");
-}
-
 /// Checks `pipehttp serve ARGS` is a usage error (exit 2) that says `message`.
 fn usage_error_says(args: &[&str], message: &str) {
     let dir = tempdir().unwrap();
@@ -59,6 +55,13 @@ fn usage_error_says(args: &[&str], message: &str) {
     cmd.args(args);
     let output = exit_with(cmd, 2);
     assert!(output.contains(message), "{output}");
+}
+
+/// `pipehttp serve --urls URL`.
+fn serve_urls(dir: &TempDir, url: &str) -> Command {
+    let mut cmd = serve(dir);
+    cmd.args(["--urls", url]);
+    cmd
 }
 
 /// `pipehttp serve --config FILE`.
@@ -116,160 +119,197 @@ fn default_address_when_nothing_is_given() {
     assert_eq!(out.stdout, b"Hello world!");
 }
 
-#[test]
-fn env_urls_used_without_flag() {
-    let dir = tempdir().unwrap();
-    let name = unique_name("env");
-    let mut cmd = serve(&dir);
-    cmd.env("PIPEHTTP_URLS", format!("http://pipe:/{name}"));
-    let server = Spawned::start(cmd);
-    wait_listening(&server, &dir, &name);
-    assert!(!socket(&dir, "my-test-pipe").exists());
+/// One way of giving `pipehttp serve` its endpoints from several sources
+/// at once. Each runs in a TMPDIR of its own, so fixed pipe names are the
+/// case's own.
+struct Sources {
+    what: &'static str,
+    /// pipehttp.toml, given with --config.
+    file: Option<&'static str>,
+    flag: Option<&'static str>,
+    env: Option<&'static str>,
+    /// The pipes it listens on, and one it must not make.
+    listens: &'static [&'static str],
+    not: &'static str,
 }
 
-#[test]
-fn urls_flag_beats_env() {
-    let dir = tempdir().unwrap();
-    let (flag, env) = (unique_name("flag"), unique_name("env"));
-    let mut cmd = serve(&dir);
-    cmd.args(["--urls", &format!("http://pipe:/{flag}")])
-        .env("PIPEHTTP_URLS", format!("http://pipe:/{env}"));
-    let server = Spawned::start(cmd);
-    // Every endpoint is bound before the first line is printed.
-    wait_listening(&server, &dir, &flag);
-    assert!(!socket(&dir, &env).exists(), "{}", server.output());
-}
-
-#[test]
-fn config_endpoints_used_without_flag_or_env() {
-    let dir = tempdir().unwrap();
-    let (a, b) = (unique_name("a"), unique_name("b"));
-    let config = write(
-        &dir,
-        "pipehttp.toml",
-        &format!(
-            "[endpoints.a]\nurl = \"http://pipe:/{a}\"\n[endpoints.b]\nurl = \"http://pipe:/{b}\"\n"
+const ENDPOINT_SOURCES: [Sources; 4] = [
+    Sources {
+        what: "PIPEHTTP_URLS without a flag",
+        file: None,
+        flag: None,
+        env: Some("http://pipe:/env"),
+        listens: &["env"],
+        not: "my-test-pipe",
+    },
+    Sources {
+        what: "--urls over PIPEHTTP_URLS",
+        file: None,
+        flag: Some("http://pipe:/flag"),
+        env: Some("http://pipe:/env"),
+        listens: &["flag"],
+        not: "env",
+    },
+    Sources {
+        what: "the config file's endpoints without a flag or variable",
+        file: Some(
+            "[endpoints.a]\nurl = \"http://pipe:/a\"\n[endpoints.b]\nurl = \"http://pipe:/b\"\n",
         ),
-    );
-    let cmd = serve_config_file(&dir, &config);
-    let server = Spawned::start(cmd);
-    wait_listening(&server, &dir, &a);
-    wait_listening(&server, &dir, &b);
-}
+        flag: None,
+        env: None,
+        listens: &["a", "b"],
+        not: "my-test-pipe",
+    },
+    Sources {
+        what: "PIPEHTTP_URLS over the config file",
+        file: Some("[endpoints.a]\nurl = \"http://pipe:/file\"\n"),
+        flag: None,
+        env: Some("http://pipe:/env"),
+        listens: &["env"],
+        not: "file",
+    },
+];
 
 #[test]
-fn env_beats_config_file() {
-    let dir = tempdir().unwrap();
-    let (file, env) = (unique_name("file"), unique_name("env"));
-    let config = write(
-        &dir,
+fn endpoints_come_from_the_first_source_that_gives_them() {
+    for case in ENDPOINT_SOURCES {
+        let dir = tempdir().unwrap();
+        let mut cmd = match case.file {
+            Some(text) => serve_config_file(&dir, &write(&dir, "pipehttp.toml", text)),
+            None => serve(&dir),
+        };
+        if let Some(urls) = case.flag {
+            cmd.args(["--urls", urls]);
+        }
+        if let Some(urls) = case.env {
+            cmd.env("PIPEHTTP_URLS", urls);
+        }
+        let server = Spawned::start(cmd);
+        for name in case.listens {
+            wait_listening(&server, &dir, name);
+        }
+        // Every endpoint is bound before the first line is printed.
+        assert!(
+            !socket(&dir, case.not).exists(),
+            "{}: {} was made; {}",
+            case.what,
+            case.not,
+            server.output()
+        );
+    }
+}
+
+/// pipehttp.toml with one endpoint, pipe `limited`, and a body limit of 10 bytes.
+const TOML_LIMIT_10: &str =
+    "[endpoints.pipe]\nurl = \"http://pipe:/limited\"\n[limits]\nmax_request_body_size = 10\n";
+
+/// appsettings.json as ASP.NET Core apps have it, with the same endpoint and limit.
+const JSON_LIMIT_10: &str = r#"{ "Kestrel": {
+    "Endpoints": { "NamedPipeEndpoint": { "Url": "http://pipe:/limited" } },
+    "Limits": { "MaxRequestBodySize": 10 } },
+  "Logging": { "LogLevel": { "Default": "Information" } },
+  "AllowedHosts": "*" }"#;
+
+/// A body limit from a config file, and a flag over it: (what, the
+/// file's name and text, flags, the status a body of each length gets).
+type LimitCase = (
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static [&'static str],
+    &'static [(usize, &'static str)],
+);
+
+const BODY_LIMITS: [LimitCase; 3] = [
+    (
+        "TOML [limits]",
         "pipehttp.toml",
-        &format!("[endpoints.a]\nurl = \"http://pipe:/{file}\"\n"),
-    );
-    let mut cmd = serve_config_file(&dir, &config);
-    cmd.env("PIPEHTTP_URLS", format!("http://pipe:/{env}"));
-    let server = Spawned::start(cmd);
-    wait_listening(&server, &dir, &env);
-    assert!(!socket(&dir, &file).exists(), "{}", server.output());
-}
-
-/// A TOML config with one endpoint, pipe `name`, and a body limit of 10 bytes.
-fn body_limit_10_toml(dir: &TempDir, name: &str) -> PathBuf {
-    write(
-        dir,
-        "pipehttp.toml",
-        &format!(
-            "[endpoints.pipe]\nurl = \"http://pipe:/{name}\"\n[limits]\nmax_request_body_size = 10\n"
-        ),
-    )
-}
-
-#[test]
-fn toml_limits_apply() {
-    let dir = tempdir().unwrap();
-    let name = unique_name("toml");
-    let config = body_limit_10_toml(&dir, &name);
-    let cmd = serve_config_file(&dir, &config);
-    let server = Spawned::start(cmd);
-    let socket = wait_listening(&server, &dir, &name);
-    assert_eq!(post_echo(&socket, 100), "413");
-    assert_eq!(post_echo(&socket, 10), "200");
-}
-
-#[test]
-fn json_limits_apply() {
-    let dir = tempdir().unwrap();
-    let name = unique_name("json");
-    let config = write(
-        &dir,
+        TOML_LIMIT_10,
+        &[],
+        &[(100, "413"), (10, "200")],
+    ),
+    (
+        "Kestrel:Limits",
         "appsettings.json",
-        &format!(
-            r#"{{ "Kestrel": {{
-                "Endpoints": {{ "NamedPipeEndpoint": {{ "Url": "http://pipe:/{name}" }} }},
-                "Limits": {{ "MaxRequestBodySize": 10 }} }},
-              "Logging": {{ "LogLevel": {{ "Default": "Information" }} }},
-              "AllowedHosts": "*" }}"#
-        ),
-    );
-    let cmd = serve_config_file(&dir, &config);
-    let server = Spawned::start(cmd);
-    let socket = wait_listening(&server, &dir, &name);
-    assert_eq!(post_echo(&socket, 100), "413");
-}
+        JSON_LIMIT_10,
+        &[],
+        &[(100, "413")],
+    ),
+    (
+        "a flag over the file's value",
+        "pipehttp.toml",
+        TOML_LIMIT_10,
+        &["--max-request-body-size", "1000"],
+        &[(100, "200")],
+    ),
+];
 
 #[test]
-fn flag_overrides_file_value() {
-    let dir = tempdir().unwrap();
-    let name = unique_name("flag");
-    let config = body_limit_10_toml(&dir, &name);
-    let mut cmd = serve_config_file(&dir, &config);
-    cmd.args(["--max-request-body-size", "1000"]);
-    let server = Spawned::start(cmd);
-    let socket = wait_listening(&server, &dir, &name);
-    assert_eq!(post_echo(&socket, 100), "200");
+fn body_limits_from_config_files_and_flags_apply() {
+    for (what, file, text, flags, statuses) in BODY_LIMITS {
+        let dir = tempdir().unwrap();
+        let mut cmd = serve_config_file(&dir, &write(&dir, file, text));
+        cmd.args(flags);
+        let server = Spawned::start(cmd);
+        let socket = wait_listening(&server, &dir, "limited");
+        for &(len, status) in statuses {
+            assert_eq!(post_echo(&socket, len), status, "{what}: {len} bytes");
+        }
+    }
 }
 
-#[test]
-fn unknown_config_key_exits_1_naming_key_and_file() {
-    let dir = tempdir().unwrap();
-    let config = write(&dir, "pipehttp.toml", "[limits]\nmax_body = 10\n");
-    let cmd = serve_config_file(&dir, &config);
-    let output = exit_with(cmd, 1);
-    let expected = format!(
-        "pipehttp: {}: unknown key `limits.max_body`: expected one of ",
-        config.display()
-    );
-    assert_has_line_starting(&output, &expected);
-}
-
-#[test]
-fn malformed_url_in_config_exits_1_naming_key_and_url() {
-    let dir = tempdir().unwrap();
-    let config = write(
-        &dir,
+/// Config files `pipehttp serve` refuses: (what is wrong, the file's name
+/// and text, the message after the file's path).
+const BAD_CONFIG_FILES: [(&str, &str, &str, &str); 3] = [
+    (
+        "an unknown key, named",
+        "pipehttp.toml",
+        "[limits]\nmax_body = 10\n",
+        "unknown key `limits.max_body`: expected one of ",
+    ),
+    (
+        "a malformed URL, with its key",
         "appsettings.json",
         r#"{ "Kestrel": { "Endpoints": { "E": { "Url": "http://pipe:/a:b" } } } }"#,
-    );
-    let cmd = serve_config_file(&dir, &config);
-    let output = exit_with(cmd, 1);
-    let expected = format!(
-        "pipehttp: {}: `Kestrel:Endpoints:E:Url`: invalid address 'http://pipe:/a:b': ",
-        config.display()
-    );
-    assert_has_line_starting(&output, &expected);
+        "`Kestrel:Endpoints:E:Url`: invalid address 'http://pipe:/a:b': ",
+    ),
+    (
+        "an unknown file type",
+        "pipehttp.yaml",
+        "",
+        "unknown config file type: ",
+    ),
+];
+
+#[test]
+fn a_bad_config_file_exits_1_naming_the_file_and_the_fault() {
+    for (what, file, text, message) in BAD_CONFIG_FILES {
+        let dir = tempdir().unwrap();
+        let config = write(&dir, file, text);
+        let output = exit_with(serve_config_file(&dir, &config), 1);
+        let expected = format!("pipehttp: {}: {message}", config.display());
+        assert!(
+            output.lines().any(|l| l.starts_with(&expected)),
+            "{what}: no line starts with {expected:?} in:\n{output}"
+        );
+    }
+}
+
+/// The output of `pipehttp serve` with `var=value` set, which must make it
+/// exit 1.
+fn refused_variable(var: &str, value: &str) -> String {
+    let dir = tempdir().unwrap();
+    let mut cmd = serve(&dir);
+    cmd.env(var, value);
+    exit_with(cmd, 1)
 }
 
 #[test]
 fn malformed_env_url_exits_1_naming_the_variable() {
-    let dir = tempdir().unwrap();
-    let mut cmd = serve(&dir);
-    cmd.env("PIPEHTTP_URLS", "http://pipe:/ok;tcp://nope");
-    let output = exit_with(cmd, 1);
-    assert!(
-        output
-            .lines()
-            .any(|l| l.starts_with("pipehttp: PIPEHTTP_URLS: invalid address 'tcp://nope': ")),
-        "{output}"
+    let output = refused_variable("PIPEHTTP_URLS", "http://pipe:/ok;tcp://nope");
+    starting_with(
+        &output,
+        "pipehttp: PIPEHTTP_URLS: invalid address 'tcp://nope': ",
     );
 }
 
@@ -282,28 +322,15 @@ fn malformed_urls_flag_is_a_usage_error() {
 }
 
 #[test]
-fn unknown_config_extension_exits_1() {
-    let dir = tempdir().unwrap();
-    let config = write(&dir, "pipehttp.yaml", "");
-    let cmd = serve_config_file(&dir, &config);
-    let output = exit_with(cmd, 1);
-    let expected = format!("pipehttp: {}: unknown config file type: ", config.display());
-    assert_has_line_starting(&output, &expected);
-}
-
-#[test]
 fn https_endpoint_without_a_certificate_is_refused() {
     let dir = tempdir().unwrap();
     let name = unique_name("tls");
-    let mut cmd = serve(&dir);
-    cmd.args(["--urls", &format!("https://pipe:/{name}")]);
-    let output = exit_with(cmd, 1);
-    assert!(
-        output.lines().any(|l| l.starts_with(&format!(
-            "pipehttp: https://pipe:/{name} needs a certificate"
-        )) && l.contains("--cert")),
-        "{output}"
+    let output = exit_with(serve_urls(&dir, &format!("https://pipe:/{name}")), 1);
+    let line = starting_with(
+        &output,
+        &format!("pipehttp: https://pipe:/{name} needs a certificate"),
     );
+    assert!(line.contains("--cert"), "{line}");
     assert!(!socket(&dir, &name).exists());
 }
 
@@ -311,9 +338,7 @@ fn https_endpoint_without_a_certificate_is_refused() {
 fn sigterm_stops_and_removes_the_socket() {
     let dir = tempdir().unwrap();
     let name = unique_name("term");
-    let mut cmd = serve(&dir);
-    cmd.args(["--urls", &format!("http://pipe:/{name}")]);
-    let mut server = Spawned::start(cmd);
+    let mut server = Spawned::start(serve_urls(&dir, &format!("http://pipe:/{name}")));
     let socket = wait_listening(&server, &dir, &name);
     // A stop while serving is the case that matters, and an answered
     // request shows the server got past its start-up.
@@ -336,14 +361,28 @@ fn serve_config(dir: &TempDir, file: &Path, vars: &[(&str, &str)], count: usize)
 
 /// curl's exit code and stdout, without asserting success.
 fn curl_status(args: &[&str]) -> (Option<i32>, String) {
-    let out = Command::new("curl")
-        .args(["-sS", "--max-time", "20"])
-        .args(args)
-        .output()
-        .expect("this test needs curl on PATH (CI installs it)");
+    let out = testkit::cli_tools::curl(args);
     (
         out.status.code(),
         String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+/// GET /test over HTTPS on the socket at `socket`, trusting `cacert`, with
+/// curl's `extra` options: curl's exit code and the body.
+fn https_get(socket: &Path, cacert: &Path, extra: &[&str]) -> (Option<i32>, String) {
+    let (socket, cacert) = (socket.to_str().unwrap(), cacert.to_str().unwrap());
+    let start = ["--cacert", cacert, "--unix-socket", socket];
+    curl_status(&[&start[..], extra, &["https://localhost/test"]].concat())
+}
+
+/// appsettings.json with these Kestrel `Endpoints` and default certificate
+/// (JSON objects' insides).
+fn kestrel_https(endpoints: &str, default_certificate: &str) -> String {
+    format!(
+        r#"{{ "Kestrel": {{
+  "Endpoints": {{ {endpoints} }},
+  "Certificates": {{ "Default": {{ {default_certificate} }} }} }} }}"#
     )
 }
 
@@ -501,13 +540,7 @@ fn protocols_per_endpoint_as_kestrel_serves_them() {
         "{notes}"
     );
     // h2load, another HTTP/2 client, on the HTTP/2-only endpoint.
-    let out = Command::new("h2load")
-        .args(["-n", "20", "-c", "2", "-B"])
-        .arg(format!("unix:{}", server.path(1).display()))
-        .arg("http://localhost/test")
-        .output()
-        .expect("this test needs h2load on PATH (Debian package nghttp2-client)");
-    let report = String::from_utf8_lossy(&out.stdout);
+    let report = h2load(server.path(1), &["-n", "20", "-c", "2"]);
     assert!(
         report.contains("20 succeeded, 0 failed, 0 errored"),
         "{report}"
@@ -515,11 +548,13 @@ fn protocols_per_endpoint_as_kestrel_serves_them() {
     server.stop();
 }
 
-/// `openssl ARGS` in `dir`, which must succeed.
-fn openssl(dir: &TempDir, args: &[&str]) {
+/// openssl with the words of `line` (which has no quoting) in `dir`; it
+/// must succeed.
+fn openssl(dir: &TempDir, line: &str) {
+    let args: Vec<&str> = line.split_whitespace().collect();
     let out = Command::new("openssl")
         .current_dir(dir.path())
-        .args(args)
+        .args(&args)
         .output()
         .expect("this test needs the openssl command (Debian package openssl)");
     assert!(
@@ -538,74 +573,31 @@ fn pfx_and_encrypted_pem_certificates_with_passwords() {
     // encrypted the same way.
     openssl(
         &dir,
-        &[
-            "pkcs12",
-            "-export",
-            "-in",
-            cert_s,
-            "-inkey",
-            key_s,
-            "-out",
-            "cert.pfx",
-            "-passout",
-            "pass:s3cret",
-        ],
+        &format!("pkcs12 -export -in {cert_s} -inkey {key_s} -out cert.pfx -passout pass:s3cret"),
     );
     openssl(
         &dir,
-        &[
-            "pkcs8",
-            "-topk8",
-            "-in",
-            key_s,
-            "-out",
-            "encrypted.key",
-            "-passout",
-            "pass:k3y",
-        ],
+        &format!("pkcs8 -topk8 -in {key_s} -out encrypted.key -passout pass:k3y"),
     );
     let (pfx, pem) = (unique_name("pfx"), unique_name("pem"));
+    let endpoints = format!(
+        r#""Pfx": {{ "Url": "https://pipe:/{pfx}", "Certificate": {{ "Path": "cert.pfx", "Password": "s3cret" }} }},
+    "Pem": {{ "Url": "https://pipe:/{pem}", "SslProtocols": ["Tls13"] }}"#
+    );
+    let default = r#""Path": "localhost.pem", "KeyPath": "encrypted.key", "Password": "k3y""#;
     let file = write(
         &dir,
         "appsettings.json",
-        &format!(
-            r#"{{ "Kestrel": {{
-  "Endpoints": {{
-    "Pfx": {{ "Url": "https://pipe:/{pfx}", "Certificate": {{ "Path": "cert.pfx", "Password": "s3cret" }} }},
-    "Pem": {{ "Url": "https://pipe:/{pem}", "SslProtocols": ["Tls13"] }} }},
-  "Certificates": {{ "Default": {{ "Path": "localhost.pem", "KeyPath": "encrypted.key", "Password": "k3y" }} }} }} }}"#
-        ),
+        &kestrel_https(&endpoints, default),
     );
     let server = serve_config(&dir, &file, &[], 2);
     for i in 0..2 {
-        let socket = server.path(i).to_str().unwrap();
-        let (code, body) = curl_status(&[
-            "--cacert",
-            cert_s,
-            "--unix-socket",
-            socket,
-            "https://localhost/test",
-        ]);
-        assert_eq!(
-            (code, body.as_str()),
-            (Some(0), "Hello world!"),
-            "{}",
-            server.url(i)
-        );
+        let got = https_get(server.path(i), &cert, &[]);
+        assert_eq!(got, (Some(0), "Hello world!".into()), "{}", server.url(i));
     }
     // The PEM endpoint (first: endpoints are sorted by name) takes TLS 1.3 only.
     assert_eq!(server.url(0), format!("https://pipe:/{pem}"));
-    let pem_socket = server.path(0).to_str().unwrap();
-    let (code, _) = curl_status(&[
-        "--cacert",
-        cert_s,
-        "--tlsv1.2",
-        "--tls-max",
-        "1.2",
-        "--unix-socket",
-        pem_socket,
-        "https://localhost/test",
-    ]);
+    let (code, _) = https_get(server.path(0), &cert, &["--tlsv1.2", "--tls-max", "1.2"]);
     assert_eq!(code, Some(35), "TLS 1.2 refused");
     server.stop();
 
@@ -619,26 +611,19 @@ fn pfx_and_encrypted_pem_certificates_with_passwords() {
     );
     let cmd = serve_config_file(&dir, &bad);
     let output = exit_with(cmd, 1);
+    let line = starting_with(&output, &format!("pipehttp: https://pipe:/{pfx}: "));
     assert!(
-        output.lines().any(
-            |l| l.starts_with(&format!("pipehttp: https://pipe:/{pfx}: "))
-                && l.contains("cert.pfx cannot be read as PKCS#12")
-        ),
-        "{output}"
+        line.contains("cert.pfx cannot be read as PKCS#12"),
+        "{line}"
     );
 }
 
 #[test]
 fn server_header_and_request_line_limit() {
     let dir = tempdir().unwrap();
-    let name = unique_name("hdr");
-    let mut cmd = serve(&dir);
-    cmd.args([
-        "--urls",
-        &format!("http://pipe:/{name}"),
-        "--max-request-line-size",
-        "100",
-    ]);
+    let url = format!("http://pipe:/{}", unique_name("hdr"));
+    let mut cmd = serve_urls(&dir, &url);
+    cmd.args(["--max-request-line-size", "100"]);
     let server = Serve::start(cmd, 1);
     let out = curl(server.path(0), &["-i", "http://localhost/test"]);
     let head = String::from_utf8_lossy(&out.stdout).to_ascii_lowercase();
@@ -651,9 +636,8 @@ fn server_header_and_request_line_limit() {
     assert_eq!(out.stdout, b"414");
     server.stop();
 
-    let mut cmd = serve(&dir);
-    cmd.args(["--urls", &format!("http://pipe:/{name}")])
-        .env("Kestrel__AddServerHeader", "false");
+    let mut cmd = serve_urls(&dir, &url);
+    cmd.env("Kestrel__AddServerHeader", "false");
     let server = Serve::start(cmd, 1);
     let out = curl(server.path(0), &["-i", "http://localhost/test"]);
     let head = String::from_utf8_lossy(&out.stdout).to_ascii_lowercase();
@@ -663,10 +647,7 @@ fn server_header_and_request_line_limit() {
 
 #[test]
 fn a_kestrel_variable_that_is_not_kestrels_exits_1_naming_it() {
-    let dir = tempdir().unwrap();
-    let mut cmd = serve(&dir);
-    cmd.env("Kestrel__Limits__MaxRequestBodySise", "10");
-    let output = exit_with(cmd, 1);
+    let output = refused_variable("Kestrel__Limits__MaxRequestBodySise", "10");
     assert!(
         output.lines().any(|l| l
             == "pipehttp: Kestrel__Limits__MaxRequestBodySise: unknown key `Kestrel:Limits:MaxRequestBodySise`: \
@@ -711,48 +692,17 @@ fn client_certificate_modes_check_the_chain_against_the_platform_roots() {
     let (cert, key) = dev_cert(&dir);
     // A CA and a client certificate it signed. The server trusts the CA
     // as a platform root through SSL_CERT_FILE, as an operator would.
-    let ec = [
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-    ];
-    let ca = [
-        &ec[..],
-        &[
-            "-x509",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.pem",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=pipehttp test CA",
-            "-addext",
-            "basicConstraints=critical,CA:TRUE",
-            "-addext",
-            "keyUsage=critical,keyCertSign",
-        ],
-    ]
-    .concat();
-    openssl(&dir, &[&["req"][..], &ca].concat());
+    let new_ec_key = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes";
     openssl(
         &dir,
-        &[
-            &["req"][..],
-            &ec,
-            &[
-                "-keyout",
-                "client.key",
-                "-out",
-                "client.csr",
-                "-subj",
-                "/CN=client",
-            ],
-        ]
-        .concat(),
+        &format!(
+            "req {new_ec_key} -x509 -keyout ca.key -out ca.pem -days 1 -subj /CN=pipehttp-test-CA \
+             -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign"
+        ),
+    );
+    openssl(
+        &dir,
+        &format!("req {new_ec_key} -keyout client.key -out client.csr -subj /CN=client"),
     );
     write(
         &dir,
@@ -761,60 +711,39 @@ fn client_certificate_modes_check_the_chain_against_the_platform_roots() {
     );
     openssl(
         &dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "client.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            "client.pem",
-            "-days",
-            "1",
-            "-extfile",
-            "client.ext",
-        ],
+        "x509 -req -in client.csr -CA ca.pem -CAkey ca.key -CAcreateserial \
+         -out client.pem -days 1 -extfile client.ext",
     );
     let (require, allow) = (unique_name("require"), unique_name("allow"));
+    let endpoints = format!(
+        r#""Allow": {{ "Url": "https://pipe:/{allow}", "ClientCertificateMode": "AllowCertificate" }},
+    "Require": {{ "Url": "https://pipe:/{require}", "ClientCertificateMode": "RequireCertificate" }}"#
+    );
+    let default = format!(
+        r#""Path": "{}", "KeyPath": "{}""#,
+        cert.display(),
+        key.display()
+    );
     let file = write(
         &dir,
         "appsettings.json",
-        &format!(
-            r#"{{ "Kestrel": {{
-  "Endpoints": {{
-    "Allow": {{ "Url": "https://pipe:/{allow}", "ClientCertificateMode": "AllowCertificate" }},
-    "Require": {{ "Url": "https://pipe:/{require}", "ClientCertificateMode": "RequireCertificate" }} }},
-  "Certificates": {{ "Default": {{ "Path": "{}", "KeyPath": "{}" }} }} }} }}"#,
-            cert.display(),
-            key.display()
-        ),
+        &kestrel_https(&endpoints, &default),
     );
     let ca = dir.path().join("ca.pem");
     let server = serve_config(&dir, &file, &[("SSL_CERT_FILE", ca.to_str().unwrap())], 2);
-    let get = |i: usize, client: bool| {
-        let mut args = vec![
-            "--cacert",
-            cert.to_str().unwrap(),
-            "--unix-socket",
-            server.path(i).to_str().unwrap(),
-        ];
-        if client {
-            args.extend(["--cert", "client.pem", "--key", "client.key"]);
-        }
-        args.push("https://localhost/test");
-        let out = Command::new("curl")
-            .current_dir(dir.path())
-            .args(["-sS", "--max-time", "20"])
-            .args(&args)
-            .output()
-            .expect("curl");
-        (
-            out.status.code(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
+    let client_cert = dir.path().join("client.pem");
+    let client_key = dir.path().join("client.key");
+    let client = [
+        "--cert",
+        client_cert.to_str().unwrap(),
+        "--key",
+        client_key.to_str().unwrap(),
+    ];
+    let get = |i: usize, with_client: bool| {
+        https_get(
+            server.path(i),
+            &cert,
+            if with_client { &client } else { &[] },
         )
     };
     let ok = (Some(0), "Hello world!".to_owned());
@@ -825,26 +754,8 @@ fn client_certificate_modes_check_the_chain_against_the_platform_roots() {
     assert_ne!(code, Some(0), "RequireCertificate without one is refused");
     // A certificate the roots do not lead to is refused: the server's own
     // self-signed one, used as a client certificate.
-    let out = Command::new("curl")
-        .args([
-            "-sS",
-            "--max-time",
-            "20",
-            "--cacert",
-            cert.to_str().unwrap(),
-            "--cert",
-            cert.to_str().unwrap(),
-            "--key",
-            key.to_str().unwrap(),
-            "--unix-socket",
-            server.path(1).to_str().unwrap(),
-            "https://localhost/test",
-        ])
-        .output()
-        .expect("curl");
-    assert!(
-        !out.status.success(),
-        "an untrusted client certificate is refused"
-    );
+    let (cert_s, key_s) = (cert.to_str().unwrap(), key.to_str().unwrap());
+    let (code, _) = https_get(server.path(1), &cert, &["--cert", cert_s, "--key", key_s]);
+    assert_ne!(code, Some(0), "an untrusted client certificate is refused");
     server.stop();
 }

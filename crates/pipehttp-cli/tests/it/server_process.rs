@@ -8,7 +8,7 @@ use std::fs;
 use std::io::{self, Read, Write};
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::os::unix::net::UnixStream;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -37,6 +37,21 @@ fn serve_new_pipe(prefix: &str, flags: &[&str]) -> (TempDir, String, Serve) {
     let url = format!("http://pipe:/{}", testkit::unique_name(prefix));
     let server = start(dir.path(), None, &[&["--urls", &url], flags].concat(), 1);
     (dir, url, server)
+}
+
+/// `pipehttp serve` as user nobody on a new pipe named from `prefix` with
+/// `flags`, in a temp dir every user may use: the dir, the server once it
+/// listens, and its socket. `None` (the test skips) unless we are root.
+fn serve_as_nobody(prefix: &str, flags: &[&str]) -> Option<(TempDir, Serve, PathBuf)> {
+    if needs_root() {
+        return None;
+    }
+    let dir = testkit::shared_tempdir();
+    let url = format!("http://pipe:/{}", testkit::unique_name(prefix));
+    let args = [&["--urls", url.as_str()], flags].concat();
+    let server = start(dir.path(), Some(SERVER_UID), &args, 1);
+    let path = server.path(0).to_owned();
+    Some((dir, server, path))
 }
 
 pub(crate) fn serve_command(tmp: &Path, uid: Option<u32>, args: &[&str]) -> Command {
@@ -290,13 +305,9 @@ fn a_server_refuses_clients_running_as_other_users() {
     // Server as nobody: another non-root user is stopped by mode 0600 (curl
     // exit 7); root gets past the mode but the peer check closes the
     // connection before any HTTP byte (curl exit 52), and the server says who.
-    if needs_root() {
+    let Some((_dir, server, path)) = serve_as_nobody("cli-private", &[]) else {
         return;
-    }
-    let dir = testkit::shared_tempdir();
-    let url = format!("http://pipe:/{}", testkit::unique_name("cli-private"));
-    let server = start(dir.path(), Some(SERVER_UID), &["--urls", &url], 1);
-    let path = server.path(0).to_owned();
+    };
     let meta = fs::metadata(&path).unwrap();
     assert_eq!(meta.uid(), SERVER_UID, "the server runs as nobody");
     assert_eq!(meta.permissions().mode() & 0o777, 0o600);
@@ -343,21 +354,10 @@ fn a_server_refuses_clients_running_as_other_users() {
 #[test]
 fn current_user_only_false_with_mode_0666_serves_other_users() {
     // Opened up with flags, the nobody server answers root and another user alike.
-    if needs_root() {
+    let flags = ["--current-user-only", "false", "--mode", "0666"];
+    let Some((_dir, server, path)) = serve_as_nobody("cli-open", &flags) else {
         return;
-    }
-    let dir = testkit::shared_tempdir();
-    let url = format!("http://pipe:/{}", testkit::unique_name("cli-open"));
-    let args = [
-        "--urls",
-        &url,
-        "--current-user-only",
-        "false",
-        "--mode",
-        "0666",
-    ];
-    let server = start(dir.path(), Some(SERVER_UID), &args, 1);
-    let path = server.path(0).to_owned();
+    };
     assert_eq!(
         fs::metadata(&path).unwrap().permissions().mode() & 0o777,
         0o666

@@ -222,20 +222,27 @@ fn read_answer(conn: &mut UnixStream) -> std::io::Result<String> {
     Ok(String::from_utf8_lossy(&answer).into_owned())
 }
 
+/// A server on a new pipe named from `prefix` with one connection slot
+/// (`--max-concurrent-connections 1`), which a keep-alive client holds:
+/// the pipe's name, a guard that removes its socket, the server, and the
+/// client's connection.
+fn one_slot_held(prefix: &str) -> (String, RemoveOnDrop, Serve, UnixStream) {
+    let name = testkit::unique_name(prefix);
+    let path = pipe_endpoint(&PipeName::new(&name).unwrap());
+    let cleanup = RemoveOnDrop(path.clone());
+    let server = serve_with(&name, &["--max-concurrent-connections", "1"]);
+    let mut held = UnixStream::connect(&path).unwrap();
+    let answer = get_test(&mut held, false).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    (name, cleanup, server, held)
+}
+
 /// The successor asks the old server to hand over on a connection of its
 /// own, which the old server must accept even when every connection slot
 /// (`--max-concurrent-connections`) is taken by a keep-alive client.
 #[test]
 fn takeover_reaches_an_old_server_whose_connection_slots_are_all_taken() {
-    let name = testkit::unique_name("takeover-full");
-    let path = pipe_endpoint(&PipeName::new(&name).unwrap());
-    let _cleanup = RemoveOnDrop(path.clone());
-    let mut old = serve_with(&name, &["--max-concurrent-connections", "1"]);
-    // A keep-alive client holds the only slot.
-    let mut held = UnixStream::connect(&path).unwrap();
-    let answer = get_test(&mut held, false).unwrap();
-    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
-
+    let (name, _cleanup, mut old, mut held) = one_slot_held("takeover-full");
     let mut new = serve_with(&name, &["--takeover"]);
     // Handing over, the old server closes the idle keep-alive connection…
     let mut rest = Vec::new();
@@ -261,16 +268,10 @@ fn takeover_reaches_an_old_server_whose_connection_slots_are_all_taken() {
 /// stop and is owed an answer.
 #[test]
 fn a_request_queued_when_the_server_drains_is_answered() {
-    let name = testkit::unique_name("drain-queued");
-    let path = pipe_endpoint(&PipeName::new(&name).unwrap());
-    let _cleanup = RemoveOnDrop(path.clone());
-    let mut server = serve_with(&name, &["--max-concurrent-connections", "1"]);
-    // A keep-alive client holds the only slot, so the next connection
-    // waits in the listen queue, its request sent.
-    let mut held = UnixStream::connect(&path).unwrap();
-    let answer = get_test(&mut held, false).unwrap();
-    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
-    let mut queued = UnixStream::connect(&path).unwrap();
+    // With the only slot held, the next connection waits in the listen
+    // queue, its request sent.
+    let (_name, cleanup, mut server, _held) = one_slot_held("drain-queued");
+    let mut queued = UnixStream::connect(&cleanup.0).unwrap();
     queued
         .write_all(b"GET /test HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
         .unwrap();

@@ -6,6 +6,8 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use testkit::cli_tools::curl_over_http1_and_http2;
+use testkit::lines::starting_with;
 use testkit::{Serve, TempDir, tempdir, unique_name};
 
 const PIPEHTTP: &str = env!("CARGO_BIN_EXE_pipehttp");
@@ -39,77 +41,71 @@ pub(crate) fn dev_cert(dir: &TempDir) -> (PathBuf, PathBuf) {
     )
 }
 
-/// `pipehttp serve --urls URLS` plus `args`, once it says it listens.
-fn serve(dir: &TempDir, urls: &str, args: &[&Path]) -> Serve {
+/// `pipehttp serve --urls URL` plus `args`, once it says it listens.
+fn serve(dir: &TempDir, url: &str, args: &[&Path]) -> Serve {
     let mut cmd = pipehttp(dir);
-    cmd.args(["serve", "--urls", urls]).args(args);
+    cmd.args(["serve", "--urls", url]).args(args);
     Serve::start(cmd, 1)
 }
 
-fn socket(dir: &TempDir, name: &str) -> PathBuf {
-    dir.path().join(format!("CoreFxPipe_{name}"))
+/// `pipehttp serve` on a new HTTPS pipe named from `prefix`, with a
+/// certificate and key that `cert` writes into a temp dir of its own.
+pub(crate) struct HttpsPipe {
+    pub(crate) dir: TempDir,
+    pub(crate) cert: PathBuf,
+    pub(crate) key: PathBuf,
+    pub(crate) server: Serve,
 }
 
-fn curl(args: &[&str]) -> Output {
-    Command::new("curl")
-        .args(["--silent", "--show-error", "--max-time", "20"])
-        .args(args)
-        .output()
-        .expect("this test needs curl on PATH (Debian package curl)")
+impl HttpsPipe {
+    /// The pipe's name.
+    pub(crate) fn name(&self) -> &str {
+        let url = self.server.url(0);
+        url.strip_prefix("https://pipe:/")
+            .unwrap_or_else(|| panic!("not an HTTPS pipe: {url}"))
+    }
+
+    pub(crate) fn start(prefix: &str, cert: fn(&TempDir) -> (PathBuf, PathBuf)) -> Self {
+        let dir = tempdir().unwrap();
+        let (cert, key) = cert(&dir);
+        let name = unique_name(prefix);
+        let url = format!("https://pipe:/{name}");
+        let server = serve(
+            &dir,
+            &url,
+            &["--cert".as_ref(), &cert, "--key".as_ref(), &key],
+        );
+        Self {
+            dir,
+            cert,
+            key,
+            server,
+        }
+    }
 }
 
 #[test]
 fn curl_gets_hello_world_over_https_on_a_pipe_with_http1_and_http2() {
-    let dir = tempdir().unwrap();
-    let (cert, key) = dev_cert(&dir);
-    let name = unique_name("tls-curl");
-    let _server = serve(
-        &dir,
-        &format!("https://pipe:/{name}"),
-        &["--cert".as_ref(), &cert, "--key".as_ref(), &key],
-    );
-    let sock = socket(&dir, &name);
-    let (sock, cert) = (sock.to_str().unwrap(), cert.to_str().unwrap());
-    for (flag, version) in [("--http1.1", "1.1"), ("--http2", "2")] {
-        let out = curl(&[
-            flag,
-            "--cacert",
-            cert,
-            "--unix-socket",
-            sock,
-            "-w",
-            " %{http_version}",
-            "https://localhost/test",
-        ]);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert_eq!(
-            String::from_utf8_lossy(&out.stdout),
-            format!("Hello world! {version}")
-        );
+    let https = HttpsPipe::start("tls-curl", dev_cert);
+    let sock = https.server.path(0).to_str().unwrap();
+    let cert = https.cert.to_str().unwrap();
+    let url = "https://localhost/test";
+    for body in curl_over_http1_and_http2(&["--cacert", cert, "--unix-socket", sock, url]) {
+        assert_eq!(body, "Hello world!");
     }
 }
 
 #[test]
 fn pipehttp_get_trusts_the_dev_cert_with_cacert_and_refuses_without() {
-    let dir = tempdir().unwrap();
-    let (cert, key) = dev_cert(&dir);
-    let name = unique_name("tls-get");
-    let _server = serve(
-        &dir,
-        &format!("https://pipe:/{name}"),
-        &["--cert".as_ref(), &cert, "--key".as_ref(), &key],
-    );
+    let https = HttpsPipe::start("tls-get", dev_cert);
+    let name = https.name();
     let target = format!("https://pipe:/{name}:/test");
 
-    let mut get = pipehttp(&dir);
-    get.args(["get", "--cacert"]).arg(&cert).arg(&target);
+    let mut get = pipehttp(&https.dir);
+    get.args(["get", "--cacert"]).arg(&https.cert).arg(&target);
     assert_eq!(run(get).stdout, b"Hello world!");
 
-    let mut untrusted = pipehttp(&dir);
+    let mut untrusted = pipehttp(&https.dir);
     untrusted.args(["get", &target]);
     let out = untrusted.output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -153,12 +149,28 @@ fn a_key_that_does_not_fit_stops_serve_naming_endpoint_and_files() {
     let out = cmd.output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
-    let line = stderr
-        .lines()
-        .find(|l| l.starts_with("pipehttp: "))
-        .unwrap_or_default();
+    let line = starting_with(&stderr, "pipehttp: ");
     assert!(line.contains(&url), "{stderr}");
     assert!(line.contains(other_key.to_str().unwrap()), "{stderr}");
+}
+
+/// h2load (nghttp2-client) with `flags` sending GET /test to the socket
+/// at `socket` in HTTP/2 with prior knowledge; it must exit 0. Its report.
+pub(crate) fn h2load(socket: &Path, flags: &[&str]) -> String {
+    let out = Command::new("h2load")
+        .args(flags)
+        .arg("-B")
+        .arg(format!("unix:{}", socket.display()))
+        .arg("http://localhost/test")
+        .output()
+        .expect("this test needs h2load on PATH (Debian package nghttp2-client)");
+    let report = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "h2load {flags:?}: {report}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    report
 }
 
 /// h2load sends 10,000 HTTP/2 requests over 10 connections to a cleartext
@@ -167,30 +179,13 @@ fn a_key_that_does_not_fit_stops_serve_naming_endpoint_and_files() {
 fn h2load_sends_ten_thousand_http2_requests_without_an_error() {
     let dir = tempdir().unwrap();
     let name = unique_name("h2load");
-    let _server = serve(&dir, &format!("http://pipe:/{name}"), &[]);
-    let out = Command::new("h2load")
-        .args(["-n", "10000", "-c", "10", "-m", "10", "-B"])
-        .arg(format!("unix:{}", socket(&dir, &name).display()))
-        .arg("http://localhost/test")
-        .output()
-        .expect("this test needs h2load on PATH (Debian package nghttp2-client)");
-    let report = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{report}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let requests = report
-        .lines()
-        .find(|l| l.starts_with("requests:"))
-        .unwrap_or_else(|| panic!("no requests line: {report}"));
-    assert!(
-        requests.contains("10000 succeeded, 0 failed, 0 errored"),
-        "{requests}"
-    );
-    let status = report
-        .lines()
-        .find(|l| l.starts_with("status codes:"))
-        .unwrap_or_default();
-    assert!(status.contains("10000 2xx"), "{status}");
+    let server = serve(&dir, &format!("http://pipe:/{name}"), &[]);
+    let report = h2load(server.path(0), &["-n", "10000", "-c", "10", "-m", "10"]);
+    for (line, counts) in [
+        ("requests:", "10000 succeeded, 0 failed, 0 errored"),
+        ("status codes:", "10000 2xx"),
+    ] {
+        let line = starting_with(&report, line);
+        assert!(line.contains(counts), "{line}");
+    }
 }
