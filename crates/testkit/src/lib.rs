@@ -13,6 +13,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 pub use tempfile::{TempDir, tempdir};
 
+pub mod fixture_files;
+
 /// How long a test waits for a child to get ready. Generous: CI machines
 /// are slow and Wine is slower; a healthy child is ready in well under a
 /// second.

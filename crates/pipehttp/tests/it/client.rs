@@ -350,18 +350,27 @@ async fn pipe_request_sends_host_localhost_method_path_and_query() {
     );
 }
 
+/// The per-request timeout of the two tests below.
+const REQUEST_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// GET `/test` from `server` with a per-request timeout of `REQUEST_TIMEOUT`.
+async fn get_with_timeout(server: &Misbehaving) -> pipehttp::Result<pipehttp::client::Response> {
+    Client::new()
+        .get(server.target("/test"))
+        .timeout(REQUEST_TIMEOUT)
+        .send()
+        .await
+}
+
 #[tokio::test]
 async fn request_to_a_server_that_never_answers_fails_with_timeout() {
     // Accepts and holds connections without ever answering.
     let server = Misbehaving::start("mute", hold).await;
-    let err = Client::new()
-        .get(server.target("/test"))
-        .timeout(Duration::from_millis(500))
-        .send()
+    let err = get_with_timeout(&server)
         .await
         .expect_err("no answer ever comes");
     assert!(
-        err.is_timeout() && err.timeout() == Some(Duration::from_millis(500)),
+        err.is_timeout() && err.timeout() == Some(REQUEST_TIMEOUT),
         "{err:?}"
     );
 }
@@ -370,10 +379,7 @@ async fn request_to_a_server_that_never_answers_fails_with_timeout() {
 async fn timeout_also_covers_a_body_that_stalls_after_the_head() {
     // A peer that promises 10 bytes, sends 3, and then says nothing more.
     let server = replying("stall", b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nabc").await;
-    let res = Client::new()
-        .get(server.target("/test"))
-        .timeout(Duration::from_millis(500))
-        .send()
+    let res = get_with_timeout(&server)
         .await
         .expect("the head arrives in time");
     assert_eq!(res.status(), StatusCode::OK);
@@ -405,24 +411,27 @@ async fn many_concurrent_requests_from_one_client_all_succeed() {
 
 // --- waiting for a server, and its restart ------------------------------
 
-#[tokio::test]
-async fn request_started_before_its_server_exists_succeeds_once_it_appears() {
-    let (_, url) = fresh_pipe("later");
-    let client = Client::builder()
-        .connect_timeout(Duration::from_secs(30))
-        .build();
+/// GETs `/test` with `client` from a new pipe that no server listens on
+/// yet, checks that after `waiting` the request is still waiting for one
+/// (not done or failed), then starts the server: the request is answered.
+async fn answered_once_its_server_appears(prefix: &str, client: Client, waiting: Duration) {
+    let (_, url) = fresh_pipe(prefix);
     let target = format!("{url}:/test");
-    let mut request = tokio::spawn(async move {
-        let res = client.get(target).send().await?;
-        res.text().await
-    });
-    // The request is waiting for the server, not done or failed.
-    let early = tokio::time::timeout(Duration::from_millis(300), &mut request).await;
+    let mut request = tokio::spawn(async move { client.get(target).send().await?.text().await });
+    let early = tokio::time::timeout(waiting, &mut request).await;
     assert!(early.is_err(), "finished with no server: {early:?}");
 
     let _server = start(&url).await;
     let body = request.await.unwrap().unwrap();
     assert_eq!(body, "Hello world!");
+}
+
+#[tokio::test]
+async fn request_started_before_its_server_exists_succeeds_once_it_appears() {
+    let client = Client::builder()
+        .connect_timeout(Duration::from_secs(30))
+        .build();
+    answered_once_its_server_appears("later", client, Duration::from_millis(300)).await;
 }
 
 #[tokio::test]
@@ -456,20 +465,12 @@ async fn no_server_fails_within_connect_timeout_naming_the_pipe_and_its_path() {
 
 #[tokio::test]
 async fn retry_policy_tries_again_after_the_connect_timeout_ran_out() {
-    let (_, url) = fresh_pipe("retry");
     let client = Client::builder()
         .connect_timeout(Duration::from_millis(100))
         .retry(RetryPolicy::new(5, Duration::from_millis(300)))
         .build();
-    let target = format!("{url}:/test");
-    let mut request = tokio::spawn(async move { client.get(target).send().await });
     // Past the first connect timeout, without retries it would have failed.
-    let early = tokio::time::timeout(Duration::from_millis(400), &mut request).await;
-    assert!(early.is_err(), "finished with no server: {early:?}");
-
-    let _server = start(&url).await;
-    let res = request.await.unwrap().unwrap();
-    assert_eq!(res.text().await.unwrap(), "Hello world!");
+    answered_once_its_server_appears("retry", client, Duration::from_millis(400)).await;
 }
 
 /// GETs `/test` with `client` from a server that is then stopped and
@@ -511,6 +512,7 @@ mod unix {
     use std::path::{Path, PathBuf};
     use std::process::Command;
 
+    use testkit::fixture_files::write_file;
     use testkit::{Nginx, RemoveOnDrop, Spawned, tempdir, wait_accepting};
 
     use super::*;
@@ -554,8 +556,7 @@ UnixHTTPServer(sys.argv[1], Handler).serve_forever()
 
     /// Python's standard-library HTTP server on the Unix socket `socket`.
     fn python_server(dir: &Path, socket: &Path) -> Spawned {
-        let script = dir.join("server.py");
-        std::fs::write(&script, PYTHON_SERVER).unwrap();
+        let script = write_file(dir, "server.py", PYTHON_SERVER);
         let mut cmd = Command::new("python3");
         cmd.arg(&script).arg(socket);
         let server = Spawned::start(cmd);

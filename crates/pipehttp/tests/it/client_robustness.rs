@@ -238,13 +238,35 @@ fn is_timeout(err: &Error) -> bool {
     err.is_timeout()
 }
 
-/// What a canned server does once it has written its reply.
+fn timeout_or_request(err: &Error) -> bool {
+    err.is_timeout() || err.is_request()
+}
+
+/// What a broken server sends after each request head.
 #[derive(Clone, Copy)]
-enum Then {
-    /// Holds the connection open without another byte.
-    Holds,
-    /// Closes the connection.
-    Closes,
+enum Serves {
+    /// These bytes, then holds the connection open without another byte.
+    Holds(&'static [u8]),
+    /// These bytes, then closes the connection.
+    Closes(&'static [u8]),
+    /// `head`, then `piece` again and again, one every `every`.
+    Paces {
+        head: &'static [u8],
+        piece: &'static [u8],
+        every: Duration,
+    },
+}
+
+impl Serves {
+    async fn start(self) -> Misbehaving {
+        match self {
+            Serves::Holds(reply) => replying("broken", reply).await,
+            Serves::Closes(reply) => replying_then_closing("broken", reply).await,
+            Serves::Paces { head, piece, every } => {
+                pacing("broken", head, piece.to_vec(), every).await
+            }
+        }
+    }
 }
 
 /// Where a broken answer must make the exchange fail.
@@ -256,13 +278,12 @@ enum FailsAt {
     Body,
 }
 
-/// A server answering every request with the same broken bytes, and the
-/// error the client must make of them.
+/// A server answering every request in the same broken way, and the
+/// error the client must make of it.
 struct Broken {
     /// What the case proves; its failure message starts with it.
     proves: &'static str,
-    reply: &'static [u8],
-    then: Then,
+    serves: Serves,
     fails_at: FailsAt,
     error: fn(&Error) -> bool,
 }
@@ -275,59 +296,75 @@ const H2_FRAMES: &[u8] = &[
 const BROKEN: &[Broken] = &[
     Broken {
         proves: "garbage instead of a response is an error",
-        reply: b"\x00\x01\x02 this is not HTTP at all\r\n\r\n",
-        then: Then::Holds,
+        serves: Serves::Holds(b"\x00\x01\x02 this is not HTTP at all\r\n\r\n"),
         fails_at: FailsAt::Head,
         error: http_error,
     },
     Broken {
         proves: "HTTP/2 frames to an HTTP/1 request are an error",
-        reply: H2_FRAMES,
-        then: Then::Holds,
+        serves: Serves::Holds(H2_FRAMES),
         fails_at: FailsAt::Head,
         error: http_error,
     },
     Broken {
         proves: "an invalid Content-Length is an error",
-        reply: b"HTTP/1.1 200 OK\r\nContent-Length: 12abc\r\n\r\nHello world!",
-        then: Then::Holds,
+        serves: Serves::Holds(b"HTTP/1.1 200 OK\r\nContent-Length: 12abc\r\n\r\nHello world!"),
         fails_at: FailsAt::Head,
         error: http_error,
     },
     Broken {
         proves: "a close in the middle of the head is an error",
-        reply: b"HTTP/1.1 200 OK\r\nContent-Le",
-        then: Then::Closes,
+        serves: Serves::Closes(b"HTTP/1.1 200 OK\r\nContent-Le"),
         fails_at: FailsAt::Head,
         error: http_error,
     },
     Broken {
         proves: "a close in the middle of the body is an error",
-        reply: b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\nonly this much",
-        then: Then::Closes,
+        serves: Serves::Closes(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\nonly this much"),
         fails_at: FailsAt::Body,
         error: broke_off,
     },
     Broken {
         proves: "a close in the middle of a chunked body is an error",
-        reply: b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n100\r\nshort",
-        then: Then::Closes,
+        serves: Serves::Closes(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n100\r\nshort",
+        ),
         fails_at: FailsAt::Body,
         error: broke_off,
     },
     Broken {
         proves: "invalid chunk framing is an error",
-        reply: b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n",
-        then: Then::Holds,
+        serves: Serves::Holds(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n",
+        ),
         fails_at: FailsAt::Body,
         error: Error::is_body,
     },
     Broken {
         proves: "a head without its body hits the timeout",
-        reply: b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n",
-        then: Then::Holds,
+        serves: Serves::Holds(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n"),
         fails_at: FailsAt::Body,
         error: is_timeout,
+    },
+    Broken {
+        proves: "a body dribbled byte by byte hits the timeout",
+        serves: Serves::Paces {
+            head: b"HTTP/1.1 200 OK\r\nContent-Length: 1000000\r\n\r\n",
+            piece: b"z",
+            every: Duration::from_millis(100),
+        },
+        fails_at: FailsAt::Body,
+        error: is_timeout,
+    },
+    Broken {
+        proves: "endless informational responses hit the timeout",
+        serves: Serves::Paces {
+            head: b"",
+            piece: b"HTTP/1.1 100 Continue\r\n\r\n",
+            every: Duration::from_millis(10),
+        },
+        fails_at: FailsAt::Head,
+        error: timeout_or_request,
     },
 ];
 
@@ -338,10 +375,7 @@ async fn broken_answers_are_clear_errors_of_their_kind() {
     for case in BROKEN {
         // Shown with the failure of a check inside `fails_clearly`.
         println!("case: {}", case.proves);
-        let server = match case.then {
-            Then::Holds => replying("broken", case.reply).await,
-            Then::Closes => replying_then_closing("broken", case.reply).await,
-        };
+        let server = case.serves.start().await;
         let err = match case.fails_at {
             FailsAt::Head => get_fails(&server).await,
             FailsAt::Body => {
@@ -458,33 +492,6 @@ async fn a_server_that_never_answers_hits_the_timeout() {
     let err = get_fails(&server).await;
     assert!(is_timeout(&err), "{err:?}");
     assert!(started.elapsed() >= TIMEOUT);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_body_dribbled_byte_by_byte_hits_the_timeout() {
-    let server = pacing(
-        "dribble",
-        b"HTTP/1.1 200 OK\r\nContent-Length: 1000000\r\n\r\n",
-        b"z".to_vec(),
-        Duration::from_millis(100),
-    )
-    .await;
-    let res = head_from(&server).await;
-    let err = fails_clearly(&server, res.bytes()).await;
-    assert!(is_timeout(&err), "{err:?}");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn endless_informational_responses_hit_the_timeout() {
-    let server = pacing(
-        "continue",
-        b"",
-        b"HTTP/1.1 100 Continue\r\n\r\n".to_vec(),
-        Duration::from_millis(10),
-    )
-    .await;
-    let err = get_fails(&server).await;
-    assert!(is_timeout(&err) || err.is_request(), "{err:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

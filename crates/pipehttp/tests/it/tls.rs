@@ -7,6 +7,7 @@ use std::path::Path;
 use crate::sample::SampleApp;
 use pipehttp::tls::Certificate;
 use pipehttp::{Client, Server};
+use testkit::fixture_files::write_file;
 use tokio::sync::oneshot;
 
 /// A self-signed certificate for localhost: (certificate PEM, key PEM).
@@ -117,11 +118,7 @@ async fn start_up_errors_name_the_endpoint_and_the_file() {
     let dir = testkit::tempdir().unwrap();
     let (cert, key) = self_signed();
     let (_, other_key) = self_signed();
-    let write = |name: &str, text: &str| {
-        let path = dir.path().join(name);
-        std::fs::write(&path, text).unwrap();
-        path
-    };
+    let write = |name: &str, text: &str| write_file(dir.path(), name, text);
     let cert_file = write("cert.pem", &cert);
     let key_file = write("key.pem", &key);
     let other_key_file = write("other-key.pem", &other_key);
