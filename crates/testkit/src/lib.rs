@@ -14,6 +14,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 pub use tempfile::{TempDir, tempdir};
 
 pub mod cli_tools;
+pub mod fixture_files;
 pub mod lines;
 
 /// How long a test waits for a child to get ready. Generous: CI machines

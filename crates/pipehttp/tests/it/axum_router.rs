@@ -10,10 +10,10 @@ use axum::{Extension, Router};
 use bytes::Bytes;
 use http::StatusCode;
 use pipehttp::client::Body;
-use pipehttp::transport::Listener;
-use pipehttp::{Client, PeerInfo, PipeOptions};
+use pipehttp::{Client, PeerInfo};
 use tokio::sync::oneshot;
 
+use crate::client_robustness::bind_new_pipe;
 use crate::server::{on_new_pipe, start_with, within};
 
 /// `transport pid` of a peer, as the `/whoami` routes answer.
@@ -113,11 +113,7 @@ async fn builder_limits_apply_to_a_router() {
 #[tokio::test]
 async fn router_served_by_axum_serve_on_a_pipe_listener() {
     // axum::serve(listener, …) on a pipehttp Listener; ConnectInfo<PeerInfo> gives our pid.
-    let name = testkit::unique_name("axum-serve");
-    let address = format!("http://pipe:/{name}").parse().unwrap();
-    let listener = Listener::bind(&address, &PipeOptions::default())
-        .await
-        .expect("bind");
+    let (name, listener) = bind_new_pipe("axum-serve").await;
     let path = listener.path().map(ToOwned::to_owned);
     let app = routes().route(
         "/whoami",

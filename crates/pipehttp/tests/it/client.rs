@@ -124,9 +124,36 @@ async fn counting_server(url: &str) -> Counting {
     }
 }
 
+/// A default client, which speaks HTTP/1.1 to pipehttp's server, and one
+/// with HTTP/2 prior knowledge; each with the version it is answered in.
+fn http1_and_http2_clients() -> [(Client, Version); 2] {
+    [
+        (Client::new(), Version::HTTP_11),
+        (
+            Client::builder().http2_prior_knowledge().build(),
+            Version::HTTP_2,
+        ),
+    ]
+}
+
+/// POST `body` to `target` and return the answer's body text.
+async fn post_text(client: &Client, target: &str, body: &'static str) -> String {
+    let res = client.post(target).body(body).send().await.unwrap();
+    res.text().await.unwrap()
+}
+
+/// GET `target`, which must be answered.
+async fn get(client: &Client, target: &str) -> pipehttp::client::Response {
+    client
+        .get(target)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("GET {target}: {e}"))
+}
+
 /// GET `target` and return the status, version and body text.
 async fn get_text(client: &Client, target: &str) -> (StatusCode, Version, String) {
-    let res = client.get(target).send().await.unwrap();
+    let res = get(client, target).await;
     let (status, version) = (res.status(), res.version());
     (status, version, res.text().await.unwrap())
 }
@@ -137,11 +164,7 @@ async fn get_text(client: &Client, target: &str) -> (StatusCode, Version, String
 async fn pipe_http1_get_returns_sample_body_from_server_process() {
     let (_, url) = fresh_pipe("h1");
     let _server = start(&url).await;
-    let res = Client::new()
-        .get(format!("{url}:/test"))
-        .send()
-        .await
-        .unwrap();
+    let res = get(&Client::new(), &format!("{url}:/test")).await;
     assert_eq!(res.status(), StatusCode::OK);
     assert_eq!(res.version(), Version::HTTP_11);
     assert_eq!(
@@ -177,28 +200,19 @@ async fn tcp_port_zero_server_is_reached_on_its_bound_port_in_http1_and_http2() 
     assert_ne!(port, 0, "local_addresses() reports the real port");
     let target = format!("http://127.0.0.1:{port}/test");
 
-    let (status, version, body) = get_text(&Client::new(), &target).await;
-    assert_eq!((status, version), (StatusCode::OK, Version::HTTP_11));
-    assert_eq!(body, "Hello world!");
-
-    let h2 = Client::builder().http2_prior_knowledge().build();
-    let (status, version, body) = get_text(&h2, &target).await;
-    assert_eq!((status, version), (StatusCode::OK, Version::HTTP_2));
-    assert_eq!(body, "Hello world!");
+    for (client, version) in http1_and_http2_clients() {
+        let (status, got, body) = get_text(&client, &target).await;
+        assert_eq!((status, got), (StatusCode::OK, version));
+        assert_eq!(body, "Hello world!");
+    }
 }
 
 #[tokio::test]
 async fn whoami_reports_this_process_as_the_caller() {
     let (_, url) = fresh_pipe("whoami");
     let _server = start(&url).await;
-    let json: serde_json::Value = Client::new()
-        .get(format!("{url}:/whoami"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let res = get(&Client::new(), &format!("{url}:/whoami")).await;
+    let json: serde_json::Value = res.json().await.unwrap();
     assert_eq!(json["transport"], "pipe");
     assert_eq!(json["pid"], std::process::id());
 }
@@ -239,7 +253,7 @@ async fn method_and_status_reach_the_caller_unchanged() {
     let client = Client::new();
     let res = client.delete(format!("{url}:/echo")).send().await.unwrap();
     assert_eq!(res.status(), StatusCode::METHOD_NOT_ALLOWED);
-    let res = client.get(format!("{url}:/nowhere")).send().await.unwrap();
+    let res = get(&client, &format!("{url}:/nowhere")).await;
     assert_eq!(res.status(), StatusCode::NOT_FOUND);
     assert_eq!(res.text().await.unwrap(), "not found");
 }
@@ -265,11 +279,7 @@ async fn large_download_arrives_intact_chunk_by_chunk() {
     let (_, url) = fresh_pipe("bytes");
     let _server = start(&url).await;
     let len: u64 = 20 * 1024 * 1024 + 3;
-    let mut res = Client::new()
-        .get(format!("{url}:/bytes/{len}"))
-        .send()
-        .await
-        .unwrap();
+    let mut res = get(&Client::new(), &format!("{url}:/bytes/{len}")).await;
     assert_eq!(res.status(), StatusCode::OK);
     let mut offset = 0u64;
     while let Some(chunk) = res.chunk().await.unwrap() {
@@ -307,14 +317,10 @@ async fn reuses_one_connection(prefix: &str, client: Client, version: Version) {
 }
 
 #[tokio::test]
-async fn http1_client_reuses_one_connection_for_20_sequential_requests() {
-    reuses_one_connection("reuse1", Client::new(), Version::HTTP_11).await;
-}
-
-#[tokio::test]
-async fn http2_client_reuses_one_connection_for_20_sequential_requests() {
-    let client = Client::builder().http2_prior_knowledge().build();
-    reuses_one_connection("reuse2", client, Version::HTTP_2).await;
+async fn http1_and_http2_clients_reuse_one_connection_for_20_sequential_requests() {
+    for (client, version) in http1_and_http2_clients() {
+        reuses_one_connection("reuse", client, version).await;
+    }
 }
 
 #[tokio::test]
@@ -344,18 +350,27 @@ async fn pipe_request_sends_host_localhost_method_path_and_query() {
     );
 }
 
+/// The per-request timeout of the two tests below.
+const REQUEST_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// GET `/test` from `server` with a per-request timeout of `REQUEST_TIMEOUT`.
+async fn get_with_timeout(server: &Misbehaving) -> pipehttp::Result<pipehttp::client::Response> {
+    Client::new()
+        .get(server.target("/test"))
+        .timeout(REQUEST_TIMEOUT)
+        .send()
+        .await
+}
+
 #[tokio::test]
 async fn request_to_a_server_that_never_answers_fails_with_timeout() {
     // Accepts and holds connections without ever answering.
     let server = Misbehaving::start("mute", hold).await;
-    let err = Client::new()
-        .get(server.target("/test"))
-        .timeout(Duration::from_millis(500))
-        .send()
+    let err = get_with_timeout(&server)
         .await
         .expect_err("no answer ever comes");
     assert!(
-        err.is_timeout() && err.timeout() == Some(Duration::from_millis(500)),
+        err.is_timeout() && err.timeout() == Some(REQUEST_TIMEOUT),
         "{err:?}"
     );
 }
@@ -364,10 +379,7 @@ async fn request_to_a_server_that_never_answers_fails_with_timeout() {
 async fn timeout_also_covers_a_body_that_stalls_after_the_head() {
     // A peer that promises 10 bytes, sends 3, and then says nothing more.
     let server = replying("stall", b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nabc").await;
-    let res = Client::new()
-        .get(server.target("/test"))
-        .timeout(Duration::from_millis(500))
-        .send()
+    let res = get_with_timeout(&server)
         .await
         .expect("the head arrives in time");
     assert_eq!(res.status(), StatusCode::OK);
@@ -399,24 +411,27 @@ async fn many_concurrent_requests_from_one_client_all_succeed() {
 
 // --- waiting for a server, and its restart ------------------------------
 
-#[tokio::test]
-async fn request_started_before_its_server_exists_succeeds_once_it_appears() {
-    let (_, url) = fresh_pipe("later");
-    let client = Client::builder()
-        .connect_timeout(Duration::from_secs(30))
-        .build();
+/// GETs `/test` with `client` from a new pipe that no server listens on
+/// yet, checks that after `waiting` the request is still waiting for one
+/// (not done or failed), then starts the server: the request is answered.
+async fn answered_once_its_server_appears(prefix: &str, client: Client, waiting: Duration) {
+    let (_, url) = fresh_pipe(prefix);
     let target = format!("{url}:/test");
-    let mut request = tokio::spawn(async move {
-        let res = client.get(target).send().await?;
-        res.text().await
-    });
-    // The request is waiting for the server, not done or failed.
-    let early = tokio::time::timeout(Duration::from_millis(300), &mut request).await;
+    let mut request = tokio::spawn(async move { client.get(target).send().await?.text().await });
+    let early = tokio::time::timeout(waiting, &mut request).await;
     assert!(early.is_err(), "finished with no server: {early:?}");
 
     let _server = start(&url).await;
     let body = request.await.unwrap().unwrap();
     assert_eq!(body, "Hello world!");
+}
+
+#[tokio::test]
+async fn request_started_before_its_server_exists_succeeds_once_it_appears() {
+    let client = Client::builder()
+        .connect_timeout(Duration::from_secs(30))
+        .build();
+    answered_once_its_server_appears("later", client, Duration::from_millis(300)).await;
 }
 
 #[tokio::test]
@@ -450,59 +465,44 @@ async fn no_server_fails_within_connect_timeout_naming_the_pipe_and_its_path() {
 
 #[tokio::test]
 async fn retry_policy_tries_again_after_the_connect_timeout_ran_out() {
-    let (_, url) = fresh_pipe("retry");
     let client = Client::builder()
         .connect_timeout(Duration::from_millis(100))
         .retry(RetryPolicy::new(5, Duration::from_millis(300)))
         .build();
-    let target = format!("{url}:/test");
-    let mut request = tokio::spawn(async move { client.get(target).send().await });
     // Past the first connect timeout, without retries it would have failed.
-    let early = tokio::time::timeout(Duration::from_millis(400), &mut request).await;
-    assert!(early.is_err(), "finished with no server: {early:?}");
-
-    let _server = start(&url).await;
-    let res = request.await.unwrap().unwrap();
-    assert_eq!(res.text().await.unwrap(), "Hello world!");
+    answered_once_its_server_appears("retry", client, Duration::from_millis(400)).await;
 }
 
-#[tokio::test]
-async fn same_client_carries_on_after_its_server_restarts_on_the_same_name() {
-    let (_, url) = fresh_pipe("restart");
-    let client = Client::new();
+/// GETs `/test` with `client` from a server that is then stopped and
+/// started again on the same name, and checks that the same client, with
+/// no error handling, carries on in `version` past the dead pooled
+/// connection.
+async fn carries_on_after_a_restart(prefix: &str, client: Client, version: Version) {
+    let (_, url) = fresh_pipe(prefix);
+    let test = format!("{url}:/test");
     let first = start(&url).await;
-    let (status, _, _) = get_text(&client, &format!("{url}:/test")).await;
-    assert_eq!(status, StatusCode::OK);
+    let (status, got, _) = get_text(&client, &test).await;
+    assert_eq!((status, got), (StatusCode::OK, version));
 
     first.stop().await;
     let _second = start(&url).await;
 
-    // No error handling: the client deals with the dead pooled connection.
-    let res = client.get(format!("{url}:/test")).send().await.unwrap();
-    assert_eq!(res.text().await.unwrap(), "Hello world!");
-    let res = client
-        .post(format!("{url}:/echo"))
-        .body("after restart")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.text().await.unwrap(), "after restart");
+    let (status, got, body) = get_text(&client, &test).await;
+    assert_eq!(
+        (status, got),
+        (StatusCode::OK, version),
+        "after the restart"
+    );
+    assert_eq!(body, "Hello world!");
+    let echoed = post_text(&client, &format!("{url}:/echo"), "after restart").await;
+    assert_eq!(echoed, "after restart");
 }
 
 #[tokio::test]
-async fn same_http2_client_carries_on_after_its_server_restarts() {
-    let (_, url) = fresh_pipe("restart2");
-    let client = Client::builder().http2_prior_knowledge().build();
-    let first = start(&url).await;
-    let (status, version, _) = get_text(&client, &format!("{url}:/test")).await;
-    assert_eq!((status, version), (StatusCode::OK, Version::HTTP_2));
-
-    first.stop().await;
-    let _second = start(&url).await;
-
-    let res = client.get(format!("{url}:/test")).send().await.unwrap();
-    assert_eq!(res.version(), Version::HTTP_2);
-    assert_eq!(res.text().await.unwrap(), "Hello world!");
+async fn same_http1_or_http2_client_carries_on_after_its_server_restarts_on_the_same_name() {
+    for (client, version) in http1_and_http2_clients() {
+        carries_on_after_a_restart("restart", client, version).await;
+    }
 }
 
 // --- Unix: unix: paths, servers no one here wrote ------------------------
@@ -512,6 +512,7 @@ mod unix {
     use std::path::{Path, PathBuf};
     use std::process::Command;
 
+    use testkit::fixture_files::write_file;
     use testkit::{Nginx, RemoveOnDrop, Spawned, tempdir, wait_accepting};
 
     use super::*;
@@ -555,8 +556,7 @@ UnixHTTPServer(sys.argv[1], Handler).serve_forever()
 
     /// Python's standard-library HTTP server on the Unix socket `socket`.
     fn python_server(dir: &Path, socket: &Path) -> Spawned {
-        let script = dir.join("server.py");
-        std::fs::write(&script, PYTHON_SERVER).unwrap();
+        let script = write_file(dir, "server.py", PYTHON_SERVER);
         let mut cmd = Command::new("python3");
         cmd.arg(&script).arg(socket);
         let server = Spawned::start(cmd);
@@ -570,11 +570,7 @@ UnixHTTPServer(sys.argv[1], Handler).serve_forever()
         let socket = dir.path().join("own.sock");
         let url = format!("http://unix:{}", socket.display());
         let _server = start(&url).await;
-        let res = Client::new()
-            .get(format!("{url}:/test"))
-            .send()
-            .await
-            .unwrap();
+        let res = get(&Client::new(), &format!("{url}:/test")).await;
         let peer = res.peer().unwrap().clone();
         assert_eq!(peer.transport, Transport::Unix);
         // SAFETY: geteuid has no preconditions.
@@ -590,7 +586,7 @@ UnixHTTPServer(sys.argv[1], Handler).serve_forever()
         let base = format!("http://unix:{}", socket.display());
         let client = Client::new();
 
-        let res = client.get(format!("{base}:/test")).send().await.unwrap();
+        let res = get(&client, &format!("{base}:/test")).await;
         assert_eq!(res.status(), StatusCode::OK);
         assert_eq!(res.version(), Version::HTTP_11);
         let banner = res.headers()["server"].to_str().unwrap().to_owned();
@@ -598,16 +594,11 @@ UnixHTTPServer(sys.argv[1], Handler).serve_forever()
         assert_eq!(res.peer().unwrap().pid, Some(server.id()));
         assert_eq!(res.text().await.unwrap(), "hello from python");
 
-        let res = client
-            .post(format!("{base}:/anything"))
-            .body("posted")
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(res.text().await.unwrap(), "localhost posted");
+        let echoed = post_text(&client, &format!("{base}:/anything"), "posted").await;
+        assert_eq!(echoed, "localhost posted");
 
-        let res = client.get(format!("{base}:/missing")).send().await.unwrap();
-        assert_eq!(res.status(), StatusCode::NOT_FOUND);
+        let (status, _, _) = get_text(&client, &format!("{base}:/missing")).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
     }
 
     #[tokio::test]
@@ -649,7 +640,7 @@ UnixHTTPServer(sys.argv[1], Handler).serve_forever()
         let client = Client::new();
         let target = format!("http://unix:{}:/", socket.display());
         for _ in 0..5 {
-            let res = client.get(&target).send().await.unwrap();
+            let res = get(&client, &target).await;
             assert_eq!(res.status(), StatusCode::OK);
             let banner = res.headers()["server"].to_str().unwrap().to_owned();
             assert!(banner.starts_with("nginx"), "nginx answered: {banner}");

@@ -42,6 +42,16 @@ fn count_worker_panics() {
     });
 }
 
+/// A raw listener bound on a new pipe name; returns the name and the listener.
+pub(crate) async fn bind_new_pipe(prefix: &str) -> (String, Listener) {
+    let name = testkit::unique_name(prefix);
+    let address = format!("http://pipe:/{name}").parse().unwrap();
+    let listener = Listener::bind(&address, &PipeOptions::default())
+        .await
+        .unwrap_or_else(|e| panic!("cannot bind {name}: {e}"));
+    (name, listener)
+}
+
 /// A server that runs `behave` on every connection it accepts.
 pub(crate) struct Misbehaving {
     name: String,
@@ -56,11 +66,7 @@ impl Misbehaving {
         Fut: Future<Output = ()> + Send + 'static,
     {
         count_worker_panics();
-        let name = testkit::unique_name(prefix);
-        let address = format!("http://pipe:/{name}").parse().unwrap();
-        let listener = Listener::bind(&address, &PipeOptions::default())
-            .await
-            .expect("bind");
+        let (name, listener) = bind_new_pipe(prefix).await;
         let accepted = Arc::new(AtomicUsize::new(0));
         let count = accepted.clone();
         let task = tokio::spawn(async move {
@@ -168,16 +174,17 @@ async fn get_fails(server: &Misbehaving) -> Error {
 
 /// The error of an exchange that failed at the HTTP level: no response
 /// head came, or its body could not be read.
+fn http_error(err: &Error) -> bool {
+    err.is_request() || err.is_body()
+}
+
 fn assert_http_error(err: &Error) {
-    assert!(err.is_request() || err.is_body(), "{err:?}");
+    assert!(http_error(err), "{err:?}");
 }
 
 /// The error of a body that ended before it was complete.
-fn assert_broke_off(err: &Error) {
-    assert!(
-        err.is_body() && err.to_string().contains("broke off"),
-        "{err:?}"
-    );
+fn broke_off(err: &Error) -> bool {
+    err.is_body() && err.to_string().contains("broke off")
 }
 
 /// A server that reads a request head, answers `reply`, and then holds the
@@ -201,6 +208,23 @@ async fn replying_then_closing(prefix: &str, reply: &'static [u8]) -> Misbehavin
     .await
 }
 
+/// A server that reads a request head, answers `head`, and then sends
+/// `piece` again and again, one every `every`, until the client goes.
+async fn pacing(prefix: &str, head: &'static [u8], piece: Vec<u8>, every: Duration) -> Misbehaving {
+    let piece = Arc::new(piece);
+    Misbehaving::start(prefix, move |mut conn| {
+        let piece = piece.clone();
+        async move {
+            read_head(&mut conn).await;
+            let _ = conn.write_all(head).await;
+            while conn.write_all(&piece).await.is_ok() {
+                tokio::time::sleep(every).await;
+            }
+        }
+    })
+    .await
+}
+
 /// The response head a GET of `/` from `server` gets, which must come.
 async fn head_from(server: &Misbehaving) -> pipehttp::client::Response {
     client()
@@ -214,20 +238,154 @@ fn is_timeout(err: &Error) -> bool {
     err.is_timeout()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn garbage_instead_of_a_response_is_an_error() {
-    let server = replying("garbage", b"\x00\x01\x02 this is not HTTP at all\r\n\r\n").await;
-    assert_http_error(&get_fails(&server).await);
+fn timeout_or_request(err: &Error) -> bool {
+    err.is_timeout() || err.is_request()
 }
 
+/// What a broken server sends after each request head.
+#[derive(Clone, Copy)]
+enum Serves {
+    /// These bytes, then holds the connection open without another byte.
+    Holds(&'static [u8]),
+    /// These bytes, then closes the connection.
+    Closes(&'static [u8]),
+    /// `head`, then `piece` again and again, one every `every`.
+    Paces {
+        head: &'static [u8],
+        piece: &'static [u8],
+        every: Duration,
+    },
+}
+
+impl Serves {
+    async fn start(self) -> Misbehaving {
+        match self {
+            Serves::Holds(reply) => replying("broken", reply).await,
+            Serves::Closes(reply) => replying_then_closing("broken", reply).await,
+            Serves::Paces { head, piece, every } => {
+                pacing("broken", head, piece.to_vec(), every).await
+            }
+        }
+    }
+}
+
+/// Where a broken answer must make the exchange fail.
+#[derive(Clone, Copy)]
+enum FailsAt {
+    /// `send()` fails: no usable response head comes.
+    Head,
+    /// A `200` head comes; reading its body fails.
+    Body,
+}
+
+/// A server answering every request in the same broken way, and the
+/// error the client must make of it.
+struct Broken {
+    /// What the case proves; its failure message starts with it.
+    proves: &'static str,
+    serves: Serves,
+    fails_at: FailsAt,
+    error: fn(&Error) -> bool,
+}
+
+/// An empty HTTP/2 SETTINGS frame, then a GOAWAY.
+const H2_FRAMES: &[u8] = &[
+    0, 0, 0, 4, 0, 0, 0, 0, 0, 0, 0, 8, 7, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1,
+];
+
+const BROKEN: &[Broken] = &[
+    Broken {
+        proves: "garbage instead of a response is an error",
+        serves: Serves::Holds(b"\x00\x01\x02 this is not HTTP at all\r\n\r\n"),
+        fails_at: FailsAt::Head,
+        error: http_error,
+    },
+    Broken {
+        proves: "HTTP/2 frames to an HTTP/1 request are an error",
+        serves: Serves::Holds(H2_FRAMES),
+        fails_at: FailsAt::Head,
+        error: http_error,
+    },
+    Broken {
+        proves: "an invalid Content-Length is an error",
+        serves: Serves::Holds(b"HTTP/1.1 200 OK\r\nContent-Length: 12abc\r\n\r\nHello world!"),
+        fails_at: FailsAt::Head,
+        error: http_error,
+    },
+    Broken {
+        proves: "a close in the middle of the head is an error",
+        serves: Serves::Closes(b"HTTP/1.1 200 OK\r\nContent-Le"),
+        fails_at: FailsAt::Head,
+        error: http_error,
+    },
+    Broken {
+        proves: "a close in the middle of the body is an error",
+        serves: Serves::Closes(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\nonly this much"),
+        fails_at: FailsAt::Body,
+        error: broke_off,
+    },
+    Broken {
+        proves: "a close in the middle of a chunked body is an error",
+        serves: Serves::Closes(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n100\r\nshort",
+        ),
+        fails_at: FailsAt::Body,
+        error: broke_off,
+    },
+    Broken {
+        proves: "invalid chunk framing is an error",
+        serves: Serves::Holds(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n",
+        ),
+        fails_at: FailsAt::Body,
+        error: Error::is_body,
+    },
+    Broken {
+        proves: "a head without its body hits the timeout",
+        serves: Serves::Holds(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n"),
+        fails_at: FailsAt::Body,
+        error: is_timeout,
+    },
+    Broken {
+        proves: "a body dribbled byte by byte hits the timeout",
+        serves: Serves::Paces {
+            head: b"HTTP/1.1 200 OK\r\nContent-Length: 1000000\r\n\r\n",
+            piece: b"z",
+            every: Duration::from_millis(100),
+        },
+        fails_at: FailsAt::Body,
+        error: is_timeout,
+    },
+    Broken {
+        proves: "endless informational responses hit the timeout",
+        serves: Serves::Paces {
+            head: b"",
+            piece: b"HTTP/1.1 100 Continue\r\n\r\n",
+            every: Duration::from_millis(10),
+        },
+        fails_at: FailsAt::Head,
+        error: timeout_or_request,
+    },
+];
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn http2_frames_to_an_http1_request_are_an_error() {
-    // An empty SETTINGS frame, then a GOAWAY.
-    let frames: &[u8] = &[
-        0, 0, 0, 4, 0, 0, 0, 0, 0, 0, 0, 8, 7, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1,
-    ];
-    let server = replying("h2frames", frames).await;
-    assert_http_error(&get_fails(&server).await);
+async fn broken_answers_are_clear_errors_of_their_kind() {
+    // One case after the other on the test's thread: a failed assertion
+    // there is not a panic on a worker, which the other cases would count.
+    for case in BROKEN {
+        // Shown with the failure of a check inside `fails_clearly`.
+        println!("case: {}", case.proves);
+        let server = case.serves.start().await;
+        let err = match case.fails_at {
+            FailsAt::Head => get_fails(&server).await,
+            FailsAt::Body => {
+                let res = head_from(&server).await;
+                assert_eq!(res.status(), 200, "{}", case.proves);
+                fails_clearly(&server, res.bytes()).await
+            }
+        };
+        assert!((case.error)(&err), "{}: {err:?}", case.proves);
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -238,16 +396,6 @@ async fn an_endless_response_head_is_an_error() {
         let line = b"X-Again: and again and again\r\n".repeat(1000);
         while conn.write_all(&line).await.is_ok() {}
     })
-    .await;
-    assert_http_error(&get_fails(&server).await);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_invalid_content_length_is_an_error() {
-    let server = replying(
-        "badlength",
-        b"HTTP/1.1 200 OK\r\nContent-Length: 12abc\r\n\r\nHello world!",
-    )
     .await;
     assert_http_error(&get_fails(&server).await);
 }
@@ -276,63 +424,16 @@ async fn a_close_before_any_answer_is_an_error_after_one_retry() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_close_in_the_middle_of_the_head_is_an_error() {
-    let server = replying_then_closing("midhead", b"HTTP/1.1 200 OK\r\nContent-Le").await;
-    assert_http_error(&get_fails(&server).await);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_close_in_the_middle_of_the_body_is_an_error() {
-    let server = replying_then_closing(
-        "midbody",
-        b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\nonly this much",
-    )
-    .await;
-    let res = head_from(&server).await;
-    assert_eq!(res.status(), 200);
-    assert_broke_off(&fails_clearly(&server, res.bytes()).await);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_close_in_the_middle_of_a_chunked_body_is_an_error() {
-    let server = replying_then_closing(
-        "midchunk",
-        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n100\r\nshort",
-    )
-    .await;
-    let res = head_from(&server).await;
-    assert_broke_off(&fails_clearly(&server, res.text()).await);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn invalid_chunk_framing_is_an_error() {
-    let server = replying(
-        "badchunk",
-        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n",
-    )
-    .await;
-    let res = head_from(&server).await;
-    let err = fails_clearly(&server, res.bytes()).await;
-    assert!(err.is_body(), "{err:?}");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_endless_body_ends_at_the_timeout() {
     // Endless but paced (1 KiB every 10 ms), so the body collected until the
     // timeout stays small.
-    let server = Misbehaving::start("endlessbody", |mut conn| async move {
-        read_head(&mut conn).await;
-        let _ = conn
-            .write_all(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
-            .await;
-        let chunk = [b"400\r\n".as_slice(), &[b'x'; 0x400], b"\r\n"].concat();
-        loop {
-            if conn.write_all(&chunk).await.is_err() {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    })
+    let chunk = [b"400\r\n".as_slice(), &[b'x'; 0x400], b"\r\n"].concat();
+    let server = pacing(
+        "endlessbody",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+        chunk,
+        Duration::from_millis(10),
+    )
     .await;
     let started = Instant::now();
     let res = head_from(&server).await;
@@ -394,56 +495,10 @@ async fn a_server_that_never_answers_hits_the_timeout() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_head_without_its_body_hits_the_timeout() {
-    let server = replying("nobody", b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n").await;
-    let res = head_from(&server).await;
-    let err = fails_clearly(&server, res.text()).await;
-    assert!(is_timeout(&err), "{err:?}");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_body_dribbled_byte_by_byte_hits_the_timeout() {
-    let server = Misbehaving::start("dribble", |mut conn| async move {
-        read_head(&mut conn).await;
-        let _ = conn
-            .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 1000000\r\n\r\n")
-            .await;
-        while conn.write_all(b"z").await.is_ok() {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    })
-    .await;
-    let res = head_from(&server).await;
-    let err = fails_clearly(&server, res.bytes()).await;
-    assert!(is_timeout(&err), "{err:?}");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn endless_informational_responses_hit_the_timeout() {
-    let server = Misbehaving::start("continue", |mut conn| async move {
-        read_head(&mut conn).await;
-        while conn
-            .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
-            .await
-            .is_ok()
-        {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    })
-    .await;
-    let err = get_fails(&server).await;
-    assert!(is_timeout(&err) || err.is_request(), "{err:?}");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_that_never_accepts_hits_a_timeout() {
     // Bound, but accept() is never called: on Unix the connection waits in
     // the listen queue, on Windows for a pipe instance.
-    let name = testkit::unique_name("noaccept");
-    let address = format!("http://pipe:/{name}").parse().unwrap();
-    let listener = Listener::bind(&address, &PipeOptions::default())
-        .await
-        .expect("bind");
+    let (name, listener) = bind_new_pipe("noaccept").await;
     let server = Misbehaving::nobody(name);
     let err = get_fails(&server).await;
     assert!(is_timeout(&err), "{err:?}");

@@ -9,6 +9,7 @@ use std::time::Duration;
 use pipehttp::Config;
 use pipehttp::config::CertificateConfig;
 use pipehttp::options::{ClientCertificateMode, MinDataRate, Protocols, SslProtocols};
+use testkit::fixture_files::{temp_file, write_file};
 
 fn data(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -26,6 +27,12 @@ fn json_err(text: &str) -> String {
     Config::from_json_str(text, "appsettings.json")
         .expect_err("the text should be refused")
         .to_string()
+}
+
+/// Checks that a refusal is one line that starts with `start`.
+fn assert_refusal(err: &str, start: &str) {
+    assert!(err.starts_with(start), "expected {start:?}…, got: {err}");
+    assert!(!err.contains('\n'), "one line: {err}");
 }
 
 fn load(file: &Path, vars: &[(&str, &str)]) -> pipehttp::Result<Config> {
@@ -271,13 +278,10 @@ fn the_environment_file_and_variables_layer_key_by_key() {
 
 #[test]
 fn variables_apply_to_a_toml_file_too() {
-    let dir = testkit::tempdir().unwrap();
-    let file = dir.path().join("pipehttp.toml");
-    std::fs::write(
-        &file,
+    let (_dir, file) = temp_file(
+        "pipehttp.toml",
         "[limits]\nmax_request_body_size = 5\nkeep_alive_timeout = 9\n",
-    )
-    .unwrap();
+    );
     let config = load(&file, &[("Kestrel__Limits__KeepAliveTimeout", "00:00:03")]).unwrap();
     assert_eq!(config.options.limits.max_request_body_size, Some(5));
     assert_eq!(
@@ -504,10 +508,9 @@ fn bad_values_name_the_key_and_what_to_write() {
 
 #[test]
 fn options_that_contradict_each_other_are_refused_naming_the_source() {
-    let err = toml_err("[pipes]\nmode = \"0660\"");
-    assert!(
-        err.starts_with("app.toml: `pipes.mode`: mode 0660 needs current_user_only = false"),
-        "{err}"
+    assert_refusal(
+        &toml_err("[pipes]\nmode = \"0660\""),
+        "app.toml: `pipes.mode`: mode 0660 needs current_user_only = false",
     );
     let err = json_err(r#"{ "Kestrel": { "Limits": { "MaxRequestBufferSize": 100 } } }"#);
     assert_eq!(
@@ -519,34 +522,30 @@ fn options_that_contradict_each_other_are_refused_naming_the_source() {
 
 #[test]
 fn bad_url_names_the_key_and_quotes_the_address_error() {
-    let err = toml_err("[endpoints.pipe]\nurl = \"http://pipe:/a:b\"");
-    assert!(
-        err.starts_with("app.toml: `endpoints.pipe.url`: invalid address 'http://pipe:/a:b': "),
-        "{err}"
+    assert_refusal(
+        &toml_err("[endpoints.pipe]\nurl = \"http://pipe:/a:b\""),
+        "app.toml: `endpoints.pipe.url`: invalid address 'http://pipe:/a:b': ",
     );
-    let err = json_err(r#"{ "Kestrel": { "Endpoints": { "E": { "Url": "ftp://x" } } } }"#);
-    assert!(
-        err.starts_with("appsettings.json: `Kestrel:Endpoints:E:Url`: invalid address 'ftp://x': the scheme 'ftp' is not http or https"),
-        "{err}"
+    assert_refusal(
+        &json_err(r#"{ "Kestrel": { "Endpoints": { "E": { "Url": "ftp://x" } } } }"#),
+        "appsettings.json: `Kestrel:Endpoints:E:Url`: invalid address 'ftp://x': the scheme 'ftp' is not http or https",
     );
 }
 
 #[test]
 fn syntax_errors_name_the_line() {
-    let err = toml_err("[limits]\nmax_request_body_size = = 3\n");
-    assert!(err.starts_with("app.toml: line 2, column "), "{err}");
-    assert!(!err.contains('\n'), "one line: {err}");
-    let err = json_err("{\n  \"Kestrel\": {,\n}");
-    assert!(
-        err.starts_with("appsettings.json: line 2, column "),
-        "{err}"
+    assert_refusal(
+        &toml_err("[limits]\nmax_request_body_size = = 3\n"),
+        "app.toml: line 2, column ",
     );
-    assert!(!err.contains('\n'), "one line: {err}");
+    assert_refusal(
+        &json_err("{\n  \"Kestrel\": {,\n}"),
+        "appsettings.json: line 2, column ",
+    );
     // Beyond comments and trailing commas, JSON stays JSON, as in .NET.
-    let err = json_err("{ 'Kestrel': {} }");
-    assert!(
-        err.starts_with("appsettings.json: line 1, column "),
-        "{err}"
+    assert_refusal(
+        &json_err("{ 'Kestrel': {} }"),
+        "appsettings.json: line 1, column ",
     );
     assert_eq!(
         json_err("[]"),
@@ -556,11 +555,8 @@ fn syntax_errors_name_the_line() {
 
 #[test]
 fn file_extension_picks_the_shape() {
-    let dir = testkit::tempdir().unwrap();
-    let toml = dir.path().join("server.TOML");
-    std::fs::write(&toml, "[endpoints.a]\nurl = \"http://pipe:/a\"\n").unwrap();
-    let yaml = dir.path().join("server.yaml");
-    std::fs::write(&yaml, "").unwrap();
+    let (dir, toml) = temp_file("server.TOML", "[endpoints.a]\nurl = \"http://pipe:/a\"\n");
+    let yaml = write_file(dir.path(), "server.yaml", "");
     assert_eq!(
         Config::from_file(&toml).unwrap().urls()[0].to_string(),
         "http://pipe:/a"
@@ -587,18 +583,15 @@ fn file_extension_picks_the_shape() {
 
 #[test]
 fn relative_certificate_paths_resolve_against_their_file() {
-    let dir = testkit::tempdir().unwrap();
-    let file = dir.path().join("app.toml");
     // An absolute path in this OS's own form: `/abs` is not one on Windows.
     let absolute = std::env::temp_dir().join("abs").join("a.key");
-    std::fs::write(
-        &file,
+    let (dir, file) = temp_file(
+        "app.toml",
         format!(
             "[endpoints.a]\nurl = \"https://pipe:/a\"\n\
              certificate = {{ path = \"certs/a.pem\", key_path = {absolute:?} }}\n"
         ),
-    )
-    .unwrap();
+    );
     // A variable's relative path stays relative: .NET resolves it against
     // the content root, the working directory.
     let config = load(&file, &[("Kestrel__Certificates__Default__Path", "d.pfx")]).unwrap();

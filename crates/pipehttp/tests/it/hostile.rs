@@ -48,6 +48,7 @@ use std::sync::{Mutex, Once};
 use std::time::{Duration, Instant};
 
 use crate::sample::SampleApp;
+use crate::server::is_a_close;
 use pipehttp::client::Connector;
 use pipehttp::{Client, Server, ServerBuilder};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -422,16 +423,7 @@ async fn exchange(address: &str, case: &Case) -> io::Result<(Vec<u8>, End, Durat
             Err(_) => break End::Open,
             Ok(Ok(0)) => break End::Closed,
             Ok(Ok(n)) => got.extend_from_slice(&buf[..n]),
-            Ok(Err(e))
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::ConnectionReset
-                        | io::ErrorKind::ConnectionAborted
-                        | io::ErrorKind::BrokenPipe
-                ) =>
-            {
-                break End::Closed;
-            }
+            Ok(Err(e)) if is_a_close(&e) => break End::Closed,
             Ok(Err(e)) => return Err(e),
         }
     };

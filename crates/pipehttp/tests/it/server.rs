@@ -99,6 +99,15 @@ async fn get(target: &str) -> (StatusCode, String) {
     (status, within(res.text()).await.expect("the body"))
 }
 
+/// Checks that `target` is the sample app's `/test`: a 200 with "Hello world!".
+async fn assert_serves_test(target: &str) {
+    assert_eq!(
+        get(target).await,
+        (StatusCode::OK, "Hello world!".to_owned()),
+        "GET {target}"
+    );
+}
+
 /// A raw connection to a listen address, for tests about the wire itself.
 pub(crate) async fn connect_raw(address: &str) -> Connection {
     within(Connector::new(address).expect("an address").connect())
@@ -135,6 +144,17 @@ pub(crate) async fn read_response(
     }
 }
 
+/// A read error that is how a peer's close may show on a pipe or socket: a
+/// reset, an abort or a broken pipe.
+pub(crate) fn is_a_close(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionReset
+            | io::ErrorKind::BrokenPipe
+            | io::ErrorKind::ConnectionAborted
+    )
+}
+
 /// Reads until the peer closes (EOF, or a reset / broken pipe, which is how
 /// a pipe's close may show) and returns every byte that came before.
 pub(crate) async fn read_until_closed(conn: &mut (impl AsyncRead + Unpin)) -> Vec<u8> {
@@ -144,16 +164,7 @@ pub(crate) async fn read_until_closed(conn: &mut (impl AsyncRead + Unpin)) -> Ve
         match within(conn.read(&mut chunk)).await {
             Ok(0) => return got,
             Ok(n) => got.extend_from_slice(&chunk[..n]),
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::ConnectionReset
-                        | io::ErrorKind::BrokenPipe
-                        | io::ErrorKind::ConnectionAborted
-                ) =>
-            {
-                return got;
-            }
+            Err(e) if is_a_close(&e) => return got,
             Err(e) => panic!("reading failed with {e} instead of a clean close"),
         }
     }
@@ -175,14 +186,8 @@ async fn pipe_and_tcp_both_answer_hello_world() {
     let port = server.addresses[1].address.to_string();
     assert!(!port.ends_with(":0"), "the real port is reported: {port}");
 
-    assert_eq!(
-        get(&format!("http://pipe:/{name}:/test")).await,
-        (StatusCode::OK, "Hello world!".to_owned())
-    );
-    assert_eq!(
-        get(&format!("{port}/test")).await,
-        (StatusCode::OK, "Hello world!".to_owned())
-    );
+    assert_serves_test(&format!("http://pipe:/{name}:/test")).await;
+    assert_serves_test(&format!("{port}/test")).await;
     server.stop().await.expect("a clean stop");
 }
 
@@ -223,10 +228,7 @@ async fn second_server_on_a_live_pipe_fails_and_first_keeps_serving() {
         "the message names the pipe: {message}"
     );
 
-    assert_eq!(
-        get(&format!("http://pipe:/{name}:/test")).await,
-        (StatusCode::OK, "Hello world!".to_owned())
-    );
+    assert_serves_test(&format!("http://pipe:/{name}:/test")).await;
     first.stop().await.unwrap();
 }
 
@@ -318,71 +320,73 @@ async fn chunked_body_over_limit_gets_413() {
     server.stop().await.unwrap();
 }
 
-#[tokio::test]
-async fn headers_over_limit_get_431() {
-    // A request head past max_request_headers_total_size gets 431; one under it passes.
-    let (builder, name) = on_new_pipe("431");
-    let server = start(builder.max_request_headers_total_size(16 * 1024)).await;
-    let target = format!("http://pipe:/{name}:/test");
-    let client = Client::new();
-
-    let big = "x".repeat(20 * 1024);
-    let res = within(
-        client
-            .get(target.as_str())
-            .header("x-big", big.as_str())
-            .send(),
-    )
-    .await
-    .expect("a response");
-    assert_eq!(res.status(), StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
-
-    let fits = "y".repeat(12 * 1024);
-    let res = within(
-        client
-            .get(target.as_str())
-            .header("x-fits", fits.as_str())
-            .send(),
-    )
-    .await
-    .expect("a response");
-    assert_eq!(res.status(), StatusCode::OK);
-    server.stop().await.unwrap();
+/// A request head against a `max_request_headers_total_size`.
+struct HeadCase {
+    /// What the case proves; its failure message says it.
+    proves: &'static str,
+    limit: usize,
+    /// The length of one header's value, which makes up most of the head.
+    header_len: usize,
+    status: StatusCode,
 }
 
+const HEAD_CASES: &[HeadCase] = &[
+    HeadCase {
+        proves: "a head past the limit gets 431",
+        limit: 16 * 1024,
+        header_len: 20 * 1024,
+        status: StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+    },
+    HeadCase {
+        proves: "a head under the limit passes",
+        limit: 16 * 1024,
+        header_len: 12 * 1024,
+        status: StatusCode::OK,
+    },
+    HeadCase {
+        proves: "the limit holds below 8 KiB too (hyper's smallest buffer)",
+        limit: 2048,
+        header_len: 6 * 1024,
+        status: StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+    },
+];
+
 #[tokio::test]
-async fn headers_over_a_small_limit_get_431() {
-    // The limit holds when it is set below 8 KiB too (hyper's smallest buffer).
-    let (builder, name) = on_new_pipe("431small");
-    let server = start(builder.max_request_headers_total_size(2048)).await;
-    let big = "x".repeat(6 * 1024);
-    let res = within(
-        Client::new()
-            .get(format!("http://pipe:/{name}:/test").as_str())
-            .header("x-big", big.as_str())
-            .send(),
+async fn headers_over_limit_get_431_and_under_it_pass() {
+    for case in HEAD_CASES {
+        let (builder, name) = on_new_pipe("431");
+        let server = start(builder.max_request_headers_total_size(case.limit)).await;
+        let value = "x".repeat(case.header_len);
+        let res = within(
+            Client::new()
+                .get(format!("http://pipe:/{name}:/test").as_str())
+                .header("x-big", value.as_str())
+                .send(),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{}: no response: {e}", case.proves));
+        assert_eq!(res.status(), case.status, "{}", case.proves);
+        server.stop().await.unwrap();
+    }
+}
+
+/// Serves the sample app on a new pipe with `request_headers_timeout`
+/// `timeout` and a keep-alive timeout far longer.
+async fn start_with_headers_timeout(prefix: &str, timeout: Duration) -> Running {
+    let (builder, _) = on_new_pipe(prefix);
+    start(
+        builder
+            .request_headers_timeout(timeout)
+            .keep_alive_timeout(Duration::from_secs(60)),
     )
     .await
-    .expect("a response");
-    assert_eq!(
-        res.status(),
-        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-        "a 6 KiB head passed a 2 KiB max_request_headers_total_size"
-    );
-    server.stop().await.unwrap();
 }
 
 #[tokio::test]
 async fn slow_request_head_is_cut_at_headers_timeout() {
     // A client that trickles its request head is disconnected, without a response.
     let timeout = Duration::from_secs(1);
-    let (builder, _) = on_new_pipe("slowhead");
-    let server = start(
-        builder
-            .request_headers_timeout(timeout)
-            .keep_alive_timeout(Duration::from_secs(60)),
-    )
-    .await;
+    let server = start_with_headers_timeout("slowhead", timeout).await;
 
     let conn = connect_raw(&server.address(0)).await;
     let (mut reader, mut writer) = tokio::io::split(conn);
@@ -414,13 +418,7 @@ async fn slow_request_head_is_cut_at_headers_timeout() {
 async fn idle_keep_alive_connection_outlives_headers_timeout() {
     // Idle time is governed by keep_alive_timeout, not request_headers_timeout.
     let headers_timeout = Duration::from_millis(500);
-    let (builder, _) = on_new_pipe("idlekeep");
-    let server = start(
-        builder
-            .request_headers_timeout(headers_timeout)
-            .keep_alive_timeout(Duration::from_secs(60)),
-    )
-    .await;
+    let server = start_with_headers_timeout("idlekeep", headers_timeout).await;
     let mut conn = connect_raw(&server.address(0)).await;
 
     // Idle before the first request, then between requests, each time for
@@ -784,10 +782,7 @@ mod unix {
         let server = start(builder.allow_group(gid.to_string())).await;
         let meta = fs::symlink_metadata(socket_path(&server, 0)).unwrap();
         assert_eq!((meta.gid(), mode(&socket_path(&server, 0))), (gid, 0o660));
-        assert_eq!(
-            get(&format!("http://pipe:/{name}:/test")).await,
-            (StatusCode::OK, "Hello world!".to_owned())
-        );
+        assert_serves_test(&format!("http://pipe:/{name}:/test")).await;
         server.stop().await.unwrap();
     }
 
@@ -810,10 +805,7 @@ mod unix {
         assert!(fs::symlink_metadata(&path).unwrap().file_type().is_socket());
 
         let server = start(builder).await;
-        assert_eq!(
-            get(&format!("http://pipe:/{name}:/test")).await,
-            (StatusCode::OK, "Hello world!".to_owned())
-        );
+        assert_serves_test(&format!("http://pipe:/{name}:/test")).await;
         server.stop().await.unwrap();
         assert!(!path.exists());
     }

@@ -7,6 +7,7 @@ use std::path::Path;
 use crate::sample::SampleApp;
 use pipehttp::tls::Certificate;
 use pipehttp::{Client, Server};
+use testkit::fixture_files::write_file;
 use tokio::sync::oneshot;
 
 /// A self-signed certificate for localhost: (certificate PEM, key PEM).
@@ -36,6 +37,11 @@ fn trusting(ca: &str) -> pipehttp::client::ClientBuilder {
     Client::builder().add_root_certificate_pem(ca.as_bytes().to_vec())
 }
 
+/// GETs `target` with `client`: the answer's text, or the error.
+async fn text_of(client: Client, target: &str) -> pipehttp::Result<String> {
+    client.get(target).send().await?.text().await
+}
+
 /// The client offers h2 and http/1.1 by ALPN and the server picks h2; a
 /// client that asks for HTTP/2 only gets it too. (HTTP/1.1 over TLS is
 /// checked with curl in the CLI's tests.)
@@ -60,16 +66,8 @@ async fn https_pipe_negotiates_http2_by_alpn() {
 async fn https_over_tcp_checks_the_name_in_the_url() {
     let (cert, key) = self_signed();
     let (_stop, bound) = serve_tls("https://127.0.0.1:0", &cert, &key).await;
-    let text = trusting(&cert)
-        .build()
-        .get(format!("{bound}/test"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert_eq!(text, "Hello world!");
+    let text = text_of(trusting(&cert).build(), &format!("{bound}/test")).await;
+    assert_eq!(text.unwrap(), "Hello world!");
 }
 
 #[cfg(unix)]
@@ -79,13 +77,8 @@ async fn https_over_a_unix_socket() {
     let dir = testkit::tempdir().unwrap();
     let url = format!("https://unix:{}", dir.path().join("tls.sock").display());
     let (_stop, _) = serve_tls(&url, &cert, &key).await;
-    let res = trusting(&cert)
-        .build()
-        .get(format!("{url}:/test"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.text().await.unwrap(), "Hello world!");
+    let text = text_of(trusting(&cert).build(), &format!("{url}:/test")).await;
+    assert_eq!(text.unwrap(), "Hello world!");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -96,10 +89,8 @@ async fn an_untrusted_certificate_fails_naming_the_pipe() {
     let url = format!("https://pipe:/{name}");
     let (_stop, _) = serve_tls(&url, &cert, &key).await;
 
-    let err = trusting(&other_ca)
-        .build()
-        .get(format!("{url}:/test"))
-        .send()
+    let target = format!("{url}:/test");
+    let err = text_of(trusting(&other_ca).build(), &target)
         .await
         .unwrap_err();
     let text = err.to_string();
@@ -108,8 +99,7 @@ async fn an_untrusted_certificate_fails_naming_the_pipe() {
     assert!(text.contains("certificate"), "{text}");
 
     let insecure = Client::builder().danger_accept_invalid_certs(true).build();
-    let res = insecure.get(format!("{url}:/test")).send().await.unwrap();
-    assert_eq!(res.text().await.unwrap(), "Hello world!");
+    assert_eq!(text_of(insecure, &target).await.unwrap(), "Hello world!");
 }
 
 /// Binds an https pipe endpoint with `certificate` and returns the error.
@@ -128,11 +118,7 @@ async fn start_up_errors_name_the_endpoint_and_the_file() {
     let dir = testkit::tempdir().unwrap();
     let (cert, key) = self_signed();
     let (_, other_key) = self_signed();
-    let write = |name: &str, text: &str| {
-        let path = dir.path().join(name);
-        std::fs::write(&path, text).unwrap();
-        path
-    };
+    let write = |name: &str, text: &str| write_file(dir.path(), name, text);
     let cert_file = write("cert.pem", &cert);
     let key_file = write("key.pem", &key);
     let other_key_file = write("other-key.pem", &other_key);

@@ -12,7 +12,7 @@ use pipehttp::address::PipeName;
 use pipehttp::transport::pipe_endpoint;
 use pipehttp::{Client, Server};
 use testkit::running_under_wine;
-use tokio::net::windows::named_pipe::ClientOptions;
+use tokio::net::windows::named_pipe::{ClientOptions, NamedPipeClient};
 use tokio::sync::oneshot;
 
 const ERROR_FILE_NOT_FOUND: i32 = 2;
@@ -51,9 +51,7 @@ async fn start(builder: pipehttp::ServerBuilder, prefix: &str) -> Running {
 
 /// Opens the pipe, waiting while every instance is busy: the server makes
 /// the next instance right after a client takes one, but not instantly.
-async fn open_when_free(
-    pipe: &std::path::Path,
-) -> tokio::net::windows::named_pipe::NamedPipeClient {
+async fn open_when_free(pipe: &std::path::Path) -> NamedPipeClient {
     let deadline = tokio::time::Instant::now() + testkit::READY_TIMEOUT;
     loop {
         match ClientOptions::new().open(pipe) {
@@ -72,6 +70,20 @@ async fn open_when_free(
 
 fn path(name: &str) -> std::path::PathBuf {
     pipe_endpoint(&PipeName::new(name).unwrap())
+}
+
+/// Opens `count` instances of `server`'s pipe one after the other, keeping
+/// each open so that the next is a new instance, and passes each to
+/// `check`. With more than the server's queue, later instances are made by
+/// its instance tasks after the first.
+async fn each_instance(server: &Running, count: usize, mut check: impl FnMut(&NamedPipeClient)) {
+    let pipe = path(&server.name);
+    let mut held = Vec::new();
+    for _ in 0..count {
+        let raw = open_when_free(&pipe).await;
+        check(&raw);
+        held.push(raw);
+    }
 }
 
 /// 64 clients at once against 4 waiting instances: every one is served,
@@ -157,14 +169,10 @@ async fn a_client_waits_through_pipe_busy_until_an_instance_frees() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_instance_carries_the_current_user_dacl() {
     let server = start(Server::builder().listener_queue_count(2), "dacl").await;
-    let pipe = path(&server.name);
     let me = security::current_user_sid();
-    // More instances than the queue holds, so later ones were made by the
-    // instance tasks after the first.
-    let mut held = Vec::new();
-    for _ in 0..6 {
-        let raw = open_when_free(&pipe).await;
-        let dacl = security::dacl_sddl(&raw);
+    // More instances than the queue holds.
+    each_instance(&server, 6, |raw| {
+        let dacl = security::dacl_sddl(raw);
         assert!(dacl.starts_with("D:P("), "not protected: {dacl}");
         assert_eq!(dacl.matches('(').count(), 1, "more than one entry: {dacl}");
         assert!(dacl.starts_with("D:P(A;"), "not an allow entry: {dacl}");
@@ -172,8 +180,8 @@ async fn every_instance_carries_the_current_user_dacl() {
             dacl.ends_with(&format!(";{me})")),
             "not our SID ({me}): {dacl}"
         );
-        held.push(raw);
-    }
+    })
+    .await;
 }
 
 /// The allow lists add a read/write entry per account (resolved by name or
@@ -186,13 +194,10 @@ async fn allowed_accounts_are_granted_in_every_instance_dacl() {
         .allow_group(r"BUILTIN\Administrators")
         .allow_user("S-1-5-18");
     let server = start(builder, "allow").await;
-    let pipe = path(&server.name);
     let me = security::current_user_sid();
-    let mut held = Vec::new();
-    for _ in 0..4 {
-        let raw = open_when_free(&pipe).await;
-        assert_eq!(security::owner_sid(&raw), me);
-        let dacl = security::dacl_sddl(&raw);
+    each_instance(&server, 4, |raw| {
+        assert_eq!(security::owner_sid(raw), me);
+        let dacl = security::dacl_sddl(raw);
         assert!(dacl.starts_with("D:P("), "not protected: {dacl}");
         let entries: Vec<&str> = dacl[4..].trim_end_matches(')').split(")(").collect();
         assert_eq!(entries.len(), 3, "{dacl}");
@@ -218,8 +223,8 @@ async fn allowed_accounts_are_granted_in_every_instance_dacl() {
                 "{dacl}"
             );
         }
-        held.push(raw);
-    }
+    })
+    .await;
 }
 
 /// `pipe_sddl` is every instance's descriptor as given, as Kestrel's
@@ -235,11 +240,8 @@ async fn pipe_sddl_is_every_instance_descriptor() {
         "sddl",
     )
     .await;
-    let pipe = path(&server.name);
-    let mut held = Vec::new();
-    for _ in 0..3 {
-        let raw = open_when_free(&pipe).await;
-        let dacl = security::dacl_sddl(&raw);
+    each_instance(&server, 3, |raw| {
+        let dacl = security::dacl_sddl(raw);
         assert!(dacl.starts_with("D:P("), "{dacl}");
         assert_eq!(dacl.matches('(').count(), 2, "{dacl}");
         assert!(dacl.contains(&format!(";{me})")), "{dacl}");
@@ -247,8 +249,8 @@ async fn pipe_sddl_is_every_instance_descriptor() {
             dacl.contains(";WD)") || dacl.contains(";S-1-1-0)"),
             "{dacl}"
         );
-        held.push(raw);
-    }
+    })
+    .await;
 }
 
 /// A descriptor Windows cannot read, or an account it does not know, fails

@@ -13,11 +13,13 @@ pub fn command(program: &str, tmp: &Path) -> Command {
     testkit::command(program, Some(tmp))
 }
 
-/// Runs `trace-demo ARGS` to its end; checks that it killed the agent
-/// `kills` times and restarted it on the same name as often.
-pub fn run_demo(tmp: &Path, args: &[&str], kills: usize) -> (ExitStatus, String) {
-    let mut cmd = command(DEMO, tmp);
-    cmd.args(args);
+/// Runs `trace-demo ARGS --pipe PIPE` to its end, with its files in a temp
+/// dir of its own; checks that it killed the agent `kills` times and
+/// restarted it on the same name as often.
+pub fn run_demo(pipe: &str, args: &[&str], kills: usize) -> (ExitStatus, String) {
+    let tmp = testkit::tempdir().unwrap();
+    let mut cmd = command(DEMO, tmp.path());
+    cmd.args(args).args(["--pipe", pipe]);
     let mut demo = Spawned::start(cmd);
     let status = demo.wait_exit();
     let output = demo.output();

@@ -44,6 +44,17 @@ fn runtime(lang: Lang, test: &str) -> Option<Runtime> {
     }
 }
 
+/// Datadog's tracers for `test`: Python's ddtrace, which it needs, and
+/// Node's dd-trace where there is one; `None`, having said so, where
+/// ddtrace is missing.
+fn tracers(test: &str) -> Option<(Runtime, Option<Runtime>)> {
+    let Some(python) = runtime(Lang::Python, test) else {
+        loud(&format!("{test}: SKIPPED, ddtrace is missing"));
+        return None;
+    };
+    Some((python, runtime(Lang::Node, test)))
+}
+
 /// Runs an app to its end and returns its output, which must hold its
 /// `app pid=… made=N` line and no warning or error from its tracer.
 fn run_app(runtime: &Runtime, socket: &Path, spans: u32, ids: &Path) -> String {
@@ -70,11 +81,9 @@ fn run_app(runtime: &Runtime, socket: &Path, spans: u32, ids: &Path) -> String {
 #[test]
 fn datadog_tracers_are_journaled_whole_and_log_no_error() {
     let test = "datadog_tracers_are_journaled_whole_and_log_no_error";
-    let Some(python) = runtime(Lang::Python, test) else {
-        loud(&format!("{test}: SKIPPED, ddtrace is missing"));
+    let Some((python, node)) = tracers(test) else {
         return;
     };
-    let node = runtime(Lang::Node, test);
     let tmp = testkit::tempdir().unwrap();
     let pipe = testkit::unique_name("dd-tracers");
     let journal_path = tmp.path().join("journal.jsonl");
@@ -145,16 +154,12 @@ fn datadog_tracers_are_journaled_whole_and_log_no_error() {
 #[test]
 fn datadog_tracers_through_two_kills_deliver_99_percent() {
     let test = "datadog_tracers_through_two_kills_deliver_99_percent";
-    let Some(python) = runtime(Lang::Python, test) else {
-        loud(&format!("{test}: SKIPPED, ddtrace is missing"));
+    let Some((python, node)) = tracers(test) else {
         return;
     };
-    let node = runtime(Lang::Node, test);
     let node_apps = if node.is_some() { "2" } else { "0" };
-    let tmp = testkit::tempdir().unwrap();
-    let pipe = testkit::unique_name("dd-kills");
     let (status, output) = run_demo(
-        tmp.path(),
+        &testkit::unique_name("dd-kills"),
         &[
             "--real",
             "--python-apps",
@@ -168,8 +173,6 @@ fn datadog_tracers_through_two_kills_deliver_99_percent() {
             "1000",
             "--kills",
             "2",
-            "--pipe",
-            &pipe,
         ],
         2,
     );

@@ -20,10 +20,9 @@ fn count(line: &str, key: &str) -> u64 {
 
 #[test]
 fn scenario_with_two_kills_loses_no_acknowledged_span() {
-    let tmp = testkit::tempdir().unwrap();
     let pipe = testkit::unique_name("trace-story");
     let (status, output) = run_demo(
-        tmp.path(),
+        &pipe,
         &[
             "--tracers",
             "2",
@@ -36,8 +35,6 @@ fn scenario_with_two_kills_loses_no_acknowledged_span() {
             "2000",
             "--restart-delay",
             "0.2",
-            "--pipe",
-            &pipe,
         ],
         2,
     );
