@@ -384,11 +384,9 @@ pub struct TracerArgs {
     pub report: Option<PathBuf>,
 }
 
+/// An app that sends spans to the trace agent through a bounded retry queue
 #[derive(Debug, Parser)]
-#[command(
-    name = "tracer",
-    about = "An app that sends spans to the trace agent through a bounded retry queue"
-)]
+#[command(name = "tracer")]
 struct Cli {
     #[command(flatten)]
     args: TracerArgs,

@@ -23,11 +23,9 @@ use clap::{Parser, Subcommand};
 use pipehttp_bench::procfs;
 use pipehttp_bench::record::{Line, metric, parse_output, ruler_of};
 
+/// Records one measurement of scripts/bench.sh
 #[derive(Debug, Parser)]
-#[command(
-    name = "bench-record",
-    about = "Records one measurement of scripts/bench.sh"
-)]
+#[command(name = "bench-record")]
 struct Cli {
     #[command(subcommand)]
     command: Cmd,

@@ -12,11 +12,9 @@ use std::process::ExitCode;
 use clap::Parser;
 use pipehttp_bench::report::{Results, markdown, notes_of};
 
+/// Writes BENCHMARKS.md from a bench run's results
 #[derive(Debug, Parser)]
-#[command(
-    name = "bench-report",
-    about = "Writes BENCHMARKS.md from a bench run's results"
-)]
+#[command(name = "bench-report")]
 struct Cli {
     /// The results file `bench-record` wrote.
     #[arg(long)]

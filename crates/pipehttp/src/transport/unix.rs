@@ -844,77 +844,74 @@ fn lookup<T>(
 }
 
 fn user_by_name(name: &CStr) -> io::Result<Option<u32>> {
-    lookup(|buf| {
-        // SAFETY: `passwd` is plain data, filled by the call.
-        let mut entry: libc::passwd = unsafe { std::mem::zeroed() };
-        let mut found = std::ptr::null_mut();
-        // SAFETY: every pointer is valid for the call; `buf` for its length.
-        let rc = unsafe {
-            libc::getpwnam_r(
-                name.as_ptr(),
-                &mut entry,
-                buf.as_mut_ptr(),
-                buf.len(),
-                &mut found,
-            )
-        };
-        (rc, (!found.is_null()).then_some(entry.pw_uid))
-    })
+    entry(
+        |e, buf, len, found| {
+            // SAFETY: every pointer is valid for the call; `buf` for `len`.
+            unsafe { libc::getpwnam_r(name.as_ptr(), e, buf, len, found) }
+        },
+        |e: &libc::passwd| e.pw_uid,
+    )
 }
 
 fn group_by_name(name: &CStr) -> io::Result<Option<u32>> {
-    lookup(|buf| {
-        // SAFETY: `group` is plain data, filled by the call.
-        let mut entry: libc::group = unsafe { std::mem::zeroed() };
-        let mut found = std::ptr::null_mut();
-        // SAFETY: every pointer is valid for the call; `buf` for its length.
-        let rc = unsafe {
-            libc::getgrnam_r(
-                name.as_ptr(),
-                &mut entry,
-                buf.as_mut_ptr(),
-                buf.len(),
-                &mut found,
-            )
-        };
-        (rc, (!found.is_null()).then_some(entry.gr_gid))
-    })
+    entry(
+        |e, buf, len, found| {
+            // SAFETY: every pointer is valid for the call; `buf` for `len`.
+            unsafe { libc::getgrnam_r(name.as_ptr(), e, buf, len, found) }
+        },
+        |e: &libc::group| e.gr_gid,
+    )
 }
 
 fn user_name(uid: u32) -> io::Result<Option<String>> {
-    lookup(|buf| {
-        // SAFETY: `passwd` is plain data, filled by the call.
-        let mut entry: libc::passwd = unsafe { std::mem::zeroed() };
-        let mut found = std::ptr::null_mut();
-        // SAFETY: every pointer is valid for the call; `buf` for its length.
-        let rc =
-            unsafe { libc::getpwuid_r(uid, &mut entry, buf.as_mut_ptr(), buf.len(), &mut found) };
-        let name = (!found.is_null()).then(|| {
-            // SAFETY: when found, pw_name is a NUL-terminated string in `buf`.
-            unsafe { CStr::from_ptr(entry.pw_name) }
-                .to_string_lossy()
-                .into_owned()
-        });
-        (rc, name)
-    })
+    entry(
+        |e, buf, len, found| {
+            // SAFETY: every pointer is valid for the call; `buf` for `len`.
+            unsafe { libc::getpwuid_r(uid, e, buf, len, found) }
+        },
+        // SAFETY: a found entry's name is a NUL-terminated string in the
+        // buffer, which lives until `entry` returns.
+        |e: &libc::passwd| unsafe { text(e.pw_name) },
+    )
 }
 
 fn group_name(gid: u32) -> io::Result<Option<String>> {
+    entry(
+        |e, buf, len, found| {
+            // SAFETY: every pointer is valid for the call; `buf` for `len`.
+            unsafe { libc::getgrgid_r(gid, e, buf, len, found) }
+        },
+        // SAFETY: as in `user_name`.
+        |e: &libc::group| unsafe { text(e.gr_name) },
+    )
+}
+
+/// What `pick` takes from the `passwd` or `group` entry a `get*_r` call
+/// finds. The call points the entry's strings into a buffer that lives
+/// only while `pick` runs, so `pick` copies what it keeps.
+fn entry<E, T>(
+    mut call: impl FnMut(*mut E, *mut libc::c_char, usize, *mut *mut E) -> libc::c_int,
+    pick: impl Fn(&E) -> T,
+) -> io::Result<Option<T>> {
     lookup(|buf| {
-        // SAFETY: `group` is plain data, filled by the call.
-        let mut entry: libc::group = unsafe { std::mem::zeroed() };
+        // SAFETY: `E` is `passwd` or `group`, plain C data for the call to
+        // fill; all zeros is a valid value of either.
+        let mut e: E = unsafe { std::mem::zeroed() };
         let mut found = std::ptr::null_mut();
-        // SAFETY: every pointer is valid for the call; `buf` for its length.
-        let rc =
-            unsafe { libc::getgrgid_r(gid, &mut entry, buf.as_mut_ptr(), buf.len(), &mut found) };
-        let name = (!found.is_null()).then(|| {
-            // SAFETY: when found, gr_name is a NUL-terminated string in `buf`.
-            unsafe { CStr::from_ptr(entry.gr_name) }
-                .to_string_lossy()
-                .into_owned()
-        });
-        (rc, name)
+        let rc = call(&mut e, buf.as_mut_ptr(), buf.len(), &mut found);
+        (rc, (!found.is_null()).then(|| pick(&e)))
     })
+}
+
+/// A C string as an owned `String`.
+///
+/// # Safety
+/// `ptr` must point to a NUL-terminated string.
+unsafe fn text(ptr: *const libc::c_char) -> String {
+    // SAFETY: the caller's promise.
+    unsafe { CStr::from_ptr(ptr) }
+        .to_string_lossy()
+        .into_owned()
 }
 
 /// Who a listener with `current_user_only` admits: its own user, then the
