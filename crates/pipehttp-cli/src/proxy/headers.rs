@@ -54,6 +54,12 @@ pub(crate) fn connection_options(headers: &HeaderMap) -> impl Iterator<Item = &s
 /// the other side for the switch to happen there too. A `TE` that accepts
 /// trailers is passed on as `TE: trailers`, which gRPC needs end to end.
 pub(crate) fn remove_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
+    // Most heads hold none of them (nor `Connection`, which names the
+    // others): one pass over the names tells, where removing each would
+    // hash it. This runs twice for every request.
+    if !headers.keys().any(|name| HOP_BY_HOP.contains(name)) {
+        return;
+    }
     let named: Vec<HeaderName> = connection_options(headers)
         .filter_map(|o| HeaderName::from_bytes(o.as_bytes()).ok())
         .collect();

@@ -250,13 +250,24 @@ where
             }
             idle.http2 = None;
         }
-        // The newest is the likeliest to be alive; the oldest go first
-        // when they have waited too long.
-        idle.http1
-            .retain(|kept| now.duration_since(kept.since) < timeout && !kept.sender.is_closed());
-        idle.http1
-            .pop()
-            .map(|kept| (Sender::Http1(kept.sender), kept.peer))
+        // Kept in the order they came back, so the ones that waited too long
+        // are at the front: drop those, looking no further than the first
+        // that did not (this runs for every request; a scan of every kept
+        // connection would cost as many clock reads).
+        let expired = idle
+            .http1
+            .iter()
+            .take_while(|kept| now.duration_since(kept.since) >= timeout)
+            .count();
+        idle.http1.drain(..expired);
+        // The newest is the likeliest to be alive; one closed meanwhile is
+        // dropped.
+        while let Some(kept) = idle.http1.pop() {
+            if !kept.sender.is_closed() {
+                return Some((Sender::Http1(kept.sender), kept.peer));
+            }
+        }
+        None
     }
 
     async fn connect(&self) -> Result<(Sender<B>, Arc<PeerInfo>)> {

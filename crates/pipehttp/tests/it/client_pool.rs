@@ -112,3 +112,18 @@ async fn http2_requests_at_once_share_one_connection() {
     let seen = connections(&log);
     assert!(seen.iter().all(|c| *c == seen[0]), "{log}");
 }
+
+#[tokio::test]
+async fn a_connection_idle_past_the_pool_timeout_is_not_reused() {
+    let nginx = nginx(100);
+    let h1 = format!("http://unix:{}:/", nginx.dir().join("h1.sock").display());
+    let client = Client::builder()
+        .pool_idle_timeout(std::time::Duration::ZERO)
+        .build();
+    for _ in 0..3 {
+        assert_eq!(answer(&client, &h1, None).await, "localhost HTTP/1.1");
+    }
+    let log = nginx.access_log(3);
+    let seen = connections(&log);
+    assert!(seen[0] != seen[1] && seen[1] != seen[2], "{log}");
+}
