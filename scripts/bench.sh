@@ -171,7 +171,12 @@ if [[ -n $NGINX ]]; then
     sock[nginx-h2]=$work/nginx-h2.sock
     sock[nginx-proxy]=$work/nginx-proxy.sock
     mkdir -p "$work/nginx/logs"
+    # nginx started as root runs its workers as nobody, who may not
+    # connect to the upstream's socket: every proxied request would be a
+    # fast 502. The workers run as this script's user instead (nginx
+    # ignores `user` when it is not started as root).
     cat >"$work/nginx/nginx.conf" <<EOF
+user $(id -un) $(id -gn);
 worker_processes 2;
 worker_rlimit_nofile 30000;
 daemon off;

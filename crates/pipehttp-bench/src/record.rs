@@ -125,6 +125,18 @@ fn sum_of(v: &Value, key: &str) -> f64 {
         .map_or(0.0, |o| o.values().filter_map(Value::as_f64).sum())
 }
 
+/// The responses of a status-code count (`{"200": 10, "502": 1}`) that are
+/// not 2xx: a server that answers every request with 502 is fast, and its
+/// figures measure nothing, so they count as failed requests.
+fn not_2xx(v: &Value, key: &str) -> f64 {
+    v.get(key).and_then(Value::as_object).map_or(0.0, |o| {
+        o.iter()
+            .filter(|(status, _)| !status.starts_with('2'))
+            .filter_map(|(_, n)| n.as_f64())
+            .sum()
+    })
+}
+
 fn figures<const N: usize>(pairs: [(&str, Option<f64>); N]) -> BTreeMap<String, f64> {
     pairs
         .into_iter()
@@ -137,7 +149,7 @@ fn parse_pb(v: &Value) -> Result<BTreeMap<String, f64>, String> {
     Ok(figures([
         (RPS, Some(need(v, "requests_per_s")?)),
         (REQUESTS, Some(need(v, "responses")?)),
-        (ERRORS, Some(sum_of(v, "errors"))),
+        (ERRORS, Some(sum_of(v, "errors") + not_2xx(v, "statuses"))),
         (P50, num(v, "latency_us/p50")),
         (P99, num(v, "latency_us/p99")),
         (BPS, num(v, "bytes_per_s")),
@@ -152,7 +164,10 @@ fn parse_oha(v: &Value) -> Result<BTreeMap<String, f64>, String> {
     Ok(figures([
         (RPS, Some(need(v, "summary/requestsPerSec")?)),
         (REQUESTS, Some(responses)),
-        (ERRORS, Some(sum_of(v, "errorDistribution"))),
+        (
+            ERRORS,
+            Some(sum_of(v, "errorDistribution") + not_2xx(v, "statusCodeDistribution")),
+        ),
         (P50, us("latencyPercentiles/p50")),
         (P99, us("latencyPercentiles/p99")),
         (BPS, num(v, "summary/sizePerSec")),
@@ -184,7 +199,18 @@ fn parse_h2load(text: &str) -> Result<BTreeMap<String, f64>, String> {
         })
     };
     let succeeded = count("succeeded").ok_or("no 'succeeded' count in h2load's requests line")?;
-    let failed = count("failed").unwrap_or(0.0) + count("timeout").unwrap_or(0.0);
+    // `status codes: 306173 2xx, 0 3xx, 0 4xx, 0 5xx`: all but 2xx failed.
+    let not_2xx: f64 = line("status codes: ")
+        .map(|codes| {
+            codes
+                .split(", ")
+                .filter_map(|part| part.split_once(' '))
+                .filter(|(_, class)| *class != "2xx")
+                .filter_map(|(n, _)| n.parse::<f64>().ok())
+                .sum()
+        })
+        .unwrap_or(0.0);
+    let failed = count("failed").unwrap_or(0.0) + count("timeout").unwrap_or(0.0) + not_2xx;
     Ok(figures([
         (RPS, Some(rps)),
         (REQUESTS, Some(succeeded)),
@@ -283,6 +309,28 @@ mod tests {
                 .contains("requests_per_s")
         );
         assert!(parse_output("pb", "").unwrap_err().contains("nothing"));
+    }
+
+    /// A server that answers 502 to everything (a proxy that cannot reach
+    /// its target) is fast; its answers are failures, by every ruler.
+    #[test]
+    fn answers_other_than_2xx_are_failed_requests() {
+        let pb = r#"{"requests_per_s": 10.0, "responses": 5, "errors": {},
+                     "statuses": {"200": 2, "204": 1, "502": 2}}"#;
+        let oha = r#"{"summary": {"requestsPerSec": 10.0}, "errorDistribution": {},
+                      "statusCodeDistribution": {"200": 3, "404": 1, "502": 1}}"#;
+        let h2load = fixture("h2load.txt").replace(
+            "status codes: 2000 2xx, 0 3xx, 0 4xx, 0 5xx",
+            "status codes: 1990 2xx, 0 3xx, 4 4xx, 6 5xx",
+        );
+        for (ruler, output, failed) in [
+            ("pb", pb, 2.0),
+            ("oha", oha, 2.0),
+            ("h2load", &h2load, 10.0),
+        ] {
+            let f = parse_output(ruler, output).unwrap();
+            assert_eq!(f["errors"], failed, "{ruler}: {f:?}");
+        }
     }
 
     #[test]
