@@ -4,16 +4,16 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio::time::Instant;
 
 use super::service::{ConnService, RequestLimits};
+use super::sniff::{Replay, Sniff, Sniffed};
 use super::watchdog::{self, ConnState, Monitored};
 use super::{Bound, HttpBody, HttpService, Phase, Shared};
 use crate::error::Named;
@@ -294,10 +294,9 @@ impl<'a, S> ConnCtx<'a, S> {
     }
 }
 
-type Io<I> = TokioIo<Monitored<I>>;
-type Both<'a, I, S> = auto::UpgradeableConnection<'a, Io<I>, ConnService<S>, TokioExecutor>;
+type Io<I> = TokioIo<Replay<Monitored<I>>>;
 type Http1<I, S> = hyper::server::conn::http1::UpgradeableConnection<Io<I>, ConnService<S>>;
-type Http2<'a, I, S> = auto::Connection<'a, Io<I>, ConnService<S>, TokioExecutor>;
+type Http2<I, S> = hyper::server::conn::http2::Connection<Io<I>, ConnService<S>, TokioExecutor>;
 
 /// A connection served with the HTTP versions its endpoint allows.
 enum Served<'a, I, S, B>
@@ -306,12 +305,19 @@ where
     S: HttpService<B>,
     B: HttpBody,
 {
-    /// Both, told apart by the first bytes; HTTP/1 may upgrade.
-    Both(Pin<Box<Both<'a, I, S>>>),
-    /// HTTP/1 alone, which may upgrade; an HTTP/2 preface is refused.
+    /// Both allowed: the first bytes are read to tell them apart.
+    Sniffing {
+        sniff: Sniff,
+        io: Monitored<I>,
+        service: ConnService<S>,
+        shared: &'a Shared,
+    },
+    /// HTTP/1, which may upgrade; on an HTTP/1-only endpoint an HTTP/2
+    /// preface is refused by hyper.
     Http1(Pin<Box<Http1<I, S>>>),
-    /// HTTP/2 alone.
-    Http2(Pin<Box<Http2<'a, I, S>>>),
+    Http2(Pin<Box<Http2<I, S>>>),
+    /// Closed before hyper had it: by the client, or by a stop.
+    Done,
     /// Never made: it only ties the response body type to the enum.
     #[allow(dead_code)]
     Never(
@@ -320,17 +326,61 @@ where
     ),
 }
 
-impl<I, S, B> Served<'_, I, S, B>
+// Nothing in it is pinned in place: hyper's connections are boxed, and the
+// rest is moved into them once the version is known.
+impl<I, S, B> Unpin for Served<'_, I, S, B>
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     S: HttpService<B>,
     B: HttpBody,
 {
+}
+
+impl<'a, I, S, B> Served<'a, I, S, B>
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: HttpService<B>,
+    B: HttpBody,
+{
+    fn new(
+        io: Monitored<I>,
+        service: ConnService<S>,
+        shared: &'a Shared,
+        protocols: Protocols,
+    ) -> Self {
+        // Boxed: hyper's connection is large, and the task future would
+        // otherwise be moved around with it inside.
+        match protocols {
+            Protocols::Http1AndHttp2 => Served::Sniffing {
+                sniff: Sniff::new(),
+                io,
+                service,
+                shared,
+            },
+            Protocols::Http1 => Self::http1(shared, io, Vec::new(), service),
+            Protocols::Http2 => Self::http2(shared, io, Vec::new(), service),
+        }
+    }
+
+    fn http1(shared: &Shared, io: Monitored<I>, first: Vec<u8>, service: ConnService<S>) -> Self {
+        let io = TokioIo::new(Replay::new(io, first));
+        Served::Http1(Box::pin(
+            shared.http1.serve_connection(io, service).with_upgrades(),
+        ))
+    }
+
+    fn http2(shared: &Shared, io: Monitored<I>, first: Vec<u8>, service: ConnService<S>) -> Self {
+        let io = TokioIo::new(Replay::new(io, first));
+        Served::Http2(Box::pin(shared.http2.serve_connection(io, service)))
+    }
+
     fn graceful_shutdown(&mut self) {
         match self {
-            Served::Both(conn) => conn.as_mut().graceful_shutdown(),
+            // Nothing asked yet: the connection closes at once.
+            Served::Sniffing { .. } => *self = Served::Done,
             Served::Http1(conn) => conn.as_mut().graceful_shutdown(),
             Served::Http2(conn) => conn.as_mut().graceful_shutdown(),
+            Served::Done => {}
             Served::Never(never, _) => match *never {},
         }
     }
@@ -342,14 +392,42 @@ where
     S: HttpService<B>,
     B: HttpBody,
 {
-    type Output = Result<(), Box<dyn std::error::Error + Send + Sync>>;
+    type Output = Result<(), hyper::Error>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.get_mut() {
-            Served::Both(conn) => conn.as_mut().poll(cx),
-            Served::Http1(conn) => conn.as_mut().poll(cx).map_err(Into::into),
-            Served::Http2(conn) => conn.as_mut().poll(cx),
-            Served::Never(never, _) => match *never {},
+        let this = self.get_mut();
+        loop {
+            return match this {
+                Served::Sniffing { sniff, io, .. } => {
+                    let sniffed = match ready!(sniff.poll(io, cx)) {
+                        Ok(sniffed) => sniffed,
+                        Err(e) => {
+                            tracing::debug!("connection ended: {e}");
+                            Sniffed::Closed
+                        }
+                    };
+                    let Served::Sniffing {
+                        sniff,
+                        io,
+                        service,
+                        shared,
+                    } = std::mem::replace(this, Served::Done)
+                    else {
+                        unreachable!("matched above")
+                    };
+                    let first = sniff.into_bytes();
+                    *this = match sniffed {
+                        Sniffed::Http1 => Self::http1(shared, io, first, service),
+                        Sniffed::Http2 => Self::http2(shared, io, first, service),
+                        Sniffed::Closed => Served::Done,
+                    };
+                    continue;
+                }
+                Served::Http1(conn) => conn.as_mut().poll(cx),
+                Served::Http2(conn) => conn.as_mut().poll(cx),
+                Served::Done => Poll::Ready(Ok(())),
+                Served::Never(never, _) => match *never {},
+            };
         }
     }
 }
@@ -407,20 +485,12 @@ where
         upgrades: shared.upgrades.clone(),
         state: state.clone(),
     };
-    let io = TokioIo::new(Monitored::new(conn, state.clone()));
-    // Boxed: hyper's connection is large, and the task future would
-    // otherwise be moved around with it inside.
-    let mut conn = match protocols {
-        Protocols::Http1AndHttp2 => Served::Both(Box::pin(
-            shared.http.serve_connection_with_upgrades(io, service),
-        )),
-        Protocols::Http1 => Served::Http1(Box::pin(
-            shared.http1.serve_connection(io, service).with_upgrades(),
-        )),
-        Protocols::Http2 => {
-            Served::Http2(Box::pin(shared.http2_only.serve_connection(io, service)))
-        }
-    };
+    let io = Monitored::new(
+        conn,
+        state.clone(),
+        shared.limits.max_request_headers_total_size,
+    );
+    let mut conn = Served::new(io, service, shared, protocols);
     let watchdog = watchdog::watch(&state, &shared.limits);
     tokio::pin!(watchdog);
     // A stop lets every connection finish what it started, and closes

@@ -19,13 +19,12 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
+use super::sniff::H2_PREFACE;
 use crate::options::{Limits, MinDataRate};
 use crate::transport::Transport;
 
 /// The start of HTTP/2's connection preface, enough to tell it from HTTP/1.
-const H2_PREFACE_START: &[u8] = b"PRI * HTTP/2.0";
-/// The whole preface, which precedes the first frame.
-const H2_PREFACE_LEN: usize = 24;
+const H2_PREFACE_START: &[u8] = H2_PREFACE.split_at(14).0;
 
 /// How often the watchdog looks at a connection with requests in flight,
 /// for the response data rate: Kestrel's heartbeat.
@@ -314,15 +313,24 @@ pub(crate) struct Monitored<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> 
     first_read: bool,
     /// Where HTTP/2's frames start, once the preface was seen.
     frames: Option<FrameBounds>,
+    /// HTTP/1: the empty lines read before the pending request line, while
+    /// no other byte of it has come (`None` once one has).
+    blank: Option<usize>,
+    /// How many such bytes a request head may start with: the head limit.
+    /// hyper skips them before parsing and holds them to its buffer's size
+    /// only by the size of its reads.
+    max_blank: usize,
 }
 
 impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Monitored<T> {
-    pub(crate) fn new(io: T, state: Arc<ConnState>) -> Self {
+    pub(crate) fn new(io: T, state: Arc<ConnState>, max_blank: usize) -> Self {
         Self {
             io: Some(io),
             state,
             first_read: true,
             frames: None,
+            blank: None,
+            max_blank,
         }
     }
 
@@ -332,8 +340,9 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Monitored<T> {
 
     /// Bytes arrived: on HTTP/1 any byte while no request is in flight
     /// starts a request head; on HTTP/2 a HEADERS frame does (PINGs,
-    /// SETTINGS and WINDOW_UPDATEs of an idle connection do not).
-    fn read(&mut self, read: &[u8]) {
+    /// SETTINGS and WINDOW_UPDATEs of an idle connection do not). Says
+    /// whether the head is refused: empty lines past the head limit.
+    fn read(&mut self, read: &[u8]) -> bool {
         if std::mem::take(&mut self.first_read) {
             let n = read.len().min(H2_PREFACE_START.len());
             if read[..n] == H2_PREFACE_START[..n] {
@@ -351,7 +360,22 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Monitored<T> {
             && state.head_since.load(Ordering::Relaxed) == 0
         {
             state.head_since.store(state.now() + 1, Ordering::Relaxed);
+            if self.frames.is_none() {
+                self.blank = Some(0);
+            }
         }
+        if let Some(blank) = &mut self.blank {
+            let lines = read.iter().take_while(|b| matches!(b, b'\r' | b'\n'));
+            let n = lines.count();
+            *blank += n;
+            if *blank > self.max_blank {
+                return true;
+            }
+            if n < read.len() {
+                self.blank = None;
+            }
+        }
+        false
     }
 }
 
@@ -364,8 +388,14 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> AsyncRead for Monitored
         let this = self.get_mut();
         let before = buf.filled().len();
         let res = this.io().poll_read(cx, buf);
-        if matches!(res, Poll::Ready(Ok(()))) && buf.filled().len() > before {
-            this.read(&buf.filled()[before..]);
+        if matches!(res, Poll::Ready(Ok(())))
+            && buf.filled().len() > before
+            && this.read(&buf.filled()[before..])
+        {
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "empty lines before a request line past max_request_headers_total_size",
+            )));
         }
         res
     }
@@ -392,7 +422,7 @@ impl FrameBounds {
 
     fn new() -> Self {
         Self {
-            preface: H2_PREFACE_LEN,
+            preface: H2_PREFACE.len(),
             header: [0; 9],
             have: 0,
             payload: 0,
