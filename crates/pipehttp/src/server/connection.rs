@@ -13,7 +13,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio::time::Instant;
 
 use super::service::{ConnService, RequestLimits};
-use super::sniff::{Replay, Sniff, Sniffed};
+use super::sniff::{Sniff, Sniffed};
 use super::watchdog::{self, ConnState, Monitored};
 use super::{Bound, HttpBody, HttpService, Phase, Shared};
 use crate::error::Named;
@@ -207,51 +207,76 @@ impl Admit {
     }
 }
 
-fn spawn<S, B>(conn: Connection, admit: Admit, ctx: Ctx<S>)
+fn spawn<S, B>(conn: Connection, admit: Admit, mut ctx: Ctx<S>)
 where
     S: HttpService<B>,
     B: HttpBody,
+{
+    // Two kinds of task, so a cleartext connection's task does not carry
+    // the TLS handshake's state in its future.
+    match ctx.tls.take() {
+        None => {
+            tokio::spawn(connection_task(conn, admit, ctx, |conn| async {
+                Some(conn)
+            }));
+        }
+        Some(tls) => {
+            // A client gets the headers timeout to finish its handshake
+            // too, so a silent one cannot hold a slot.
+            let timeout = ctx.shared.limits.request_headers_timeout;
+            let handshake = move |conn| async move {
+                match tokio::time::timeout(timeout, tls.accept(conn)).await {
+                    Ok(Ok(stream)) => Some(stream),
+                    Ok(Err(e)) => {
+                        tracing::debug!("TLS handshake failed: {e}");
+                        None
+                    }
+                    Err(_) => {
+                        tracing::debug!("TLS handshake timed out");
+                        None
+                    }
+                }
+            };
+            tokio::spawn(connection_task(conn, admit, ctx, handshake));
+        }
+    }
+}
+
+/// One connection's life: its slot, then `start` (the TLS handshake, if
+/// any), then HTTP.
+async fn connection_task<S, B, I, F>(
+    conn: Connection,
+    admit: Admit,
+    ctx: Ctx<S>,
+    start: impl FnOnce(Connection) -> F,
+) where
+    S: HttpService<B>,
+    B: HttpBody,
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    F: Future<Output = Option<I>>,
 {
     let Ctx {
         shared,
         service,
         phase,
         open,
-        tls,
         protocols,
+        ..
     } = ctx;
-    // Two tasks of their own, so a cleartext connection's task does not
-    // carry the TLS handshake's state in its future.
-    match tls {
-        None => {
-            tokio::spawn(async move {
-                let slot = admit.slot().await;
-                let peer = conn.peer().clone();
-                let ctx = ConnCtx::new(peer, &shared, service, phase, protocols, slot);
-                serve_connection(conn, ctx).await;
-                drop(open);
-            });
-        }
-        Some(tls) => {
-            tokio::spawn(async move {
-                let slot = admit.slot().await;
-                let peer = conn.peer().clone();
-                // A client gets the headers timeout to finish its handshake
-                // too, so a silent one cannot hold a slot.
-                let handshake =
-                    tokio::time::timeout(shared.limits.request_headers_timeout, tls.accept(conn));
-                match handshake.await {
-                    Ok(Ok(stream)) => {
-                        let ctx = ConnCtx::new(peer, &shared, service, phase, protocols, slot);
-                        serve_connection(stream, ctx).await;
-                    }
-                    Ok(Err(e)) => tracing::debug!("TLS handshake failed: {e}"),
-                    Err(_) => tracing::debug!("TLS handshake timed out"),
-                }
-                drop(open);
-            });
-        }
+    let slot = admit.slot().await;
+    let peer = conn.peer().clone();
+    if let Some(io) = start(conn).await {
+        let ctx = ConnCtx {
+            peer,
+            shared: &shared,
+            service,
+            phase,
+            protocols,
+            slot,
+        };
+        serve_connection(io, ctx).await;
     }
+    drop(open);
 }
 
 /// Errors that concern one would-be connection, not the listener.
@@ -274,27 +299,7 @@ struct ConnCtx<'a, S> {
     slot: Option<OwnedSemaphorePermit>,
 }
 
-impl<'a, S> ConnCtx<'a, S> {
-    fn new(
-        peer: PeerInfo,
-        shared: &'a Shared,
-        service: S,
-        phase: watch::Receiver<Phase>,
-        protocols: Protocols,
-        slot: Option<OwnedSemaphorePermit>,
-    ) -> Self {
-        Self {
-            peer,
-            shared,
-            service,
-            phase,
-            protocols,
-            slot,
-        }
-    }
-}
-
-type Io<I> = TokioIo<Replay<Monitored<I>>>;
+type Io<I> = TokioIo<Monitored<I>>;
 type Http1<I, S> = hyper::server::conn::http1::UpgradeableConnection<Io<I>, ConnService<S>>;
 type Http2<I, S> = hyper::server::conn::http2::Connection<Io<I>, ConnService<S>, TokioExecutor>;
 
@@ -357,21 +362,19 @@ where
                 service,
                 shared,
             },
-            Protocols::Http1 => Self::http1(shared, io, Vec::new(), service),
-            Protocols::Http2 => Self::http2(shared, io, Vec::new(), service),
+            Protocols::Http1 => Self::http1(shared, io, service),
+            Protocols::Http2 => Self::http2(shared, io, service),
         }
     }
 
-    fn http1(shared: &Shared, io: Monitored<I>, first: Vec<u8>, service: ConnService<S>) -> Self {
-        let io = TokioIo::new(Replay::new(io, first));
-        Served::Http1(Box::pin(
-            shared.http1.serve_connection(io, service).with_upgrades(),
-        ))
+    fn http1(shared: &Shared, io: Monitored<I>, service: ConnService<S>) -> Self {
+        let conn = shared.http1.serve_connection(TokioIo::new(io), service);
+        Served::Http1(Box::pin(conn.with_upgrades()))
     }
 
-    fn http2(shared: &Shared, io: Monitored<I>, first: Vec<u8>, service: ConnService<S>) -> Self {
-        let io = TokioIo::new(Replay::new(io, first));
-        Served::Http2(Box::pin(shared.http2.serve_connection(io, service)))
+    fn http2(shared: &Shared, io: Monitored<I>, service: ConnService<S>) -> Self {
+        let conn = shared.http2.serve_connection(TokioIo::new(io), service);
+        Served::Http2(Box::pin(conn))
     }
 
     fn graceful_shutdown(&mut self) {
@@ -408,17 +411,17 @@ where
                     };
                     let Served::Sniffing {
                         sniff,
-                        io,
+                        mut io,
                         service,
                         shared,
                     } = std::mem::replace(this, Served::Done)
                     else {
                         unreachable!("matched above")
                     };
-                    let first = sniff.into_bytes();
+                    io.replay(sniff.into_bytes());
                     *this = match sniffed {
-                        Sniffed::Http1 => Self::http1(shared, io, first, service),
-                        Sniffed::Http2 => Self::http2(shared, io, first, service),
+                        Sniffed::Http1 => Self::http1(shared, io, service),
+                        Sniffed::Http2 => Self::http2(shared, io, service),
                         Sniffed::Closed => Served::Done,
                     };
                     continue;

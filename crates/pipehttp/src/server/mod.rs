@@ -143,6 +143,18 @@ pub struct EndpointOptions {
     pub client_certificate_mode: Option<ClientCertificateMode>,
 }
 
+/// `EndpointOptions`' setters: each sets its field of the same name.
+macro_rules! endpoint_setters {
+    ($($(#[$attr:meta])* $field:ident: $ty:ty,)*) => {$(
+        $(#[$attr])*
+        #[must_use]
+        pub fn $field(mut self, $field: $ty) -> Self {
+            self.$field = Some($field);
+            self
+        }
+    )*};
+}
+
 impl EndpointOptions {
     /// Everything from the builder's defaults.
     #[must_use]
@@ -150,33 +162,16 @@ impl EndpointOptions {
         Self::default()
     }
 
-    /// Its own certificate.
-    #[cfg(feature = "tls")]
-    #[must_use]
-    pub fn certificate(mut self, certificate: Certificate) -> Self {
-        self.certificate = Some(certificate);
-        self
-    }
-
-    /// Its HTTP versions.
-    #[must_use]
-    pub fn protocols(mut self, protocols: Protocols) -> Self {
-        self.protocols = Some(protocols);
-        self
-    }
-
-    /// Its TLS versions.
-    #[must_use]
-    pub fn ssl_protocols(mut self, ssl_protocols: SslProtocols) -> Self {
-        self.ssl_protocols = Some(ssl_protocols);
-        self
-    }
-
-    /// Whether it asks for client certificates.
-    #[must_use]
-    pub fn client_certificate_mode(mut self, mode: ClientCertificateMode) -> Self {
-        self.client_certificate_mode = Some(mode);
-        self
+    endpoint_setters! {
+        /// Its own certificate.
+        #[cfg(feature = "tls")]
+        certificate: Certificate,
+        /// Its HTTP versions.
+        protocols: Protocols,
+        /// Its TLS versions.
+        ssl_protocols: SslProtocols,
+        /// Whether it asks for client certificates.
+        client_certificate_mode: ClientCertificateMode,
     }
 }
 

@@ -5,14 +5,15 @@
 //! preface first: one system call more per connection, and hyper's first
 //! read then returns only those bytes and its read buffer grows to twice
 //! its size to take the rest. Here the first read takes what the client
-//! sent (a whole request head, usually), and [`Replay`] hands hyper those
-//! bytes and what more the socket has in one read.
+//! sent (a whole request head, usually), and the connection's reader
+//! (`Monitored::replay`) hands hyper those bytes and what more the socket
+//! has in one read.
 
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, ReadBuf};
 
 /// The whole HTTP/2 connection preface (RFC 9113, section 3.4).
 pub(crate) const H2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -79,140 +80,59 @@ impl Sniff {
     }
 }
 
-/// A connection's I/O that first returns bytes read before: hyper reads
-/// what the sniff took, then the connection itself.
-pub(crate) struct Replay<T> {
-    io: T,
-    first: Vec<u8>,
-    /// How much of `first` hyper has been given.
-    given: usize,
-    /// A read error met after replayed bytes were returned, for the next read.
-    error: Option<io::Error>,
-}
-
-impl<T> Replay<T> {
-    pub(crate) fn new(io: T, first: Vec<u8>) -> Self {
-        Self {
-            io,
-            first,
-            given: 0,
-            error: None,
-        }
-    }
-}
-
-impl<T: AsyncRead + Unpin> AsyncRead for Replay<T> {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        if let Some(e) = this.error.take() {
-            return Poll::Ready(Err(e));
-        }
-        if this.given == this.first.len() {
-            return Pin::new(&mut this.io).poll_read(cx, buf);
-        }
-        let n = (this.first.len() - this.given).min(buf.remaining());
-        buf.put_slice(&this.first[this.given..this.given + n]);
-        this.given += n;
-        if this.given < this.first.len() {
-            return Poll::Ready(Ok(()));
-        }
-        // All replayed: the buffer goes, and the same read takes what the
-        // connection has besides. After a first read that drained the
-        // socket, tokio knows it is not ready and makes no system call.
-        this.first = Vec::new();
-        this.given = 0;
-        if buf.remaining() > 0
-            && let Poll::Ready(Err(e)) = Pin::new(&mut this.io).poll_read(cx, buf)
-        {
-            this.error = Some(e);
-        }
-        Poll::Ready(Ok(()))
-    }
-}
-
-impl<T: AsyncWrite + Unpin> AsyncWrite for Replay<T> {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().io).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.io.is_write_vectored()
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().io).poll_flush(cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use std::sync::Arc;
+
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-    async fn sniff(sent: &[&[u8]]) -> (Sniffed, Vec<u8>) {
-        let (mut client, mut server) = tokio::io::duplex(4096);
-        for part in sent {
-            client.write_all(part).await.unwrap();
-        }
+    use super::*;
+    use crate::server::watchdog::{ConnState, Monitored};
+    use crate::transport::Transport;
+
+    /// What the sniff finds in `sent`, and every byte hyper then reads.
+    async fn sniff(sent: &[u8]) -> (Sniffed, Vec<u8>) {
+        let (mut client, server) = tokio::io::duplex(4096);
+        client.write_all(sent).await.unwrap();
         drop(client);
+        let state = Arc::new(ConnState::new(Transport::Unix));
+        let mut io = Monitored::new(server, state, 32 * 1024);
         let mut sniff = Sniff::new();
-        let found = std::future::poll_fn(|cx| sniff.poll(&mut server, cx))
+        let found = std::future::poll_fn(|cx| sniff.poll(&mut io, cx))
             .await
             .unwrap();
-        let mut replayed = Vec::new();
-        Replay::new(server, sniff.into_bytes())
-            .read_to_end(&mut replayed)
-            .await
-            .unwrap();
-        (found, replayed)
+        io.replay(sniff.into_bytes());
+        let mut read = Vec::new();
+        io.read_to_end(&mut read).await.unwrap();
+        (found, read)
     }
 
     #[tokio::test]
     async fn tells_the_versions_apart_and_replays_every_byte() {
         let get = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
-        let (found, replayed) = sniff(&[get]).await;
+        let (found, read) = sniff(get).await;
         assert!(matches!(found, Sniffed::Http1));
-        assert_eq!(replayed, get);
+        assert_eq!(read, get);
 
         let mut h2 = H2_PREFACE.to_vec();
         h2.extend_from_slice(&[0, 0, 0, 4, 0, 0, 0, 0, 0]);
-        let (found, replayed) = sniff(&[&h2]).await;
+        let (found, read) = sniff(&h2).await;
         assert!(matches!(found, Sniffed::Http2));
-        assert_eq!(replayed, h2);
+        assert_eq!(read, h2);
 
         // Longer than the first read: the rest comes from the connection.
-        let long = vec![b'a'; 3000];
-        let (found, replayed) = sniff(&[&long]).await;
+        let long = [b"GET /".as_slice(), &[b'a'; 3000]].concat();
+        let (found, read) = sniff(&long).await;
         assert!(matches!(found, Sniffed::Http1));
-        assert_eq!(replayed, long);
+        assert_eq!(read, long);
 
         // A preface cut short is HTTP/1's to refuse.
-        let (found, replayed) = sniff(&[b"PRI * HTTP"]).await;
+        let (found, read) = sniff(b"PRI * HTTP").await;
         assert!(matches!(found, Sniffed::Http1));
-        assert_eq!(replayed, b"PRI * HTTP");
+        assert_eq!(read, b"PRI * HTTP");
 
-        let (found, replayed) = sniff(&[]).await;
+        let (found, read) = sniff(b"").await;
         assert!(matches!(found, Sniffed::Closed));
-        assert!(replayed.is_empty());
+        assert!(read.is_empty());
     }
 }

@@ -320,6 +320,18 @@ pub(crate) struct Monitored<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> 
     /// hyper skips them before parsing and holds them to its buffer's size
     /// only by the size of its reads.
     max_blank: usize,
+    /// Bytes read before hyper had the connection, handed to it first.
+    replay: Option<Replay>,
+}
+
+/// The first bytes of a connection, read to tell HTTP/1 from HTTP/2 (see
+/// `sniff`), as hyper is given them.
+struct Replay {
+    bytes: Vec<u8>,
+    given: usize,
+    /// A read error met in the read that returned the last of `bytes`,
+    /// for the next read.
+    error: Option<io::Error>,
 }
 
 impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Monitored<T> {
@@ -331,7 +343,38 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Monitored<T> {
             frames: None,
             blank: None,
             max_blank,
+            replay: None,
         }
+    }
+
+    /// Makes the next reads return `bytes`, already read (and looked at).
+    pub(crate) fn replay(&mut self, bytes: Vec<u8>) {
+        if !bytes.is_empty() {
+            self.replay = Some(Replay {
+                bytes,
+                given: 0,
+                error: None,
+            });
+        }
+    }
+
+    fn poll_monitored(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let res = self.io().poll_read(cx, buf);
+        if matches!(res, Poll::Ready(Ok(())))
+            && buf.filled().len() > before
+            && self.read(&buf.filled()[before..])
+        {
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "empty lines before a request line past max_request_headers_total_size",
+            )));
+        }
+        res
     }
 
     fn io(&mut self) -> Pin<&mut T> {
@@ -386,18 +429,34 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> AsyncRead for Monitored
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        let before = buf.filled().len();
-        let res = this.io().poll_read(cx, buf);
-        if matches!(res, Poll::Ready(Ok(())))
-            && buf.filled().len() > before
-            && this.read(&buf.filled()[before..])
-        {
-            return Poll::Ready(Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                "empty lines before a request line past max_request_headers_total_size",
-            )));
+        let Some(replay) = &mut this.replay else {
+            return this.poll_monitored(cx, buf);
+        };
+        if let Some(e) = replay.error.take() {
+            this.replay = None;
+            return Poll::Ready(Err(e));
         }
-        res
+        let n = (replay.bytes.len() - replay.given).min(buf.remaining());
+        buf.put_slice(&replay.bytes[replay.given..][..n]);
+        replay.given += n;
+        if replay.given < replay.bytes.len() {
+            return Poll::Ready(Ok(()));
+        }
+        // All given: the same read takes what the connection has besides,
+        // so hyper's buffer need not grow for the rest of a request. After
+        // a first read that emptied the socket, tokio knows it is not
+        // ready and makes no system call.
+        this.replay = None;
+        if buf.remaining() > 0
+            && let Poll::Ready(Err(e)) = this.poll_monitored(cx, buf)
+        {
+            this.replay = Some(Replay {
+                bytes: Vec::new(),
+                given: 0,
+                error: Some(e),
+            });
+        }
+        Poll::Ready(Ok(()))
     }
 }
 
