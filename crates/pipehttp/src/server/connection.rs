@@ -513,6 +513,8 @@ where
             _ => None,
         };
         tokio::select! {
+            // The connection first, then the watchdog: see `watchdog::watch`.
+            biased;
             res = &mut conn => {
                 if let Err(e) = res {
                     tracing::debug!("connection ended: {e}");

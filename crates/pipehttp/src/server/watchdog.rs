@@ -72,10 +72,6 @@ pub(crate) struct ConnState {
     /// The connection's `max_concurrent_connections` slot, given back when
     /// the last holder of this state goes: a lingering close keeps it.
     slot: std::sync::Mutex<Option<tokio::sync::OwnedSemaphorePermit>>,
-    /// Set while the watchdog sleeps its long idle sleep, so the request
-    /// that begins next wakes it (`wake`) to time the response.
-    watchdog_idle: AtomicBool,
-    wake: Notify,
     /// An upgraded-connection slot: the connection's I/O holds this state,
     /// so the slot is given back when the upgraded connection is dropped.
     upgrade_slot: std::sync::Mutex<Option<tokio::sync::OwnedSemaphorePermit>>,
@@ -97,8 +93,6 @@ impl ConnState {
             began: Notify::new(),
             body_unread: AtomicBool::new(false),
             slot: std::sync::Mutex::new(None),
-            watchdog_idle: AtomicBool::new(false),
-            wake: Notify::new(),
             upgrade_slot: std::sync::Mutex::new(None),
         }
     }
@@ -140,14 +134,10 @@ impl ConnState {
     /// Marks a request as begun; the returned guard ends it when dropped
     /// (with the response body, once it is sent).
     pub(crate) fn request_started(self: &Arc<Self>) -> InFlight {
-        // SeqCst with the watchdog's two steps: either it sees this request
-        // before it sleeps, or this sees it asleep and wakes it.
-        self.in_flight.fetch_add(1, Ordering::SeqCst);
-        if self.watchdog_idle.load(Ordering::SeqCst)
-            && self.watchdog_idle.swap(false, Ordering::SeqCst)
-        {
-            self.wake.notify_one();
-        }
+        // No wake-up for the watchdog: requests begin while the connection
+        // task polls hyper's connection, and the watchdog is polled right
+        // after it (see `watch`).
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
         self.head_since.store(0, Ordering::Relaxed);
         if self.draining.load(Ordering::Relaxed) {
             self.began.notify_waiters();
@@ -251,6 +241,12 @@ impl Drop for InFlight {
 /// keep_alive_timeout)`, and every second while requests are in flight: a
 /// head that starts between two looks has a deadline past the next look,
 /// so every cut still comes on time.
+///
+/// The connection task must poll it after hyper's connection, every time
+/// it polls that: requests begin there (hyper calls the service from it,
+/// for HTTP/2 too), so a request still in flight at the end of a wake-up
+/// is seen in the same wake-up, and one that began and ended within it
+/// costs the watchdog nothing.
 pub(crate) async fn watch(state: &ConnState, limits: &Limits) {
     let period = limits
         .request_headers_timeout
@@ -284,16 +280,17 @@ pub(crate) async fn watch(state: &ConnState, limits: &Limits) {
             tokio::time::sleep_until(until).await;
             continue;
         }
-        // A long sleep while idle: a request that begins meanwhile wakes
-        // the watchdog, so its response is timed from the start.
-        state.watchdog_idle.store(true, Ordering::SeqCst);
-        if state.in_flight.load(Ordering::SeqCst) == 0 {
-            tokio::select! {
-                () = tokio::time::sleep_until(until) => {}
-                () = state.wake.notified() => {}
+        // A long sleep while idle, cut short by a request in flight, so
+        // its response is timed from the start.
+        let sleep = tokio::time::sleep_until(until);
+        tokio::pin!(sleep);
+        std::future::poll_fn(|cx| {
+            if state.busy() {
+                return Poll::Ready(());
             }
-        }
-        state.watchdog_idle.store(false, Ordering::SeqCst);
+            sleep.as_mut().poll(cx)
+        })
+        .await;
     }
 }
 
