@@ -304,6 +304,10 @@ type Http1<I, S> = hyper::server::conn::http1::UpgradeableConnection<Io<I>, Conn
 type Http2<I, S> = hyper::server::conn::http2::Connection<Io<I>, ConnService<S>, TokioExecutor>;
 
 /// A connection served with the HTTP versions its endpoint allows.
+// The large variant is the connection before hyper has it, in the task's
+// future once; boxing it would cost an allocation per connection to save
+// nothing, as the other variants are boxes of hyper's (larger) connections.
+#[allow(clippy::large_enum_variant)]
 enum Served<'a, I, S, B>
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
