@@ -4,16 +4,16 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio::time::Instant;
 
 use super::service::{ConnService, RequestLimits};
+use super::sniff::{Sniff, Sniffed};
 use super::watchdog::{self, ConnState, Monitored};
 use super::{Bound, HttpBody, HttpService, Phase, Shared};
 use crate::error::Named;
@@ -207,51 +207,76 @@ impl Admit {
     }
 }
 
-fn spawn<S, B>(conn: Connection, admit: Admit, ctx: Ctx<S>)
+fn spawn<S, B>(conn: Connection, admit: Admit, mut ctx: Ctx<S>)
 where
     S: HttpService<B>,
     B: HttpBody,
+{
+    // Two kinds of task, so a cleartext connection's task does not carry
+    // the TLS handshake's state in its future.
+    match ctx.tls.take() {
+        None => {
+            tokio::spawn(connection_task(conn, admit, ctx, |conn| async {
+                Some(conn)
+            }));
+        }
+        Some(tls) => {
+            // A client gets the headers timeout to finish its handshake
+            // too, so a silent one cannot hold a slot.
+            let timeout = ctx.shared.limits.request_headers_timeout;
+            let handshake = move |conn| async move {
+                match tokio::time::timeout(timeout, tls.accept(conn)).await {
+                    Ok(Ok(stream)) => Some(stream),
+                    Ok(Err(e)) => {
+                        tracing::debug!("TLS handshake failed: {e}");
+                        None
+                    }
+                    Err(_) => {
+                        tracing::debug!("TLS handshake timed out");
+                        None
+                    }
+                }
+            };
+            tokio::spawn(connection_task(conn, admit, ctx, handshake));
+        }
+    }
+}
+
+/// One connection's life: its slot, then `start` (the TLS handshake, if
+/// any), then HTTP.
+async fn connection_task<S, B, I, F>(
+    conn: Connection,
+    admit: Admit,
+    ctx: Ctx<S>,
+    start: impl FnOnce(Connection) -> F,
+) where
+    S: HttpService<B>,
+    B: HttpBody,
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    F: Future<Output = Option<I>>,
 {
     let Ctx {
         shared,
         service,
         phase,
         open,
-        tls,
         protocols,
+        ..
     } = ctx;
-    // Two tasks of their own, so a cleartext connection's task does not
-    // carry the TLS handshake's state in its future.
-    match tls {
-        None => {
-            tokio::spawn(async move {
-                let slot = admit.slot().await;
-                let peer = conn.peer().clone();
-                let ctx = ConnCtx::new(peer, &shared, service, phase, protocols, slot);
-                serve_connection(conn, ctx).await;
-                drop(open);
-            });
-        }
-        Some(tls) => {
-            tokio::spawn(async move {
-                let slot = admit.slot().await;
-                let peer = conn.peer().clone();
-                // A client gets the headers timeout to finish its handshake
-                // too, so a silent one cannot hold a slot.
-                let handshake =
-                    tokio::time::timeout(shared.limits.request_headers_timeout, tls.accept(conn));
-                match handshake.await {
-                    Ok(Ok(stream)) => {
-                        let ctx = ConnCtx::new(peer, &shared, service, phase, protocols, slot);
-                        serve_connection(stream, ctx).await;
-                    }
-                    Ok(Err(e)) => tracing::debug!("TLS handshake failed: {e}"),
-                    Err(_) => tracing::debug!("TLS handshake timed out"),
-                }
-                drop(open);
-            });
-        }
+    let slot = admit.slot().await;
+    let peer = conn.peer().clone();
+    if let Some(io) = start(conn).await {
+        let ctx = ConnCtx {
+            peer,
+            shared: &shared,
+            service,
+            phase,
+            protocols,
+            slot,
+        };
+        serve_connection(io, ctx).await;
     }
+    drop(open);
 }
 
 /// Errors that concern one would-be connection, not the listener.
@@ -274,44 +299,34 @@ struct ConnCtx<'a, S> {
     slot: Option<OwnedSemaphorePermit>,
 }
 
-impl<'a, S> ConnCtx<'a, S> {
-    fn new(
-        peer: PeerInfo,
-        shared: &'a Shared,
-        service: S,
-        phase: watch::Receiver<Phase>,
-        protocols: Protocols,
-        slot: Option<OwnedSemaphorePermit>,
-    ) -> Self {
-        Self {
-            peer,
-            shared,
-            service,
-            phase,
-            protocols,
-            slot,
-        }
-    }
-}
-
 type Io<I> = TokioIo<Monitored<I>>;
-type Both<'a, I, S> = auto::UpgradeableConnection<'a, Io<I>, ConnService<S>, TokioExecutor>;
 type Http1<I, S> = hyper::server::conn::http1::UpgradeableConnection<Io<I>, ConnService<S>>;
-type Http2<'a, I, S> = auto::Connection<'a, Io<I>, ConnService<S>, TokioExecutor>;
+type Http2<I, S> = hyper::server::conn::http2::Connection<Io<I>, ConnService<S>, TokioExecutor>;
 
 /// A connection served with the HTTP versions its endpoint allows.
+// The large variant is the connection before hyper has it, in the task's
+// future once; boxing it would cost an allocation per connection to save
+// nothing, as the other variants are boxes of hyper's (larger) connections.
+#[allow(clippy::large_enum_variant)]
 enum Served<'a, I, S, B>
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     S: HttpService<B>,
     B: HttpBody,
 {
-    /// Both, told apart by the first bytes; HTTP/1 may upgrade.
-    Both(Pin<Box<Both<'a, I, S>>>),
-    /// HTTP/1 alone, which may upgrade; an HTTP/2 preface is refused.
+    /// Both allowed: the first bytes are read to tell them apart.
+    Sniffing {
+        sniff: Sniff,
+        io: Monitored<I>,
+        service: ConnService<S>,
+        shared: &'a Shared,
+    },
+    /// HTTP/1, which may upgrade; on an HTTP/1-only endpoint an HTTP/2
+    /// preface is refused by hyper.
     Http1(Pin<Box<Http1<I, S>>>),
-    /// HTTP/2 alone.
-    Http2(Pin<Box<Http2<'a, I, S>>>),
+    Http2(Pin<Box<Http2<I, S>>>),
+    /// Closed before hyper had it: by the client, or by a stop.
+    Done,
     /// Never made: it only ties the response body type to the enum.
     #[allow(dead_code)]
     Never(
@@ -320,17 +335,59 @@ where
     ),
 }
 
-impl<I, S, B> Served<'_, I, S, B>
+// Nothing in it is pinned in place: hyper's connections are boxed, and the
+// rest is moved into them once the version is known.
+impl<I, S, B> Unpin for Served<'_, I, S, B>
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     S: HttpService<B>,
     B: HttpBody,
 {
+}
+
+impl<'a, I, S, B> Served<'a, I, S, B>
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: HttpService<B>,
+    B: HttpBody,
+{
+    fn new(
+        io: Monitored<I>,
+        service: ConnService<S>,
+        shared: &'a Shared,
+        protocols: Protocols,
+    ) -> Self {
+        // Boxed: hyper's connection is large, and the task future would
+        // otherwise be moved around with it inside.
+        match protocols {
+            Protocols::Http1AndHttp2 => Served::Sniffing {
+                sniff: Sniff::new(),
+                io,
+                service,
+                shared,
+            },
+            Protocols::Http1 => Self::http1(shared, io, service),
+            Protocols::Http2 => Self::http2(shared, io, service),
+        }
+    }
+
+    fn http1(shared: &Shared, io: Monitored<I>, service: ConnService<S>) -> Self {
+        let conn = shared.http1.serve_connection(TokioIo::new(io), service);
+        Served::Http1(Box::pin(conn.with_upgrades()))
+    }
+
+    fn http2(shared: &Shared, io: Monitored<I>, service: ConnService<S>) -> Self {
+        let conn = shared.http2.serve_connection(TokioIo::new(io), service);
+        Served::Http2(Box::pin(conn))
+    }
+
     fn graceful_shutdown(&mut self) {
         match self {
-            Served::Both(conn) => conn.as_mut().graceful_shutdown(),
+            // Nothing asked yet: the connection closes at once.
+            Served::Sniffing { .. } => *self = Served::Done,
             Served::Http1(conn) => conn.as_mut().graceful_shutdown(),
             Served::Http2(conn) => conn.as_mut().graceful_shutdown(),
+            Served::Done => {}
             Served::Never(never, _) => match *never {},
         }
     }
@@ -342,14 +399,42 @@ where
     S: HttpService<B>,
     B: HttpBody,
 {
-    type Output = Result<(), Box<dyn std::error::Error + Send + Sync>>;
+    type Output = Result<(), hyper::Error>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.get_mut() {
-            Served::Both(conn) => conn.as_mut().poll(cx),
-            Served::Http1(conn) => conn.as_mut().poll(cx).map_err(Into::into),
-            Served::Http2(conn) => conn.as_mut().poll(cx),
-            Served::Never(never, _) => match *never {},
+        let this = self.get_mut();
+        loop {
+            return match this {
+                Served::Sniffing { sniff, io, .. } => {
+                    let sniffed = match ready!(sniff.poll(io, cx)) {
+                        Ok(sniffed) => sniffed,
+                        Err(e) => {
+                            tracing::debug!("connection ended: {e}");
+                            Sniffed::Closed
+                        }
+                    };
+                    let Served::Sniffing {
+                        sniff,
+                        mut io,
+                        service,
+                        shared,
+                    } = std::mem::replace(this, Served::Done)
+                    else {
+                        unreachable!("matched above")
+                    };
+                    io.replay(sniff.into_bytes());
+                    *this = match sniffed {
+                        Sniffed::Http1 => Self::http1(shared, io, service),
+                        Sniffed::Http2 => Self::http2(shared, io, service),
+                        Sniffed::Closed => Served::Done,
+                    };
+                    continue;
+                }
+                Served::Http1(conn) => conn.as_mut().poll(cx),
+                Served::Http2(conn) => conn.as_mut().poll(cx),
+                Served::Done => Poll::Ready(Ok(())),
+                Served::Never(never, _) => match *never {},
+            };
         }
     }
 }
@@ -407,20 +492,12 @@ where
         upgrades: shared.upgrades.clone(),
         state: state.clone(),
     };
-    let io = TokioIo::new(Monitored::new(conn, state.clone()));
-    // Boxed: hyper's connection is large, and the task future would
-    // otherwise be moved around with it inside.
-    let mut conn = match protocols {
-        Protocols::Http1AndHttp2 => Served::Both(Box::pin(
-            shared.http.serve_connection_with_upgrades(io, service),
-        )),
-        Protocols::Http1 => Served::Http1(Box::pin(
-            shared.http1.serve_connection(io, service).with_upgrades(),
-        )),
-        Protocols::Http2 => {
-            Served::Http2(Box::pin(shared.http2_only.serve_connection(io, service)))
-        }
-    };
+    let io = Monitored::new(
+        conn,
+        state.clone(),
+        shared.limits.max_request_headers_total_size,
+    );
+    let mut conn = Served::new(io, service, shared, protocols);
     let watchdog = watchdog::watch(&state, &shared.limits);
     tokio::pin!(watchdog);
     // A stop lets every connection finish what it started, and closes
@@ -440,6 +517,8 @@ where
             _ => None,
         };
         tokio::select! {
+            // The connection first, then the watchdog: see `watchdog::watch`.
+            biased;
             res = &mut conn => {
                 if let Err(e) = res {
                     tracing::debug!("connection ended: {e}");

@@ -24,6 +24,7 @@
 
 mod connection;
 mod service;
+mod sniff;
 mod watchdog;
 
 use std::future::Future;
@@ -34,7 +35,6 @@ use bytes::Bytes;
 use http::{Request, Response};
 use http_body::Body;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
-use hyper_util::server::conn::auto;
 use tokio::sync::{Notify, Semaphore, mpsc, watch};
 
 pub use self::service::{BodyError, RequestBody, ResponseBody};
@@ -143,6 +143,18 @@ pub struct EndpointOptions {
     pub client_certificate_mode: Option<ClientCertificateMode>,
 }
 
+/// `EndpointOptions`' setters: each sets its field of the same name.
+macro_rules! endpoint_setters {
+    ($($(#[$attr:meta])* $field:ident: $ty:ty,)*) => {$(
+        $(#[$attr])*
+        #[must_use]
+        pub fn $field(mut self, $field: $ty) -> Self {
+            self.$field = Some($field);
+            self
+        }
+    )*};
+}
+
 impl EndpointOptions {
     /// Everything from the builder's defaults.
     #[must_use]
@@ -150,33 +162,16 @@ impl EndpointOptions {
         Self::default()
     }
 
-    /// Its own certificate.
-    #[cfg(feature = "tls")]
-    #[must_use]
-    pub fn certificate(mut self, certificate: Certificate) -> Self {
-        self.certificate = Some(certificate);
-        self
-    }
-
-    /// Its HTTP versions.
-    #[must_use]
-    pub fn protocols(mut self, protocols: Protocols) -> Self {
-        self.protocols = Some(protocols);
-        self
-    }
-
-    /// Its TLS versions.
-    #[must_use]
-    pub fn ssl_protocols(mut self, ssl_protocols: SslProtocols) -> Self {
-        self.ssl_protocols = Some(ssl_protocols);
-        self
-    }
-
-    /// Whether it asks for client certificates.
-    #[must_use]
-    pub fn client_certificate_mode(mut self, mode: ClientCertificateMode) -> Self {
-        self.client_certificate_mode = Some(mode);
-        self
+    endpoint_setters! {
+        /// Its own certificate.
+        #[cfg(feature = "tls")]
+        certificate: Certificate,
+        /// Its HTTP versions.
+        protocols: Protocols,
+        /// Its TLS versions.
+        ssl_protocols: SslProtocols,
+        /// Whether it asks for client certificates.
+        client_certificate_mode: ClientCertificateMode,
     }
 }
 
@@ -520,11 +515,9 @@ impl Server {
             tracing::info!("Now listening on: {bound}");
         }
         let limits = &self.options.limits;
-        let http = http_builder(&self.options);
         let shared = Arc::new(Shared {
-            http2_only: http.clone().http2_only(),
             http1: http1_builder(limits),
-            http,
+            http2: http2_builder(&self.options),
             slots: limits
                 .max_concurrent_connections
                 .map(|n| Arc::new(Semaphore::new(n))),
@@ -578,12 +571,10 @@ impl Server {
 
 /// What every connection of a server shares.
 pub(crate) struct Shared {
-    /// HTTP/1.1 and HTTP/2, told apart by the connection's first bytes.
-    pub(crate) http: auto::Builder<TokioExecutor>,
-    /// HTTP/1 alone, with the same settings: an HTTP/2 preface is refused.
+    /// HTTP/1.1 connections (an endpoint that allows both versions tells
+    /// them apart by the first bytes: see `sniff`).
     pub(crate) http1: hyper::server::conn::http1::Builder,
-    /// HTTP/2 alone, with the same settings.
-    pub(crate) http2_only: auto::Builder<TokioExecutor>,
+    pub(crate) http2: hyper::server::conn::http2::Builder<TokioExecutor>,
     pub(crate) limits: Limits,
     pub(crate) add_server_header: bool,
     pub(crate) slots: Option<Arc<Semaphore>>,
@@ -595,39 +586,29 @@ pub(crate) struct Shared {
     pub(crate) handover: Arc<Notify>,
 }
 
-/// The HTTP/1 settings, for both builders that speak it.
-macro_rules! http1_settings {
-    ($builder:expr, $limits:expr) => {{
-        let limits: &Limits = $limits;
-        $builder
-            .timer(TokioTimer::new())
-            // The watchdog runs the headers timeout from the first byte of
-            // a head; hyper's would also cut idle keep-alive connections.
-            .header_read_timeout(None)
-            // hyper's buffer holds what was read and not yet consumed:
-            // bodies stream through it in reads of up to its size, and a
-            // head that does not fit is answered with 431. A complete head
-            // over the limit but within the buffer is caught by the service.
-            .max_buf_size(limits.max_request_headers_total_size.max(BODY_READ_BUFFER))
-            .max_headers(limits.max_request_header_count);
-    }};
-}
-
 fn http1_builder(limits: &Limits) -> hyper::server::conn::http1::Builder {
     let mut builder = hyper::server::conn::http1::Builder::new();
-    http1_settings!(builder, limits);
+    builder
+        .timer(TokioTimer::new())
+        // The watchdog runs the headers timeout from the first byte of
+        // a head; hyper's would also cut idle keep-alive connections.
+        .header_read_timeout(None)
+        // hyper's buffer holds what was read and not yet consumed:
+        // bodies stream through it in reads of up to its size, and a
+        // head that does not fit is answered with 431. A complete head
+        // over the limit but within the buffer is caught by the service.
+        .max_buf_size(limits.max_request_headers_total_size.max(BODY_READ_BUFFER))
+        .max_headers(limits.max_request_header_count);
     builder
 }
 
-fn http_builder(options: &ServerOptions) -> auto::Builder<TokioExecutor> {
+fn http2_builder(options: &ServerOptions) -> hyper::server::conn::http2::Builder<TokioExecutor> {
     let limits = &options.limits;
     let http2 = &limits.http2;
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    http1_settings!(builder.http1(), limits);
     // The flow-control windows are what the server buffers of request
     // bodies: never more than the read buffer.
     let read_buffer = u32::try_from(options.read_buffer_size()).unwrap_or(u32::MAX);
-    let mut h2 = builder.http2();
+    let mut h2 = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
     h2.timer(TokioTimer::new())
         .max_header_list_size(
             u32::try_from(limits.max_request_headers_total_size).unwrap_or(u32::MAX),
@@ -641,5 +622,5 @@ fn http_builder(options: &ServerOptions) -> auto::Builder<TokioExecutor> {
         h2.keep_alive_interval(delay)
             .keep_alive_timeout(http2.keep_alive_ping_timeout);
     }
-    builder
+    h2
 }

@@ -575,9 +575,11 @@ fn host_problem<B>(req: &Request<B>) -> Option<&'static str> {
 /// IPv6 literal in brackets, and digits alone after the `:`. (The http
 /// crate's `Authority` parses the port lazily, so it is checked here.)
 fn is_host_and_port(value: &[u8]) -> bool {
-    if value.is_empty() {
-        return true;
-    }
+    value.is_empty() || is_plain_host_and_port(value) || is_parsed_host_and_port(value)
+}
+
+/// [`is_host_and_port`] for any value, by the http crate's parser.
+fn is_parsed_host_and_port(value: &[u8]) -> bool {
     if value.contains(&b'@') || http::uri::Authority::try_from(value).is_err() {
         return false;
     }
@@ -602,6 +604,21 @@ fn is_host_and_port(value: &[u8]) -> bool {
         },
     };
     port.iter().all(u8::is_ascii_digit)
+}
+
+/// The common case, without parsing: a name of letters, digits, dots and
+/// dashes, and an optional port of up to five digits. Every such value
+/// passes [`is_host_and_port`]'s full check; anything else is given to it.
+fn is_plain_host_and_port(value: &[u8]) -> bool {
+    let (host, port) = match value.iter().position(|&b| b == b':') {
+        Some(colon) => (&value[..colon], Some(&value[colon + 1..])),
+        None => (value, None),
+    };
+    !host.is_empty()
+        && host
+            .iter()
+            .all(|&b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
+        && port.is_none_or(|p| (1..=5).contains(&p.len()) && p.iter().all(u8::is_ascii_digit))
 }
 
 /// A plain-text answer of the server's own.
@@ -801,5 +818,45 @@ where
             rate,
             waiting_for_client: false,
         })))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_hosts_are_the_ones_the_parser_accepts() {
+        let plain: &[&[u8]] = &[
+            b"localhost",
+            b"localhost:80",
+            b"a.b-c.example:65535",
+            b"127.0.0.1:8080",
+            b"x:0",
+        ];
+        for value in plain {
+            assert!(is_plain_host_and_port(value), "{value:?}");
+            assert!(is_parsed_host_and_port(value), "{value:?}");
+        }
+        // Left to the parser: it accepts some and refuses others.
+        let other: &[&[u8]] = &[
+            b"[::1]:80",
+            b"a:",
+            b":80",
+            b"a b",
+            b"a@b",
+            b"a:1x",
+            b"a:123456",
+            b"a:1:2",
+            b"a/b",
+            b"_x",
+        ];
+        for value in other {
+            assert!(!is_plain_host_and_port(value), "{value:?}");
+        }
+        assert!(is_host_and_port(b"[::1]:80"));
+        for value in [&b"a b"[..], b"a@b", b"a:1x", b"a/b", b"a:1:2"] {
+            assert!(!is_host_and_port(value), "{value:?}");
+        }
     }
 }

@@ -19,13 +19,12 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
+use super::sniff::H2_PREFACE;
 use crate::options::{Limits, MinDataRate};
 use crate::transport::Transport;
 
 /// The start of HTTP/2's connection preface, enough to tell it from HTTP/1.
-const H2_PREFACE_START: &[u8] = b"PRI * HTTP/2.0";
-/// The whole preface, which precedes the first frame.
-const H2_PREFACE_LEN: usize = 24;
+const H2_PREFACE_START: &[u8] = H2_PREFACE.split_at(14).0;
 
 /// How often the watchdog looks at a connection with requests in flight,
 /// for the response data rate: Kestrel's heartbeat.
@@ -73,10 +72,6 @@ pub(crate) struct ConnState {
     /// The connection's `max_concurrent_connections` slot, given back when
     /// the last holder of this state goes: a lingering close keeps it.
     slot: std::sync::Mutex<Option<tokio::sync::OwnedSemaphorePermit>>,
-    /// Set while the watchdog sleeps its long idle sleep, so the request
-    /// that begins next wakes it (`wake`) to time the response.
-    watchdog_idle: AtomicBool,
-    wake: Notify,
     /// An upgraded-connection slot: the connection's I/O holds this state,
     /// so the slot is given back when the upgraded connection is dropped.
     upgrade_slot: std::sync::Mutex<Option<tokio::sync::OwnedSemaphorePermit>>,
@@ -98,8 +93,6 @@ impl ConnState {
             began: Notify::new(),
             body_unread: AtomicBool::new(false),
             slot: std::sync::Mutex::new(None),
-            watchdog_idle: AtomicBool::new(false),
-            wake: Notify::new(),
             upgrade_slot: std::sync::Mutex::new(None),
         }
     }
@@ -141,14 +134,10 @@ impl ConnState {
     /// Marks a request as begun; the returned guard ends it when dropped
     /// (with the response body, once it is sent).
     pub(crate) fn request_started(self: &Arc<Self>) -> InFlight {
-        // SeqCst with the watchdog's two steps: either it sees this request
-        // before it sleeps, or this sees it asleep and wakes it.
-        self.in_flight.fetch_add(1, Ordering::SeqCst);
-        if self.watchdog_idle.load(Ordering::SeqCst)
-            && self.watchdog_idle.swap(false, Ordering::SeqCst)
-        {
-            self.wake.notify_one();
-        }
+        // No wake-up for the watchdog: requests begin while the connection
+        // task polls hyper's connection, and the watchdog is polled right
+        // after it (see `watch`).
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
         self.head_since.store(0, Ordering::Relaxed);
         if self.draining.load(Ordering::Relaxed) {
             self.began.notify_waiters();
@@ -252,6 +241,12 @@ impl Drop for InFlight {
 /// keep_alive_timeout)`, and every second while requests are in flight: a
 /// head that starts between two looks has a deadline past the next look,
 /// so every cut still comes on time.
+///
+/// The connection task must poll it after hyper's connection, every time
+/// it polls that: requests begin there (hyper calls the service from it,
+/// for HTTP/2 too), so a request still in flight at the end of a wake-up
+/// is seen in the same wake-up, and one that began and ended within it
+/// costs the watchdog nothing.
 pub(crate) async fn watch(state: &ConnState, limits: &Limits) {
     let period = limits
         .request_headers_timeout
@@ -285,16 +280,17 @@ pub(crate) async fn watch(state: &ConnState, limits: &Limits) {
             tokio::time::sleep_until(until).await;
             continue;
         }
-        // A long sleep while idle: a request that begins meanwhile wakes
-        // the watchdog, so its response is timed from the start.
-        state.watchdog_idle.store(true, Ordering::SeqCst);
-        if state.in_flight.load(Ordering::SeqCst) == 0 {
-            tokio::select! {
-                () = tokio::time::sleep_until(until) => {}
-                () = state.wake.notified() => {}
+        // A long sleep while idle, cut short by a request in flight, so
+        // its response is timed from the start.
+        let sleep = tokio::time::sleep_until(until);
+        tokio::pin!(sleep);
+        std::future::poll_fn(|cx| {
+            if state.busy() {
+                return Poll::Ready(());
             }
-        }
-        state.watchdog_idle.store(false, Ordering::SeqCst);
+            sleep.as_mut().poll(cx)
+        })
+        .await;
     }
 }
 
@@ -314,16 +310,68 @@ pub(crate) struct Monitored<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> 
     first_read: bool,
     /// Where HTTP/2's frames start, once the preface was seen.
     frames: Option<FrameBounds>,
+    /// HTTP/1: the empty lines read before the pending request line, while
+    /// no other byte of it has come (`None` once one has).
+    blank: Option<usize>,
+    /// How many such bytes a request head may start with: the head limit.
+    /// hyper skips them before parsing and holds them to its buffer's size
+    /// only by the size of its reads.
+    max_blank: usize,
+    /// Bytes read before hyper had the connection, handed to it first.
+    replay: Option<Replay>,
+}
+
+/// The first bytes of a connection, read to tell HTTP/1 from HTTP/2 (see
+/// `sniff`), as hyper is given them.
+struct Replay {
+    bytes: Vec<u8>,
+    given: usize,
+    /// A read error met in the read that returned the last of `bytes`,
+    /// for the next read.
+    error: Option<io::Error>,
 }
 
 impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Monitored<T> {
-    pub(crate) fn new(io: T, state: Arc<ConnState>) -> Self {
+    pub(crate) fn new(io: T, state: Arc<ConnState>, max_blank: usize) -> Self {
         Self {
             io: Some(io),
             state,
             first_read: true,
             frames: None,
+            blank: None,
+            max_blank,
+            replay: None,
         }
+    }
+
+    /// Makes the next reads return `bytes`, already read (and looked at).
+    pub(crate) fn replay(&mut self, bytes: Vec<u8>) {
+        if !bytes.is_empty() {
+            self.replay = Some(Replay {
+                bytes,
+                given: 0,
+                error: None,
+            });
+        }
+    }
+
+    fn poll_monitored(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let res = self.io().poll_read(cx, buf);
+        if matches!(res, Poll::Ready(Ok(())))
+            && buf.filled().len() > before
+            && self.read(&buf.filled()[before..])
+        {
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "empty lines before a request line past max_request_headers_total_size",
+            )));
+        }
+        res
     }
 
     fn io(&mut self) -> Pin<&mut T> {
@@ -332,8 +380,9 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Monitored<T> {
 
     /// Bytes arrived: on HTTP/1 any byte while no request is in flight
     /// starts a request head; on HTTP/2 a HEADERS frame does (PINGs,
-    /// SETTINGS and WINDOW_UPDATEs of an idle connection do not).
-    fn read(&mut self, read: &[u8]) {
+    /// SETTINGS and WINDOW_UPDATEs of an idle connection do not). Says
+    /// whether the head is refused: empty lines past the head limit.
+    fn read(&mut self, read: &[u8]) -> bool {
         if std::mem::take(&mut self.first_read) {
             let n = read.len().min(H2_PREFACE_START.len());
             if read[..n] == H2_PREFACE_START[..n] {
@@ -351,7 +400,22 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Monitored<T> {
             && state.head_since.load(Ordering::Relaxed) == 0
         {
             state.head_since.store(state.now() + 1, Ordering::Relaxed);
+            if self.frames.is_none() {
+                self.blank = Some(0);
+            }
         }
+        if let Some(blank) = &mut self.blank {
+            let lines = read.iter().take_while(|b| matches!(b, b'\r' | b'\n'));
+            let n = lines.count();
+            *blank += n;
+            if *blank > self.max_blank {
+                return true;
+            }
+            if n < read.len() {
+                self.blank = None;
+            }
+        }
+        false
     }
 }
 
@@ -362,12 +426,34 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> AsyncRead for Monitored
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        let before = buf.filled().len();
-        let res = this.io().poll_read(cx, buf);
-        if matches!(res, Poll::Ready(Ok(()))) && buf.filled().len() > before {
-            this.read(&buf.filled()[before..]);
+        let Some(replay) = &mut this.replay else {
+            return this.poll_monitored(cx, buf);
+        };
+        if let Some(e) = replay.error.take() {
+            this.replay = None;
+            return Poll::Ready(Err(e));
         }
-        res
+        let n = (replay.bytes.len() - replay.given).min(buf.remaining());
+        buf.put_slice(&replay.bytes[replay.given..][..n]);
+        replay.given += n;
+        if replay.given < replay.bytes.len() {
+            return Poll::Ready(Ok(()));
+        }
+        // All given: the same read takes what the connection has besides,
+        // so hyper's buffer need not grow for the rest of a request. After
+        // a first read that emptied the socket, tokio knows it is not
+        // ready and makes no system call.
+        this.replay = None;
+        if buf.remaining() > 0
+            && let Poll::Ready(Err(e)) = this.poll_monitored(cx, buf)
+        {
+            this.replay = Some(Replay {
+                bytes: Vec::new(),
+                given: 0,
+                error: Some(e),
+            });
+        }
+        Poll::Ready(Ok(()))
     }
 }
 
@@ -392,7 +478,7 @@ impl FrameBounds {
 
     fn new() -> Self {
         Self {
-            preface: H2_PREFACE_LEN,
+            preface: H2_PREFACE.len(),
             header: [0; 9],
             have: 0,
             payload: 0,
