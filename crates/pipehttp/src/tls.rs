@@ -34,7 +34,7 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 
 use rustls::server::WebPkiClientVerifier;
 
-use crate::address::{ListenAddress, Scheme};
+use crate::address::ListenAddress;
 #[cfg(feature = "config")]
 use crate::config::CertificateConfig;
 use crate::error::{Error, Remedy, Result};
@@ -347,24 +347,18 @@ impl From<&CertificateConfig> for Certificate {
     }
 }
 
-/// The TLS configuration of one endpoint: its own certificate, else the
-/// default one; `https` without either, or `http` with a certificate of its
-/// own, is a mistake worth stopping for.
+/// The TLS configuration of an https endpoint with `certificate`; `None`
+/// is a mistake worth stopping for.
 pub(crate) fn acceptor_for(
     address: &ListenAddress,
-    own: Option<&Certificate>,
-    default: Option<&Certificate>,
+    certificate: Option<&Certificate>,
     settings: &Settings,
-) -> Result<Option<Acceptor>> {
-    match (address.scheme(), own.or(default)) {
-        (Scheme::Http, _) if own.is_some() => Err(Error::options(format!(
-            "{address} has a certificate but is not https: write https://"
-        ))),
-        (Scheme::Http, _) => Ok(None),
-        (Scheme::Https, Some(certificate)) => Ok(Some(Acceptor::from(
+) -> Result<Acceptor> {
+    match certificate {
+        Some(certificate) => Ok(Acceptor::from(
             certificate.server_config(&address.to_string(), settings)?,
-        ))),
-        (Scheme::Https, None) => Err(Error::options(format!("{address} needs a certificate"))
+        )),
+        None => Err(Error::options(format!("{address} needs a certificate"))
             .with_remedy(Remedy::GiveCertificate)),
     }
 }

@@ -3,7 +3,7 @@
 //! acceptor can exist (the type has no values), and an `https` endpoint is
 //! refused at bind with an error that names the feature.
 
-use crate::address::{ListenAddress, Scheme};
+use crate::address::ListenAddress;
 use crate::error::{Error, Result};
 
 /// A certificate asked for (by a config file) in a build that cannot use it.
@@ -36,19 +36,13 @@ impl Acceptor {
     }
 }
 
+/// An https endpoint in a build without TLS.
 pub(crate) fn acceptor_for(
     address: &ListenAddress,
-    own: Option<&Certificate>,
-    _default: Option<&Certificate>,
+    _certificate: Option<&Certificate>,
     _settings: &Settings,
-) -> Result<Option<Acceptor>> {
-    match address.scheme() {
-        Scheme::Http if own.is_some() => Err(Error::options(format!(
-            "{address} has a certificate but is not https: write https://"
-        ))),
-        Scheme::Http => Ok(None),
-        Scheme::Https => Err(Error::options(format!(
-            "{address}: https needs pipehttp built with its `tls` feature"
-        ))),
-    }
+) -> Result<Acceptor> {
+    Err(Error::options(format!(
+        "{address}: https needs pipehttp built with its `tls` feature"
+    )))
 }

@@ -144,74 +144,76 @@ pub(crate) fn read_json(text: &str, source: &Source) -> Result<Vec<Entry>, Strin
     let Some(jsonc_parser::JsonValue::Object(root)) = root else {
         return Err("the file holds no JSON object: write { \"Kestrel\": { ... } }".into());
     };
-    let mut out = Vec::new();
-    flatten_object(root, "", source, &mut out)?;
-    Ok(out)
-}
-
-fn flatten_object(
-    object: jsonc_parser::JsonObject<'_>,
-    prefix: &str,
-    source: &Source,
-    out: &mut Vec<Entry>,
-) -> Result<(), String> {
-    if object.is_empty() && !prefix.is_empty() {
-        out.push(json_entry(prefix, Raw::Null, source));
-    }
-    let mut seen: Vec<String> = Vec::new();
-    for (key, value) in object {
-        let path = if prefix.is_empty() {
-            key.to_string()
-        } else {
-            format!("{prefix}:{key}")
-        };
-        let folded = key.to_ascii_lowercase();
-        if seen.contains(&folded) {
-            return Err(format!(
-                "`{path}` is written twice (keys are compared without case)"
-            ));
-        }
-        seen.push(folded);
-        flatten_value(value, &path, source, out)?;
-    }
-    Ok(())
-}
-
-fn flatten_value(
-    value: jsonc_parser::JsonValue<'_>,
-    path: &str,
-    source: &Source,
-    out: &mut Vec<Entry>,
-) -> Result<(), String> {
-    use jsonc_parser::JsonValue as J;
-    let raw = match value {
-        J::Object(object) => return flatten_object(object, path, source, out),
-        J::Array(array) => {
-            if array.is_empty() {
-                out.push(json_entry(path, Raw::Null, source));
-            }
-            for (i, item) in array.take_inner().into_iter().enumerate() {
-                flatten_value(item, &format!("{path}:{i}"), source, out)?;
-            }
-            return Ok(());
-        }
-        J::String(text) => Raw::Text(text.into_owned()),
-        J::Number(number) => Raw::Number(number.to_owned()),
-        J::Boolean(b) => Raw::Bool(b),
-        J::Null => Raw::Null,
+    let mut flat = Flattened {
+        source,
+        entries: Vec::new(),
     };
-    out.push(json_entry(path, raw, source));
-    Ok(())
+    flat.object(root, "")?;
+    Ok(flat.entries)
 }
 
-fn json_entry(path: &str, value: Raw, source: &Source) -> Entry {
-    source.entry(
-        path.to_owned(),
-        path.to_owned(),
-        value,
-        Syntax::Dotnet,
-        Style::Dotnet,
-    )
+/// JSON flattened into .NET's keys, as the JSON provider does.
+struct Flattened<'a> {
+    source: &'a Source,
+    entries: Vec<Entry>,
+}
+
+impl Flattened<'_> {
+    fn object(&mut self, object: jsonc_parser::JsonObject<'_>, prefix: &str) -> Result<(), String> {
+        if object.is_empty() && !prefix.is_empty() {
+            self.push(prefix, Raw::Null);
+        }
+        let mut seen: Vec<String> = Vec::new();
+        for (key, value) in object {
+            let path = if prefix.is_empty() {
+                key.to_string()
+            } else {
+                format!("{prefix}:{key}")
+            };
+            let folded = key.to_ascii_lowercase();
+            if seen.contains(&folded) {
+                return Err(format!(
+                    "`{path}` is written twice (keys are compared without case)"
+                ));
+            }
+            seen.push(folded);
+            self.value(value, &path)?;
+        }
+        Ok(())
+    }
+
+    fn value(&mut self, value: jsonc_parser::JsonValue<'_>, path: &str) -> Result<(), String> {
+        use jsonc_parser::JsonValue as J;
+        let raw = match value {
+            J::Object(object) => return self.object(object, path),
+            J::Array(array) => {
+                if array.is_empty() {
+                    self.push(path, Raw::Null);
+                }
+                for (i, item) in array.take_inner().into_iter().enumerate() {
+                    self.value(item, &format!("{path}:{i}"))?;
+                }
+                return Ok(());
+            }
+            J::String(text) => Raw::Text(text.into_owned()),
+            J::Number(number) => Raw::Number(number.to_owned()),
+            J::Boolean(b) => Raw::Bool(b),
+            J::Null => Raw::Null,
+        };
+        self.push(path, raw);
+        Ok(())
+    }
+
+    fn push(&mut self, path: &str, value: Raw) {
+        let entry = self.source.entry(
+            path.to_owned(),
+            path.to_owned(),
+            value,
+            Syntax::Dotnet,
+            Style::Dotnet,
+        );
+        self.entries.push(entry);
+    }
 }
 
 /// The environment as .NET's environment-variable provider reads it, for

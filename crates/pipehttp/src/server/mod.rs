@@ -38,7 +38,7 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tokio::sync::{Notify, Semaphore, mpsc, watch};
 
 pub use self::service::{BodyError, RequestBody, ResponseBody};
-use crate::address::ListenAddress;
+use crate::address::{ListenAddress, Scheme};
 #[cfg(feature = "config")]
 use crate::config::Config;
 use crate::error::{Error, Result};
@@ -394,12 +394,23 @@ impl ServerBuilder {
                     .client_certificate_mode
                     .unwrap_or(defaults.client_certificate_mode),
             };
-            let tls = tls::acceptor_for(
-                address,
-                own.certificate.as_ref(),
-                self.default_certificate.as_ref(),
-                &settings,
-            )?;
+            // An endpoint's own certificate, else the default one; `http`
+            // with a certificate of its own is a mistake worth stopping for.
+            let tls = match address.scheme() {
+                Scheme::Http if own.certificate.is_some() => {
+                    return Err(Error::options(format!(
+                        "{address} has a certificate but is not https: write https://"
+                    )));
+                }
+                Scheme::Http => None,
+                Scheme::Https => Some(tls::acceptor_for(
+                    address,
+                    own.certificate
+                        .as_ref()
+                        .or(self.default_certificate.as_ref()),
+                    &settings,
+                )?),
+            };
             let listener = if self.takeover {
                 if tls.is_some() {
                     return Err(Error::options(format!(
