@@ -13,6 +13,7 @@
 
 use std::fmt;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -83,6 +84,12 @@ struct Shared<B> {
     http2_only: bool,
     idle_timeout: Duration,
     idle: Mutex<Idle<B>>,
+    /// Whether a task is closing the connections kept past the idle
+    /// timeout; there is one while any is kept.
+    reaping: AtomicBool,
+    /// Starts that task: made where `B` is known to be `Send`, which a
+    /// body returning its connection does not know.
+    start_reaper: fn(&Arc<Shared<B>>),
 }
 
 struct Idle<B> {
@@ -122,6 +129,8 @@ where
                     http1: Vec::new(),
                     http2: None,
                 }),
+                reaping: AtomicBool::new(false),
+                start_reaper: start_reaper::<B>,
             }),
         }
     }
@@ -308,7 +317,7 @@ where
 }
 
 impl<B> Shared<B> {
-    fn checkin(&self, sender: http1::SendRequest<B>, peer: Arc<PeerInfo>) {
+    fn checkin(self: &Arc<Self>, sender: http1::SendRequest<B>, peer: Arc<PeerInfo>) {
         if sender.is_closed() {
             return;
         }
@@ -320,7 +329,54 @@ impl<B> Shared<B> {
                 since: Instant::now(),
             });
         }
+        drop(idle);
+        if !self.reaping.swap(true, Ordering::AcqRel) {
+            (self.start_reaper)(self);
+        }
     }
+
+    /// Closes the HTTP/1 connections kept past the idle timeout, and those
+    /// their servers closed. Whether any is left.
+    fn reap(&self) -> bool {
+        let now = Instant::now();
+        let mut idle = self.idle.lock().expect("pool lock poisoned");
+        idle.http1.retain(|kept| {
+            now.duration_since(kept.since) < self.idle_timeout && !kept.sender.is_closed()
+        });
+        !idle.http1.is_empty()
+    }
+}
+
+/// A task that closes a pool's connections once they have been idle for
+/// the pool's idle timeout, as long as any is kept: without it, a client
+/// that stops sending would hold its connections (and the servers' slots)
+/// until the servers close them. It ends when the pool is dropped or has
+/// nothing kept, and the next connection kept starts another.
+fn start_reaper<B: Send + 'static>(shared: &Arc<Shared<B>>) {
+    // A body dropped outside a runtime keeps its connection until the next
+    // request's checkout looks at it.
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        shared.reaping.store(false, Ordering::Release);
+        return;
+    };
+    let pool = Arc::downgrade(shared);
+    let period = shared.idle_timeout.max(Duration::from_millis(100));
+    runtime.spawn(async move {
+        loop {
+            tokio::time::sleep(period).await;
+            let Some(shared) = pool.upgrade() else {
+                return;
+            };
+            if !shared.reap() {
+                shared.reaping.store(false, Ordering::Release);
+                // One kept meanwhile found `reaping` still set: look again.
+                if shared.reap() && !shared.reaping.swap(true, Ordering::AcqRel) {
+                    continue;
+                }
+                return;
+            }
+        }
+    });
 }
 
 /// HTTP/1 wants the path alone and the host in `Host` (with the port

@@ -127,3 +127,44 @@ async fn a_connection_idle_past_the_pool_timeout_is_not_reused() {
     let seen = connections(&log);
     assert!(seen[0] != seen[1] && seen[1] != seen[2], "{log}");
 }
+
+/// A server that never closes a connection itself: it answers one request
+/// and then tells when the client closed the connection.
+#[tokio::test]
+async fn a_client_that_stops_sending_closes_its_idle_connections() {
+    use std::io::{Read, Write};
+    let dir = testkit::tempdir().expect("a temp dir");
+    let socket = dir.path().join("server.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&socket).expect("bind");
+    let (closed_tx, closed_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let (mut conn, _) = listener.accept().expect("a connection");
+        let mut head = Vec::new();
+        let mut buf = [0u8; 1024];
+        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = conn.read(&mut buf).expect("the request");
+            assert!(n > 0, "the client closed before its request ended");
+            head.extend_from_slice(&buf[..n]);
+        }
+        conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            .expect("the answer");
+        // Blocks until the client closes its end.
+        let rest = conn.read(&mut buf).expect("the end of the connection");
+        closed_tx.send(rest).expect("the test waits");
+    });
+    let client = Client::builder()
+        .pool_idle_timeout(std::time::Duration::from_millis(200))
+        .build();
+    let target = format!("http://unix:{}:/", socket.display());
+    let res = client.get(&target).send().await.expect("an answer");
+    assert_eq!(res.text().await.expect("the body"), "ok");
+    // The client is kept alive and sends nothing more: its pool closes the
+    // idle connection once the timeout has passed.
+    let closed = tokio::task::spawn_blocking(move || {
+        closed_rx.recv_timeout(std::time::Duration::from_secs(20))
+    })
+    .await
+    .expect("the waiting task");
+    assert_eq!(closed, Ok(0), "the idle connection was not closed");
+    drop(client);
+}
