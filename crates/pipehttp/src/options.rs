@@ -918,7 +918,9 @@ macro_rules! plain_value {
     ($($t:ty => $variant:ident),*) => {$(
         impl OptionValue for $t {
             fn to_value(&self) -> Value {
-                Value::$variant(*self)
+                // `Clone::clone` rather than a copy: the lists and texts
+                // are not `Copy`.
+                Value::$variant(Clone::clone(self))
             }
             fn from_value(value: Value) -> Self {
                 match value {
@@ -935,32 +937,10 @@ plain_value!(
     MinDataRate => Rate,
     Protocols => Protocols,
     SslProtocols => SslProtocols,
-    ClientCertificateMode => ClientCertificateMode
+    ClientCertificateMode => ClientCertificateMode,
+    Vec<String> => Names,
+    String => Text
 );
-
-impl OptionValue for Vec<String> {
-    fn to_value(&self) -> Value {
-        Value::Names(self.clone())
-    }
-    fn from_value(value: Value) -> Self {
-        match value {
-            Value::Names(names) => names,
-            other => unreachable!("not names: {other:?}"),
-        }
-    }
-}
-
-impl OptionValue for String {
-    fn to_value(&self) -> Value {
-        Value::Text(self.clone())
-    }
-    fn from_value(value: Value) -> Self {
-        match value {
-            Value::Text(text) => text,
-            other => unreachable!("not text: {other:?}"),
-        }
-    }
-}
 
 impl<T: OptionValue> OptionValue for Option<T> {
     fn to_value(&self) -> Value {
@@ -1534,22 +1514,15 @@ mod tests {
     #[test]
     fn enums() {
         let p = |t: &str| protocols(t).map(|p| (p.value, p.note.is_some()));
-        assert_eq!(
-            p("Http1"),
-            Some((Value::Protocols(Protocols::Http1), false))
-        );
-        assert_eq!(
-            p("http1-and-http2"),
-            Some((Value::Protocols(Protocols::Http1AndHttp2), false))
-        );
-        assert_eq!(
-            p("Http1, Http2"),
-            Some((Value::Protocols(Protocols::Http1AndHttp2), false))
-        );
-        assert_eq!(
-            p("Http1AndHttp2AndHttp3"),
-            Some((Value::Protocols(Protocols::Http1AndHttp2), true))
-        );
+        // (text, what it means, whether a note says what is not served)
+        for (text, want, noted) in [
+            ("Http1", Protocols::Http1, false),
+            ("http1-and-http2", Protocols::Http1AndHttp2, false),
+            ("Http1, Http2", Protocols::Http1AndHttp2, false),
+            ("Http1AndHttp2AndHttp3", Protocols::Http1AndHttp2, true),
+        ] {
+            assert_eq!(p(text), Some((Value::Protocols(want), noted)), "{text}");
+        }
         assert_eq!(p("Http3"), None);
         let s = |t: &str| ssl_protocols(t.split(',')).map(|p| (p.value, p.note.is_some()));
         let only12 = SslProtocols {
