@@ -193,9 +193,9 @@ failed=0
 bad_binaries=()
 log_dir=$CARGO_TARGET_DIR/wine-logs
 rm -rf "$log_dir" && mkdir -p "$log_dir"
-for exe in "${test_exes[@]}"; do
-    step "wine ${exe#"$repo_root"/} ${test_args[*]}"
-    log=$log_dir/$(basename "$exe" .exe).log
+# Runs one test executable under Wine, its output streamed and kept in $log;
+# sets rc.
+run_under_wine() {
     : >"$log"   # create it before tail opens it (the redirect below is async)
     rc=0
     # Output goes to a file that `tail` streams, not through a pipe: a child
@@ -207,6 +207,20 @@ for exe in "${test_exes[@]}"; do
     tail_pid=$!
     wait "$test_pid" || rc=$?
     wait "$tail_pid" || true
+}
+
+for exe in "${test_exes[@]}"; do
+    step "wine ${exe#"$repo_root"/} ${test_args[*]}"
+    log=$log_dir/$(basename "$exe" .exe).log
+    run_under_wine
+    # A test binary prints "running N tests" before anything else; one that
+    # failed with no output at all never started (Wine could not load it,
+    # which happens now and then): it gets one more start. A binary that
+    # ran tests is never run again, so no failing test is retried.
+    if [[ $rc -ne 0 && ! -s $log ]]; then
+        echo "test-windows: $(basename "$exe") exited $rc without any output; starting it once more" >&2
+        run_under_wine
+    fi
     # Sum every `test result: ok. 3 passed; 1 failed; ...` (also FAILED.).
     read -r p f < <(tr -d '\r' <"$log" | awk '
         /^test result: / { for (i = 1; i <= NF; i++) {
