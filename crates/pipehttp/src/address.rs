@@ -326,13 +326,22 @@ impl fmt::Display for ListenAddress {
     }
 }
 
+/// `rest` after `keyword` (`pipe:`, `unix:`) in any case: it stands where a
+/// URL's host does, and hosts are compared without case, so `Pipe:` is
+/// `pipe:` (and is written back as `pipe:`).
+fn strip_keyword<'a>(rest: &'a str, keyword: &str) -> Option<&'a str> {
+    rest.get(..keyword.len())
+        .filter(|head| head.eq_ignore_ascii_case(keyword))
+        .map(|_| &rest[keyword.len()..])
+}
+
 impl FromStr for ListenAddress {
     type Err = AddressError;
 
     fn from_str(input: &str) -> Result<Self, Self::Err> {
         let err = |reason: &str| AddressError::listen(input, reason);
         let (scheme, rest) = split_scheme(input).map_err(|r| err(&r))?;
-        if let Some(name) = rest.strip_prefix("pipe:") {
+        if let Some(name) = strip_keyword(rest, "pipe:") {
             let name = name
                 .strip_prefix('/')
                 .ok_or_else(|| err("a pipe address is written pipe:/NAME"))?;
@@ -341,7 +350,7 @@ impl FromStr for ListenAddress {
                 .map_err(|r| err(&r))?;
             return Ok(Self::new(scheme, Endpoint::Pipe(name)));
         }
-        if let Some(path) = rest.strip_prefix("unix:") {
+        if let Some(path) = strip_keyword(rest, "unix:") {
             return Ok(Self::new(
                 scheme,
                 Endpoint::Unix(unix_path(path).map_err(|r| err(&r))?),
@@ -496,7 +505,7 @@ impl FromStr for RequestTarget {
         // A pipe name holds no ':', and socket paths are taken to hold none
         // either, so the first ':' after the prefix ends the endpoint.
         let socket = |prefix: &str| {
-            rest.strip_prefix(prefix).map(|tail| match tail.find(':') {
+            strip_keyword(rest, prefix).map(|tail| match tail.find(':') {
                 Some(i) => (&tail[..i], Some(&tail[i + 1..])),
                 None => (tail, None),
             })
@@ -702,6 +711,39 @@ mod tests {
             "https://example.com/",
         ] {
             assert_eq!(s.parse::<RequestTarget>().unwrap().to_string(), s);
+        }
+    }
+
+    /// `pipe:` and `unix:` stand where a host does and are read in any case,
+    /// as hosts are; what is written back is the lowercase form, which
+    /// reads the same. (`http://Pipe:1` was once a TCP host whose written
+    /// form, `http://pipe:1/`, did not parse.)
+    #[test]
+    fn the_pipe_and_unix_keywords_are_read_in_any_case() {
+        for (input, written) in [
+            ("HTTP://PIPE:/agent:/x", "http://pipe:/agent:/x"),
+            (
+                "http://Unix:/run/app.sock:/v1",
+                "http://unix:/run/app.sock:/v1",
+            ),
+        ] {
+            let target = input.parse::<RequestTarget>().unwrap();
+            assert_eq!(target.to_string(), written, "{input}");
+            assert_eq!(written.parse::<RequestTarget>().unwrap(), target);
+        }
+        assert_eq!(
+            "http://Pipe:/agent"
+                .parse::<ListenAddress>()
+                .unwrap()
+                .to_string(),
+            "http://pipe:/agent"
+        );
+        for input in ["http://Pipe:1", "http://pipe:1"] {
+            let err = input.parse::<RequestTarget>().unwrap_err().to_string();
+            assert!(
+                err.contains("a pipe target is written pipe:/NAME:/PATH"),
+                "{err}"
+            );
         }
     }
 }
