@@ -95,8 +95,9 @@ struct Shared<B> {
 struct Idle<B> {
     /// HTTP/1 connections waiting for a request, the newest last.
     http1: Vec<Kept<http1::SendRequest<B>>>,
-    /// The HTTP/2 connection every request shares.
-    http2: Option<Kept<http2::SendRequest<B>>>,
+    /// The HTTP/2 connection every request shares, and its server. It
+    /// has no idle time to keep: it is never handed out alone.
+    http2: Option<(http2::SendRequest<B>, Arc<PeerInfo>)>,
 }
 
 struct Kept<S> {
@@ -253,9 +254,9 @@ where
         let now = Instant::now();
         let timeout = self.shared.idle_timeout;
         let mut idle = self.shared.idle.lock().expect("pool lock poisoned");
-        if let Some(h2) = &idle.http2 {
-            if !h2.sender.is_closed() {
-                return Some((Sender::Http2(h2.sender.clone()), h2.peer.clone()));
+        if let Some((sender, peer)) = &idle.http2 {
+            if !sender.is_closed() {
+                return Some((Sender::Http2(sender.clone()), peer.clone()));
             }
             idle.http2 = None;
         }
@@ -296,11 +297,7 @@ where
                 }
             });
             let mut idle = shared.idle.lock().expect("pool lock poisoned");
-            idle.http2 = Some(Kept {
-                sender: sender.clone(),
-                peer: peer.clone(),
-                since: Instant::now(),
-            });
+            idle.http2 = Some((sender.clone(), peer.clone()));
             return Ok((Sender::Http2(sender), peer));
         }
         let (sender, conn) = http1::Builder::new()
