@@ -8,7 +8,7 @@ use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio::time::Instant;
 
@@ -325,6 +325,14 @@ where
     /// preface is refused by hyper.
     Http1(Pin<Box<Http1<I, S>>>),
     Http2(Pin<Box<Http2<I, S>>>),
+    /// An idle HTTP/1 connection without hyper's state (see
+    /// `watchdog::REST_AFTER`): the first bytes of its next request give
+    /// it back to hyper.
+    Resting {
+        io: Monitored<I>,
+        service: ConnService<S>,
+        shared: &'a Shared,
+    },
     /// Closed before hyper had it: by the client, or by a stop.
     Done,
     /// Never made: it only ties the response body type to the enum.
@@ -372,8 +380,42 @@ where
     }
 
     fn http1(shared: &Shared, io: Monitored<I>, service: ConnService<S>) -> Self {
+        service.state.set_restable(true);
         let conn = shared.http1.serve_connection(TokioIo::new(io), service);
         Served::Http1(Box::pin(conn.with_upgrades()))
+    }
+
+    /// Takes an idle HTTP/1 connection from hyper, so that hyper's buffers
+    /// and state are freed while it waits for its next request. The
+    /// watchdog asks only when nothing is in flight, begun or unflushed
+    /// (`ConnState::may_rest`), so hyper holds nothing it still owes.
+    fn rest(&mut self, shared: &'a Shared) {
+        if !matches!(self, Served::Http1(_)) {
+            return;
+        }
+        let Served::Http1(conn) = std::mem::replace(self, Served::Done) else {
+            unreachable!("matched above")
+        };
+        // `None` only for an upgraded connection, which hyper has let go of
+        // and whose future has ended.
+        let Some(parts) = Pin::into_inner(conn).into_parts() else {
+            return;
+        };
+        let mut io = parts.io.into_inner();
+        let service = parts.service;
+        if parts.read_buf.is_empty() {
+            service.state.set_restable(false);
+            *self = Served::Resting {
+                io,
+                service,
+                shared,
+            };
+        } else {
+            // Bytes of a next request hyper has read but not parsed: they
+            // need no wait, and hyper takes them back at once.
+            io.replay(parts.read_buf.to_vec());
+            *self = Self::http1(shared, io, service);
+        }
     }
 
     fn http2(shared: &Shared, io: Monitored<I>, service: ConnService<S>) -> Self {
@@ -384,7 +426,7 @@ where
     fn graceful_shutdown(&mut self) {
         match self {
             // Nothing asked yet: the connection closes at once.
-            Served::Sniffing { .. } => *self = Served::Done,
+            Served::Sniffing { .. } | Served::Resting { .. } => *self = Served::Done,
             Served::Http1(conn) => conn.as_mut().graceful_shutdown(),
             Served::Http2(conn) => conn.as_mut().graceful_shutdown(),
             Served::Done => {}
@@ -429,6 +471,33 @@ where
                         Sniffed::Closed => Served::Done,
                     };
                     continue;
+                }
+                Served::Resting { io, .. } => {
+                    // The next request's first bytes, read here and given
+                    // to hyper first; a small read, as hyper's own takes
+                    // the rest.
+                    let mut first = [0u8; 512];
+                    let mut buf = ReadBuf::new(&mut first);
+                    let read = ready!(Pin::new(&mut *io).poll_read(cx, &mut buf));
+                    let Served::Resting {
+                        mut io,
+                        service,
+                        shared,
+                    } = std::mem::replace(this, Served::Done)
+                    else {
+                        unreachable!("matched above")
+                    };
+                    match read {
+                        Ok(()) if !buf.filled().is_empty() => {
+                            io.replay(buf.filled().to_vec());
+                            *this = Self::http1(shared, io, service);
+                            continue;
+                        }
+                        // The client closed its idle connection.
+                        Ok(()) => {}
+                        Err(e) => tracing::debug!("connection ended: {e}"),
+                    }
+                    Poll::Ready(Ok(()))
                 }
                 Served::Http1(conn) => conn.as_mut().poll(cx),
                 Served::Http2(conn) => conn.as_mut().poll(cx),
@@ -525,7 +594,13 @@ where
                 }
                 return;
             }
-            () = &mut watchdog => return,
+            wake = &mut watchdog => match wake {
+                watchdog::Wake::Close => return,
+                watchdog::Wake::Rest => {
+                    conn.rest(shared);
+                    watchdog.set(watchdog::watch(&state, &shared.limits));
+                }
+            },
             () = state.request_in_flight(), if waiting.is_some() => {
                 conn.graceful_shutdown();
                 stop = Stop::Asked;

@@ -52,6 +52,14 @@ pub(crate) struct ConnState {
     /// per-write deadline for `min_response_data_rate`.
     write_deadline: AtomicU64,
     http2: AtomicBool,
+    /// Whether the connection is HTTP/1 with hyper holding it, so that it
+    /// may rest once idle (see `REST_AFTER`): false before the protocol is
+    /// known, on HTTP/2, and while it rests.
+    restable: AtomicBool,
+    /// Whether hyper has written since it last flushed: a connection whose
+    /// response has not all reached the socket does not rest, or what
+    /// hyper still holds would be lost.
+    writes_unflushed: AtomicBool,
     /// Set once the server stops: responses say `Connection: close`, and a
     /// request that begins is news for the connection task, which is then
     /// waiting to close the connection after it.
@@ -89,6 +97,8 @@ impl ConnState {
             waiting_for_client: AtomicUsize::new(0),
             write_deadline: AtomicU64::new(0),
             http2: AtomicBool::new(false),
+            restable: AtomicBool::new(false),
+            writes_unflushed: AtomicBool::new(false),
             draining: AtomicBool::new(false),
             began: Notify::new(),
             body_unread: AtomicBool::new(false),
@@ -153,6 +163,23 @@ impl ConnState {
     /// Whether the connection speaks HTTP/2.
     pub(crate) fn is_http2(&self) -> bool {
         self.http2.load(Ordering::Relaxed)
+    }
+
+    /// hyper holds the connection as HTTP/1 (`true`), or it rests (`false`).
+    pub(crate) fn set_restable(&self, restable: bool) {
+        self.restable.store(restable, Ordering::Relaxed);
+    }
+
+    /// Whether an idle connection may rest now: HTTP/1 with hyper holding
+    /// it, no request in flight or begun, everything written flushed, and
+    /// the server not stopping (a stopping server closes idle connections
+    /// itself).
+    fn may_rest(&self) -> bool {
+        self.restable.load(Ordering::Relaxed)
+            && !self.busy()
+            && self.head_since.load(Ordering::Relaxed) == 0
+            && !self.writes_unflushed.load(Ordering::Relaxed)
+            && !self.draining.load(Ordering::Relaxed)
     }
 
     /// The server is stopping: from now on responses close the connection.
@@ -233,9 +260,27 @@ impl Drop for InFlight {
     }
 }
 
-/// Resolves when the connection has been idle for `keep_alive_timeout`,
-/// has taken `request_headers_timeout` to send a request head, or has let
-/// a response wait past `min_response_data_rate`.
+/// How long an idle HTTP/1 connection keeps hyper's state before it rests:
+/// hyper holds a read and a write buffer of 8 KiB each for as long as it
+/// has the connection, so an idle connection gives them back, as nginx
+/// frees an idle connection's buffers, and gets new ones with its next
+/// request. Long enough that a connection busy with requests never rests.
+pub(crate) const REST_AFTER: Duration = Duration::from_millis(250);
+
+/// Why the watchdog woke the connection task.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Wake {
+    /// Close the connection: see [`watch`].
+    Close,
+    /// The connection has been idle for [`REST_AFTER`] and may rest.
+    Rest,
+}
+
+/// Resolves with [`Wake::Close`] when the connection has been idle for
+/// `keep_alive_timeout`, has taken `request_headers_timeout` to send a
+/// request head, or has let a response wait past `min_response_data_rate`;
+/// with [`Wake::Rest`] when it may rest (`ConnState::may_rest`) after
+/// [`REST_AFTER`] idle.
 ///
 /// It wakes at least every `min(request_headers_timeout,
 /// keep_alive_timeout)`, and every second while requests are in flight: a
@@ -247,7 +292,7 @@ impl Drop for InFlight {
 /// for HTTP/2 too), so a request still in flight at the end of a wake-up
 /// is seen in the same wake-up, and one that began and ended within it
 /// costs the watchdog nothing.
-pub(crate) async fn watch(state: &ConnState, limits: &Limits) {
+pub(crate) async fn watch(state: &ConnState, limits: &Limits) -> Wake {
     let period = limits
         .request_headers_timeout
         .min(limits.keep_alive_timeout);
@@ -271,10 +316,19 @@ pub(crate) async fn watch(state: &ConnState, limits: &Limits) {
                 tracing::debug!(
                     "closing a connection: idle, too slow sending a request head, or too slow taking a response"
                 );
-                return;
+                return Wake::Close;
             }
             Some(at) => at.min(next_look),
             None => next_look,
+        };
+        let until = if state.may_rest() {
+            let rest_at = after(idle_since(), REST_AFTER);
+            if rest_at <= now {
+                return Wake::Rest;
+            }
+            until.min(rest_at)
+        } else {
+            until
         };
         if state.busy() {
             tokio::time::sleep_until(until).await;
@@ -522,7 +576,9 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> AsyncWrite for Monitore
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        self.get_mut().io().poll_write(cx, buf)
+        let this = self.get_mut();
+        this.state.writes_unflushed.store(true, Ordering::Relaxed);
+        this.io().poll_write(cx, buf)
     }
 
     fn poll_write_vectored(
@@ -530,7 +586,9 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> AsyncWrite for Monitore
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        self.get_mut().io().poll_write_vectored(cx, bufs)
+        let this = self.get_mut();
+        this.state.writes_unflushed.store(true, Ordering::Relaxed);
+        this.io().poll_write_vectored(cx, bufs)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -538,7 +596,13 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> AsyncWrite for Monitore
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.get_mut().io().poll_flush(cx)
+        let this = self.get_mut();
+        let flushed = this.io().poll_flush(cx);
+        // hyper flushes the socket only once its own buffer is written out.
+        if matches!(flushed, Poll::Ready(Ok(()))) {
+            this.state.writes_unflushed.store(false, Ordering::Relaxed);
+        }
+        flushed
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -581,4 +645,61 @@ async fn linger<T: AsyncRead + AsyncWrite + Unpin>(mut io: T, _state: Arc<ConnSt
         tokio::io::copy(&mut unread, &mut tokio::io::sink()),
     )
     .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use tokio::io::AsyncWriteExt;
+
+    use super::*;
+    use crate::transport::Transport;
+
+    /// What the watchdog does within `window` of (paused) time.
+    async fn wake_within(state: &ConnState, window: Duration) -> Option<Wake> {
+        tokio::time::timeout(window, watch(state, &Limits::default()))
+            .await
+            .ok()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_idle_http1_connection_rests_and_no_other_does() {
+        let state = Arc::new(ConnState::new(Transport::Unix));
+        // Not known to be HTTP/1 yet (sniffing), or HTTP/2: never.
+        assert_eq!(wake_within(&state, REST_AFTER * 4).await, None);
+
+        state.set_restable(true);
+        assert_eq!(wake_within(&state, REST_AFTER * 2).await, Some(Wake::Rest));
+
+        // A request in flight keeps it, and the wait is timed from its end.
+        let request = state.request_started();
+        assert_eq!(wake_within(&state, REST_AFTER * 4).await, None);
+        drop(request);
+        let started = Instant::now();
+        assert_eq!(wake_within(&state, HEARTBEAT * 2).await, Some(Wake::Rest));
+        assert!(started.elapsed() >= REST_AFTER, "{:?}", started.elapsed());
+
+        // A response hyper has not all flushed keeps it, until it has.
+        let (mut client, server) = tokio::io::duplex(64);
+        let mut io = Monitored::new(server, state.clone(), 1024);
+        io.write_all(b"HTTP/1.1 200 OK\r\n").await.unwrap();
+        assert_eq!(wake_within(&state, REST_AFTER * 4).await, None);
+        io.flush().await.unwrap();
+        assert_eq!(wake_within(&state, REST_AFTER * 2).await, Some(Wake::Rest));
+
+        // The first bytes of a next head keep it: hyper is reading a request.
+        client.write_all(b"GET / HT").await.unwrap();
+        let mut buf = [0u8; 16];
+        tokio::io::AsyncReadExt::read(&mut io, &mut buf)
+            .await
+            .unwrap();
+        assert_eq!(wake_within(&state, REST_AFTER * 4).await, None);
+
+        // A stopping server closes idle connections itself.
+        let state = Arc::new(ConnState::new(Transport::Unix));
+        state.set_restable(true);
+        state.start_draining();
+        assert_eq!(wake_within(&state, REST_AFTER * 4).await, None);
+    }
 }

@@ -454,6 +454,91 @@ async fn idle_connection_is_closed_at_keep_alive_timeout() {
     server.stop().await.unwrap();
 }
 
+/// Long past the quarter second after which an idle HTTP/1 connection
+/// rests (gives hyper's buffers back), and the watchdog's one-second look.
+const RESTED: Duration = Duration::from_secs(2);
+
+#[tokio::test]
+async fn a_connection_that_rested_while_idle_keeps_every_promise() {
+    // An idle HTTP/1 connection is taken from hyper and given back with its
+    // next bytes: what it then sends is served, timed and limited as ever.
+    let (builder, _) = on_new_pipe("rested");
+    let headers_timeout = Duration::from_millis(500);
+    let server = start(
+        builder
+            .request_headers_timeout(headers_timeout)
+            .keep_alive_timeout(Duration::from_secs(60))
+            .max_concurrent_connections(Some(1)),
+    )
+    .await;
+    let address = server.address(0);
+
+    let mut conn = connect_raw(&address).await;
+    assert!(get_test_raw(&mut conn).await.0.starts_with("HTTP/1.1 200"));
+    tokio::time::sleep(RESTED).await;
+    // Its next request, and one after it.
+    for _ in 0..2 {
+        let (head, body) = get_test_raw(&mut conn).await;
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        assert_eq!(body, b"Hello world!");
+    }
+    tokio::time::sleep(RESTED).await;
+    // Two requests in one write: both are answered.
+    let pipelined = [
+        GET_TEST,
+        b"GET /test HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+    ]
+    .concat();
+    within(conn.write_all(&pipelined)).await.expect("write");
+    let got = String::from_utf8_lossy(&read_until_closed(&mut conn).await).into_owned();
+    assert_eq!(got.matches("HTTP/1.1 200").count(), 2, "{got}");
+
+    // A head begun after a rest is cut at the headers timeout.
+    let mut conn = connect_raw(&address).await;
+    assert!(get_test_raw(&mut conn).await.0.starts_with("HTTP/1.1 200"));
+    tokio::time::sleep(RESTED).await;
+    within(conn.write_all(b"GET /test HTTP/1.1\r\nX-Slow: "))
+        .await
+        .expect("write");
+    let started = Instant::now();
+    let got = read_until_closed(&mut conn).await;
+    assert!(got.is_empty(), "{:?}", String::from_utf8_lossy(&got));
+    assert!(
+        started.elapsed() >= headers_timeout / 2,
+        "{:?}",
+        started.elapsed()
+    );
+
+    // A resting connection its client closes gives its slot back: the only
+    // slot, so the next client is served.
+    let mut conn = connect_raw(&address).await;
+    assert!(get_test_raw(&mut conn).await.0.starts_with("HTTP/1.1 200"));
+    tokio::time::sleep(RESTED).await;
+    drop(conn);
+    let mut next = connect_raw(&address).await;
+    assert!(get_test_raw(&mut next).await.0.starts_with("HTTP/1.1 200"));
+    drop(next);
+    server.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_resting_connection_is_closed_at_keep_alive_timeout() {
+    let keep_alive = Duration::from_secs(3);
+    let (builder, _) = on_new_pipe("restka");
+    let server = start(builder.keep_alive_timeout(keep_alive)).await;
+    let mut conn = connect_raw(&server.address(0)).await;
+    assert!(get_test_raw(&mut conn).await.0.starts_with("HTTP/1.1 200"));
+    let idle_from = Instant::now();
+    let got = read_until_closed(&mut conn).await;
+    assert!(got.is_empty(), "{:?}", String::from_utf8_lossy(&got));
+    assert!(
+        idle_from.elapsed() >= keep_alive / 2,
+        "closed after {:?}",
+        idle_from.elapsed()
+    );
+    server.stop().await.unwrap();
+}
+
 #[tokio::test]
 async fn max_concurrent_connections_holds_a_third_until_one_closes() {
     // With a limit of 2, a third client is served only once a slot frees.
