@@ -171,13 +171,15 @@ impl ConnState {
     }
 
     /// Whether an idle connection may rest now: HTTP/1 with hyper holding
-    /// it, no request in flight or begun, everything written flushed, and
-    /// the server not stopping (a stopping server closes idle connections
-    /// itself).
+    /// it, no request in flight or begun, no request body left unread
+    /// (hyper may still be reading past it), everything written flushed,
+    /// and the server not stopping (a stopping server closes idle
+    /// connections itself).
     fn may_rest(&self) -> bool {
         self.restable.load(Ordering::Relaxed)
             && !self.busy()
             && self.head_since.load(Ordering::Relaxed) == 0
+            && !self.body_unread.load(Ordering::Relaxed)
             && !self.writes_unflushed.load(Ordering::Relaxed)
             && !self.draining.load(Ordering::Relaxed)
     }
@@ -695,6 +697,14 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(wake_within(&state, REST_AFTER * 4).await, None);
+
+        // A request body left unread: hyper may still be reading it.
+        let state = Arc::new(ConnState::new(Transport::Unix));
+        state.set_restable(true);
+        state.body_unread(true);
+        assert_eq!(wake_within(&state, REST_AFTER * 4).await, None);
+        state.body_unread(false);
+        assert_eq!(wake_within(&state, REST_AFTER * 2).await, Some(Wake::Rest));
 
         // A stopping server closes idle connections itself.
         let state = Arc::new(ConnState::new(Transport::Unix));
