@@ -8,7 +8,7 @@ use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio::time::Instant;
 
@@ -314,25 +314,21 @@ where
     S: HttpService<B>,
     B: HttpBody,
 {
-    /// Both allowed: the first bytes are read to tell them apart.
+    /// The connection's first bytes are read before hyper has it: to tell
+    /// HTTP/1 from HTTP/2 where both are allowed, or, on an HTTP/1
+    /// connection that rests while idle (`rested`; see
+    /// `watchdog::REST_AFTER`), to wake it with its next request.
     Sniffing {
         sniff: Sniff,
         io: Monitored<I>,
         service: ConnService<S>,
         shared: &'a Shared,
+        rested: bool,
     },
     /// HTTP/1, which may upgrade; on an HTTP/1-only endpoint an HTTP/2
     /// preface is refused by hyper.
     Http1(Pin<Box<Http1<I, S>>>),
     Http2(Pin<Box<Http2<I, S>>>),
-    /// An idle HTTP/1 connection without hyper's state (see
-    /// `watchdog::REST_AFTER`): the first bytes of its next request give
-    /// it back to hyper.
-    Resting {
-        io: Monitored<I>,
-        service: ConnService<S>,
-        shared: &'a Shared,
-    },
     /// Closed before hyper had it: by the client, or by a stop.
     Done,
     /// Never made: it only ties the response body type to the enum.
@@ -373,6 +369,7 @@ where
                 io,
                 service,
                 shared,
+                rested: false,
             },
             Protocols::Http1 => Self::http1(shared, io, service),
             Protocols::Http2 => Self::http2(shared, io, service),
@@ -405,10 +402,12 @@ where
         let service = parts.service;
         if parts.read_buf.is_empty() {
             service.state.set_restable(false);
-            *self = Served::Resting {
+            *self = Served::Sniffing {
+                sniff: Sniff::new(),
                 io,
                 service,
                 shared,
+                rested: true,
             };
         } else {
             // Bytes of a next request hyper has read but not parsed: they
@@ -426,7 +425,7 @@ where
     fn graceful_shutdown(&mut self) {
         match self {
             // Nothing asked yet: the connection closes at once.
-            Served::Sniffing { .. } | Served::Resting { .. } => *self = Served::Done,
+            Served::Sniffing { .. } => *self = Served::Done,
             Served::Http1(conn) => conn.as_mut().graceful_shutdown(),
             Served::Http2(conn) => conn.as_mut().graceful_shutdown(),
             Served::Done => {}
@@ -460,44 +459,20 @@ where
                         mut io,
                         service,
                         shared,
+                        rested,
                     } = std::mem::replace(this, Served::Done)
                     else {
                         unreachable!("matched above")
                     };
                     io.replay(sniff.into_bytes());
                     *this = match sniffed {
-                        Sniffed::Http1 => Self::http1(shared, io, service),
-                        Sniffed::Http2 => Self::http2(shared, io, service),
                         Sniffed::Closed => Served::Done,
+                        // A connection that rested is HTTP/1 for good: a
+                        // preface now is a bad request, hyper's to answer.
+                        Sniffed::Http2 if !rested => Self::http2(shared, io, service),
+                        Sniffed::Http1 | Sniffed::Http2 => Self::http1(shared, io, service),
                     };
                     continue;
-                }
-                Served::Resting { io, .. } => {
-                    // The next request's first bytes, read here and given
-                    // to hyper first; a small read, as hyper's own takes
-                    // the rest.
-                    let mut first = [0u8; 512];
-                    let mut buf = ReadBuf::new(&mut first);
-                    let read = ready!(Pin::new(&mut *io).poll_read(cx, &mut buf));
-                    let Served::Resting {
-                        mut io,
-                        service,
-                        shared,
-                    } = std::mem::replace(this, Served::Done)
-                    else {
-                        unreachable!("matched above")
-                    };
-                    match read {
-                        Ok(()) if !buf.filled().is_empty() => {
-                            io.replay(buf.filled().to_vec());
-                            *this = Self::http1(shared, io, service);
-                            continue;
-                        }
-                        // The client closed its idle connection.
-                        Ok(()) => {}
-                        Err(e) => tracing::debug!("connection ended: {e}"),
-                    }
-                    Poll::Ready(Ok(()))
                 }
                 Served::Http1(conn) => conn.as_mut().poll(cx),
                 Served::Http2(conn) => conn.as_mut().poll(cx),
