@@ -77,15 +77,19 @@ pub(crate) async fn accept_loop<S, B>(
     let name_lost = listener.name_lost();
     tokio::pin!(name_lost);
     let mut failures = AcceptFailures::default();
+    // At max_concurrent_connections one more connection per listener waits
+    // inside the server for a slot, in order; the loop accepts the next
+    // only once that one has its slot, so the rest wait in the OS's queue,
+    // in order too. The loop itself never holds a slot. The room is the
+    // listener's own: a loop waiting in accept() holds it, and a room
+    // shared by several listeners would leave the others unserved until
+    // that one's next client came.
+    let waiting_room = Arc::new(Semaphore::new(1));
     loop {
-        // At max_concurrent_connections one more connection waits inside
-        // the server for a slot, in order; the loop accepts the next only
-        // once that one has its slot, so the rest wait in the OS's queue,
-        // in order too. The loop itself never holds a slot.
         let room = match &ctx.shared.slots {
             None => None,
             Some(_) => tokio::select! {
-                room = ctx.shared.waiting_room.clone().acquire_owned() => {
+                room = waiting_room.clone().acquire_owned() => {
                     Some(room.expect("the semaphore is never closed"))
                 }
                 _ = phase.wait_for(|p| *p != Phase::Serving) => break,

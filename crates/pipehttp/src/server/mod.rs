@@ -537,7 +537,6 @@ impl Server {
                 .map(|n| Arc::new(Semaphore::new(n))),
             limits: limits.clone(),
             add_server_header: self.options.add_server_header,
-            waiting_room: Arc::new(Semaphore::new(1)),
             handover: Arc::new(Notify::new()),
         });
         let shutdown_timeout = self.options.shutdown_timeout;
@@ -591,8 +590,6 @@ pub(crate) struct Shared {
     pub(crate) slots: Option<Arc<Semaphore>>,
     /// Slots for upgraded connections, when they are limited.
     pub(crate) upgrades: Option<Arc<Semaphore>>,
-    /// One place for a connection past the limit, waiting for a slot.
-    pub(crate) waiting_room: Arc<Semaphore>,
     /// Notified when another server has taken one of this one's names.
     pub(crate) handover: Arc<Notify>,
 }

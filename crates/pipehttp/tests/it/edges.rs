@@ -180,28 +180,40 @@ async fn at_the_connection_limit_clients_are_served_in_the_order_they_came() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn at_a_limit_of_one_ten_sequential_curls_are_each_served() {
+async fn at_a_limit_sequential_curls_are_each_served_on_every_endpoint() {
     // The accept loop used to hold the slot while idle, so every second
-    // client hung until a third one came.
-    let (builder, _) = on_new_pipe("edge-curls");
-    let server = start(builder.max_concurrent_connections(Some(1))).await;
-    let path = socket_path(&server);
-    for i in 0..10 {
-        let out = tokio::process::Command::new("curl")
-            .args(["-sS", "--noproxy", "*", "--max-time", "10", "--unix-socket"])
-            .arg(&path)
-            .arg("http://localhost/test")
-            .kill_on_drop(true)
-            .output()
-            .await
-            .expect("curl runs");
-        assert!(
-            out.status.success() && out.stdout == b"Hello world!",
-            "curl {} of 10 at a limit of one: {out:?}",
-            i + 1
-        );
+    // client hung until a third one came. And the loops of a server's
+    // endpoints shared one waiting room, which the loop waiting in accept()
+    // held: a client of another endpoint hung until that one's next client
+    // came.
+    for (endpoints, limit, each) in [(1, 1, 10), (2, 100, 4), (3, 1, 4)] {
+        let (mut builder, _) = on_new_pipe("edge-curls");
+        for _ in 1..endpoints {
+            let name = testkit::unique_name("edge-curls");
+            builder = builder.listen(format!("http://pipe:/{name}").as_str());
+        }
+        let server = start(builder.max_concurrent_connections(Some(limit))).await;
+        for (e, address) in server.addresses.iter().enumerate() {
+            let path = address.path.clone().expect("a socket path");
+            for i in 0..each {
+                let out = tokio::process::Command::new("curl")
+                    .args(["-sS", "--noproxy", "*", "--max-time", "10", "--unix-socket"])
+                    .arg(&path)
+                    .arg("http://localhost/test")
+                    .kill_on_drop(true)
+                    .output()
+                    .await
+                    .expect("curl runs");
+                assert!(
+                    out.status.success() && out.stdout == b"Hello world!",
+                    "curl {} of {each} to endpoint {} of {endpoints} at a limit of {limit}: {out:?}",
+                    i + 1,
+                    e + 1
+                );
+            }
+        }
+        server.stop().await.unwrap();
     }
-    server.stop().await.unwrap();
 }
 
 // ---------------------------------------------------------------------------
