@@ -72,9 +72,17 @@ pub struct ProxyArgs {
     #[arg(long)]
     to_insecure: bool,
 
-    /// Refuse a pipe or socket target that runs as another user.
+    /// Refuse a Unix socket target that runs as another user, as a pipe
+    /// name's is refused by default (unless --allow-server-user names it).
     #[arg(long)]
     to_current_user_only: bool,
+
+    /// Accept a pipe target whose server runs as this user (a name or a
+    /// uid; Windows: an account): by default only this user's and root's
+    /// are, so a process of another user that took the name first gets
+    /// nothing. Repeatable.
+    #[arg(long = "allow-server-user", value_name = "USER")]
+    allow_server_users: Vec<String>,
 
     /// Threads that serve requests [default: one per core]. With 1 the
     /// proxy runs on one thread, as an nginx worker does: less CPU per
@@ -150,8 +158,15 @@ fn upstream(args: &ProxyArgs) -> Result<Upstream, String> {
     let https = target.scheme() == Scheme::Https;
     let mut connector = Connector::new(target.clone())
         .map_err(describe)?
-        .connect_timeout(args.connect_timeout)
-        .current_user_only(args.to_current_user_only);
+        .connect_timeout(args.connect_timeout);
+    // Only the flag changes the check: without it a pipe name's server must
+    // be this user's (the client's default), a socket path's may be anyone's.
+    if args.to_current_user_only {
+        connector = connector.current_user_only(true);
+    }
+    for user in &args.allow_server_users {
+        connector = connector.allow_server_user(user);
+    }
     if args.to_cacert.is_some() || args.to_insecure {
         if !https {
             return Err(format!(

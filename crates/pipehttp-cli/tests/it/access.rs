@@ -308,6 +308,48 @@ fn a_client_refuses_a_squatter_of_another_user_before_sending_a_byte() {
 }
 
 #[test]
+fn the_proxy_refuses_a_squatter_target_of_another_user() {
+    // The same attack through `pipehttp proxy --to http://pipe:/NAME`: the
+    // proxy's client keeps the client's default, so curl's secret never
+    // reaches the squatter, and the 502 names the flag that would allow
+    // it. With that flag the squatter is trusted and gets the bytes.
+    if Accounts::new().is_none() {
+        return;
+    }
+    let dir = testkit::shared_tempdir();
+    let name = testkit::unique_name("pxsquat");
+    let squatter = squat(&dir.path().join(format!("CoreFxPipe_{name}")));
+    let to = format!("http://pipe:/{name}");
+    for (i, (extra, trusted)) in [
+        (&[][..], false),
+        (&["--allow-server-user", "nobody"][..], true),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let front = crate::proxy::proxy(&dir, "http://127.0.0.1:0", &to, extra);
+        let out = Command::new(CURL)
+            .args(["-sS", "--noproxy", "*", "-m", "20", "-d", "token=SECRET"])
+            .args(["-w", "\n%{http_code}"])
+            .arg(format!("{}/echo", front.url(0)))
+            .output()
+            .expect("curl runs");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(stdout.ends_with("\n502"), "{extra:?}: {stdout}");
+        let received = squatter.wait_for_lines("received", i + 1).remove(i);
+        if trusted {
+            assert_ne!(received, "received 0 bytes", "{extra:?}");
+        } else {
+            assert_eq!(received, "received 0 bytes", "{extra:?}");
+            for part in [format!("uid {NOBODY}"), "--allow-server-user".to_owned()] {
+                assert!(stdout.contains(&part), "no {part:?} in: {stdout}");
+            }
+        }
+        front.stop();
+    }
+}
+
+#[test]
 fn a_client_of_another_user_accepts_a_root_server() {
     // Root can act as any user anyway: a pipe server run by root (a system
     // agent) is accepted by a client that runs as nobody.
