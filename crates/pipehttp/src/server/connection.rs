@@ -580,6 +580,14 @@ where
                     watchdog.set(watchdog::watch(&state, &shared.limits));
                 }
             },
+            // No waker: the answer that asked for it wakes this task to
+            // be sent, and the flag is read then.
+            () = std::future::poll_fn(|_| if state.end_asked() { Poll::Ready(()) } else { Poll::Pending }),
+                if stop != Stop::Asked =>
+            {
+                conn.graceful_shutdown();
+                stop = Stop::Asked;
+            }
             () = state.request_in_flight(), if waiting.is_some() => {
                 conn.graceful_shutdown();
                 stop = Stop::Asked;

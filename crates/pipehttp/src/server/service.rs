@@ -760,6 +760,13 @@ where
                         let res = if refused == Verdict::TOO_LARGE {
                             too_large(*this.version, *this.max_body)
                         } else {
+                            // HTTP/1 closes with `Connection: close`; an
+                            // HTTP/2 connection is ended after its streams.
+                            if *this.version >= Version::HTTP_2
+                                && let Some(in_flight) = this.in_flight.as_ref()
+                            {
+                                in_flight.connection().ask_to_end();
+                            }
                             too_slow(*this.version)
                         };
                         // Drops the handler's future: it has no body to read.

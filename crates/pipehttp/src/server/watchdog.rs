@@ -60,6 +60,11 @@ pub(crate) struct ConnState {
     /// response has not all reached the socket does not rest, or what
     /// hyper still holds would be lost.
     writes_unflushed: AtomicBool,
+    /// Set when a request of this HTTP/2 connection sent its body too
+    /// slowly: the connection ends after its streams, as Kestrel ends it,
+    /// so a client cannot hold its slot by opening one slow stream after
+    /// another.
+    end_asked: AtomicBool,
     /// Set once the server stops: responses say `Connection: close`, and a
     /// request that begins is news for the connection task, which is then
     /// waiting to close the connection after it.
@@ -98,6 +103,7 @@ impl ConnState {
             write_deadline: AtomicU64::new(0),
             http2: AtomicBool::new(false),
             restable: AtomicBool::new(false),
+            end_asked: AtomicBool::new(false),
             writes_unflushed: AtomicBool::new(false),
             draining: AtomicBool::new(false),
             began: Notify::new(),
@@ -163,6 +169,18 @@ impl ConnState {
     /// Whether the connection speaks HTTP/2.
     pub(crate) fn is_http2(&self) -> bool {
         self.http2.load(Ordering::Relaxed)
+    }
+
+    /// Asks the connection to end after its requests in flight (see
+    /// `end_asked`). The answer that says why wakes the connection's task,
+    /// which looks at this then.
+    pub(crate) fn ask_to_end(&self) {
+        self.end_asked.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether [`ask_to_end`](Self::ask_to_end) was called.
+    pub(crate) fn end_asked(&self) -> bool {
+        self.end_asked.load(Ordering::Relaxed)
     }
 
     /// hyper holds the connection as HTTP/1 (`true`), or it rests (`false`).

@@ -415,14 +415,26 @@ async fn an_http2_header_block_that_never_ends_is_cut_at_the_headers_timeout() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_http2_request_body_trickled_below_the_rate_gets_408_on_its_stream() {
-    // One byte of body every half second on one stream of an HTTP/2
-    // connection: the stream is answered 408 once the grace period is over.
-    let server = start_body_rated("edge-h2trickle", None).await;
+async fn an_http2_request_body_trickled_below_the_rate_gets_408_and_ends_its_connection() {
+    // One byte of body every half second on a stream of an HTTP/2
+    // connection that holds the only slot, and a new such stream each time
+    // one ends: the stream is answered 408 once the grace period is over,
+    // and the connection ends after it (GOAWAY, then the close), as
+    // Kestrel ends it; so the client behind it is served, where a stream
+    // at a time used to hold the slot for good.
+    let server = start_body_rated("edge-h2trickle", Some(1)).await;
     let path = socket_path(&server);
     let client = h2client(
         &path,
-        &["trickle-body", "/echo", "1000", "0.5", "--max", "30"],
+        &[
+            "trickle-body",
+            "/echo",
+            "1000",
+            "0.5",
+            "--again",
+            "--max",
+            "30",
+        ],
     );
     let connected = h2_event(&client, "connected").await;
     let answered = h2_event(&client, "response 1 408").await;
@@ -430,6 +442,13 @@ async fn an_http2_request_body_trickled_below_the_rate_gets_408_on_its_stream() 
         answered - connected <= (GRACE + SLACK).as_secs_f64(),
         "the trickled stream was answered after {:.1} s:\n{}",
         answered - connected,
+        client.output()
+    );
+    let closed = h2_event(&client, "closed").await;
+    assert!(
+        closed - answered <= (GRACE + SLACK).as_secs_f64(),
+        "the connection ended {:.1} s after the 408:\n{}",
+        closed - answered,
         client.output()
     );
     normal_get(&server.address(0)).await;

@@ -12,8 +12,12 @@ Modes:
     open-headers [--trickle]   a HEADERS frame without END_HEADERS, then no
                                more (with --trickle, a CONTINUATION of one
                                byte every half second, never the last)
-    trickle-body PATH N GAP    POST PATH with content-length N, one byte of
-                               body every GAP seconds
+    trickle-body PATH N GAP [--again]
+                               POST PATH with content-length N, one byte of
+                               body every GAP seconds; with --again, a new
+                               such stream each time one ends (reported as
+                               "stream ID", or "new-stream-refused" once the
+                               connection may take no more)
     echo-flood STREAMS SIZE    STREAMS uploads to POST /echo of SIZE bytes
                                each, sent as fast as the server's windows
                                allow, whose answers are never read (no
@@ -39,6 +43,7 @@ import time
 import h2.config
 import h2.connection
 import h2.events
+import h2.exceptions
 import h2.settings
 import hpack
 import hyperframe.frame
@@ -124,15 +129,33 @@ def pump(sock, conn, deadline, on_tick=None, tick=None, on_event=None):
     """Reads and reports until the server closes or the deadline passes;
     `on_tick` runs every `tick` seconds (to trickle)."""
     next_tick = time.monotonic() + tick if tick else None
+    pending = b""
+    goaway = False
     while True:
         wait = (deadline if next_tick is None else next_tick) - time.monotonic()
-        data = receive(sock, deadline, wait)
-        if data:
-            for event in conn.receive_data(data):
+        pending += receive(sock, deadline, wait)
+        # Frame by frame, so that the events of the frames before one h2
+        # refuses are still reported: h2 takes the connection as closed once
+        # a GOAWAY comes, and refuses the PING a graceful shutdown sends
+        # after its first GOAWAY (RFC 9113, 6.8), which other clients take.
+        while len(pending) >= 9:
+            end = 9 + int.from_bytes(pending[:3], "big")
+            if len(pending) < end:
+                break
+            frame, pending = pending[:end], pending[end:]
+            try:
+                events = conn.receive_data(frame)
+            except h2.exceptions.ProtocolError:
+                if not goaway:
+                    raise
+                say("ignored-after-goaway", frame[3])
+                continue
+            for event in events:
                 report(event)
+                goaway |= isinstance(event, h2.events.ConnectionTerminated)
                 if on_event:
                     on_event(event)
-            send(sock, conn.data_to_send())
+        send(sock, conn.data_to_send())
         if next_tick is not None and time.monotonic() >= next_tick:
             next_tick += tick
             on_tick()
@@ -203,20 +226,35 @@ def open_headers(sock, deadline, trickle):
                 send(sock, piece.serialize())
 
 
-def trickle_body(sock, deadline, path, length, gap):
+def trickle_body(sock, deadline, path, length, gap, again=False):
     conn = client()
-    conn.send_headers(
-        1,
-        request_headers("POST", path, [("content-length", str(length))]),
-    )
-    send(sock, conn.data_to_send())
+    stream = [1]
     left = [length]
     done = [False]
 
+    def open_stream():
+        conn.send_headers(
+            stream[0],
+            request_headers("POST", path, [("content-length", str(length))]),
+        )
+        left[0] = length
+        done[0] = False
+
+    open_stream()
+    send(sock, conn.data_to_send())
+
     def one_byte():
+        if done[0] and again:
+            stream[0] += 2
+            try:
+                open_stream()
+            except Exception as e:  # GOAWAY: no new stream may be opened
+                say("new-stream-refused", type(e).__name__)
+                return
+            say("stream", stream[0])
         if left[0] > 0 and not done[0]:
             try:
-                conn.send_data(1, b"x", end_stream=left[0] == 1)
+                conn.send_data(stream[0], b"x", end_stream=left[0] == 1)
             except Exception as e:  # the stream was reset or closed
                 say("send-refused", type(e).__name__)
                 done[0] = True
@@ -226,7 +264,8 @@ def trickle_body(sock, deadline, path, length, gap):
 
     def on_event(event):
         if isinstance(event, (h2.events.StreamReset, h2.events.StreamEnded)):
-            done[0] = True
+            if event.stream_id == stream[0]:
+                done[0] = True
         if isinstance(event, h2.events.DataReceived):
             conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
 
@@ -343,7 +382,9 @@ def run(sock, deadline, mode, args):
     elif mode == "open-headers":
         open_headers(sock, deadline, "--trickle" in args)
     elif mode == "trickle-body":
-        trickle_body(sock, deadline, args[0], int(args[1]), float(args[2]))
+        trickle_body(
+            sock, deadline, args[0], int(args[1]), float(args[2]), "--again" in args[3:]
+        )
     elif mode == "echo-flood":
         echo_flood(sock, deadline, int(args[0]), int(args[1]))
     elif mode == "held-window":
