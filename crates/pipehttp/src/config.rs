@@ -239,6 +239,9 @@ fn read_text(
     store: &mut Store,
 ) -> Result<()> {
     let source = Source::file(name, path);
+    // Editors on Windows (Visual Studio among them) save appsettings files
+    // with a UTF-8 byte order mark, which .NET's reader skips.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let entries = match format {
         Format::Toml => store::read_toml(text, &source),
         Format::Json => store::read_json(text, &source),

@@ -49,6 +49,22 @@ fn the_web_template_with_an_endpoint_loads() {
 }
 
 #[test]
+fn a_file_saved_with_a_byte_order_mark_loads() {
+    // Visual Studio saves appsettings files with a UTF-8 BOM; .NET reads
+    // them, and so does the environment file beside them.
+    let dir = testkit::tempdir().unwrap();
+    let text = std::fs::read_to_string(data("web-template.json")).unwrap();
+    let file = dir.path().join("appsettings.json");
+    std::fs::write(&file, format!("\u{feff}{text}")).unwrap();
+    let env_file = dir.path().join("appsettings.Development.json");
+    let env_text = r#"{ "Kestrel": { "Limits": { "MaxRequestBodySize": 1000 } } }"#;
+    std::fs::write(&env_file, format!("\u{feff}{env_text}")).unwrap();
+    let config = load(&file, &[("ASPNETCORE_ENVIRONMENT", "Development")]).unwrap();
+    assert_eq!(config.urls()[0].to_string(), "http://pipe:/my-pipe-name");
+    assert_eq!(config.options.limits.max_request_body_size, Some(1000));
+}
+
+#[test]
 fn a_production_file_binds_every_honoured_key() {
     let config = Config::from_file(&data("production.json")).unwrap();
     let dir = data("");
