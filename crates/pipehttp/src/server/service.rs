@@ -545,7 +545,15 @@ fn wants_upgrade<B>(req: &Request<B>) -> bool {
 /// handler never sees two different hosts for one request.
 fn host_problem<B>(req: &Request<B>) -> Option<&'static str> {
     if req.version() >= Version::HTTP_2 {
-        return None;
+        // HTTP/2 names the host in :authority (and may send Host too):
+        // each must be a host and port, as an HTTP/1 Host must.
+        let authority = req.uri().authority().map(|a| a.as_str().as_bytes());
+        let host = req.headers().get(http::header::HOST).map(|h| h.as_bytes());
+        return [authority, host]
+            .into_iter()
+            .flatten()
+            .any(|value| !is_host_and_port(value))
+            .then_some("the authority is not a host and port");
     }
     let mut hosts = req.headers().get_all(http::header::HOST).iter();
     let host = hosts.next();

@@ -718,7 +718,7 @@ async fn concurrent_takeovers_leave_exactly_one_server() {
 // Host values (issue item 9; the values that pass are hostile case files)
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn host_values_with_a_bad_port_get_400() {
+async fn host_values_with_a_bad_port_or_user_get_400_on_http1_and_http2() {
     // As Kestrel checks a Host: after the host, only `:` and digits. The
     // http crate parses a port lazily, so these pass as an authority.
     let (builder, _) = on_new_pipe("edge-host");
@@ -738,6 +738,18 @@ async fn host_values_with_a_bad_port_get_400() {
         }
     }
     assert!(accepted.is_empty(), "accepted as a Host: {accepted:?}");
+
+    // HTTP/2's :authority is held to the same rule (Python's h2).
+    let path = socket_path(&server);
+    for authority in ["a@b", "user@localhost", "localhost:abc"] {
+        let client = h2client(
+            &path,
+            &["get", "/test", "--authority", authority, "--max", "20"],
+        );
+        h2_event(&client, "response 1 400").await;
+    }
+    let client = h2client(&path, &["get", "/test", "--authority", "localhost:5000"]);
+    h2_event(&client, "response 1 200").await;
     server.stop().await.unwrap();
 }
 

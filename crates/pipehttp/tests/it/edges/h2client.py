@@ -3,7 +3,7 @@ hyperframe and hpack) so that the frames on the wire are made by a library
 no one here wrote. The edge tests run it against a pipehttp server's Unix
 socket and read what it reports.
 
-    python3 h2client.py SOCKET MODE [ARGS] [--max SECONDS]
+    python3 h2client.py SOCKET MODE [ARGS] [--max SECONDS] [--authority HOST]
 
 Modes:
     zero-window PATH           GET PATH with every stream's window at 0, so
@@ -75,11 +75,14 @@ def client(initial_window=None):
     return conn
 
 
+AUTHORITY = ["localhost"]
+
+
 def request_headers(method, path, extra=()):
     return [
         (":method", method),
         (":scheme", "http"),
-        (":authority", "localhost"),
+        (":authority", AUTHORITY[0]),
         (":path", path),
         *extra,
     ]
@@ -364,6 +367,10 @@ def main(argv):
     if "--max" in argv:
         i = argv.index("--max")
         max_seconds = float(argv[i + 1])
+        del argv[i : i + 2]
+    if "--authority" in argv:
+        i = argv.index("--authority")
+        AUTHORITY[0] = argv[i + 1]
         del argv[i : i + 2]
     if len(argv) < 2:
         sys.exit(__doc__)
