@@ -352,22 +352,35 @@ fn the_proxy_refuses_a_squatter_target_of_another_user() {
 #[test]
 fn a_client_of_another_user_accepts_a_root_server() {
     // Root can act as any user anyway: a pipe server run by root (a system
-    // agent) is accepted by a client that runs as nobody.
+    // agent) is accepted by a client that runs as nobody, once the server
+    // lets others open its socket. Before that, the socket's mode refuses
+    // the client, and its error says whose socket it is and what to do.
     if Accounts::new().is_none() {
         return;
     }
     let dir = testkit::shared_tempdir();
     let url = pipe_url("rootsrv");
-    let open = ["--urls", &url, "--current-user-only", "false"];
-    let server = serve(as_user(None, BIN), dir.path(), &open);
-    let mut client = as_user(Some(NOBODY), BIN);
-    clean_env(&mut client, Some(dir.path()))
-        .args(["get", &format!("{url}:/test")])
-        .stdin(Stdio::null());
-    let out = client.output().expect("pipehttp runs");
-    assert!(out.status.success(), "{out:?}");
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "Hello world!");
-    server.stop();
+    for open in [&[][..], &["--current-user-only", "false"][..]] {
+        let args = [&["--urls", url.as_str()][..], open].concat();
+        let server = serve(as_user(None, BIN), dir.path(), &args);
+        let mut client = as_user(Some(NOBODY), BIN);
+        clean_env(&mut client, Some(dir.path()))
+            .args(["get", &format!("{url}:/test")])
+            .stdin(Stdio::null());
+        let out = client.output().expect("pipehttp runs");
+        if open.is_empty() {
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(7), "{stderr}");
+            assert_eq!(stderr.lines().count(), 1, "{stderr}");
+            for part in ["uid 0 (root)", "mode 600", "run as that user"] {
+                assert!(stderr.contains(part), "no {part:?} in: {stderr}");
+            }
+        } else {
+            assert!(out.status.success(), "{out:?}");
+            assert_eq!(String::from_utf8_lossy(&out.stdout), "Hello world!");
+        }
+        server.stop();
+    }
 }
 
 #[test]

@@ -490,6 +490,7 @@ pub(crate) async fn connect(endpoint: &Endpoint) -> Result<(Stream, PeerInfo), C
                     ConnectFailure::Absent(e)
                 }
                 io::ErrorKind::WouldBlock => ConnectFailure::Busy(e),
+                io::ErrorKind::PermissionDenied => fatal(denied(&path, e)),
                 _ => fatal(e),
             });
         }
@@ -501,6 +502,28 @@ pub(crate) async fn connect(endpoint: &Endpoint) -> Result<(Stream, PeerInfo), C
         peer.gid = Some(cred.gid());
     }
     Ok((stream, peer))
+}
+
+/// A connect the socket file's mode refused, said with whose socket it
+/// is, so the user knows who can let them in.
+fn denied(path: &Path, e: io::Error) -> io::Error {
+    let Ok(meta) = fs::metadata(path) else {
+        return e;
+    };
+    let owner = meta.uid();
+    let name = user_name(owner)
+        .ok()
+        .flatten()
+        .map(|n| format!(" ({n})"))
+        .unwrap_or_default();
+    io::Error::new(
+        e.kind(),
+        format!(
+            "permission denied: the socket belongs to uid {owner}{name} and has mode {:o}, which does not admit uid {}: run as that user (or root), or have its server admit this user or one of its groups",
+            meta.mode() & 0o777,
+            current_uid()
+        ),
+    )
 }
 
 /// Connects to the socket at `path`; on Linux a path that starts with a NUL
