@@ -396,7 +396,7 @@ fn access_options_that_cannot_work_are_refused_with_one_line() {
         ),
         (
             vec!["--allow-user", "root", "--current-user-only", "false"],
-            "need current_user_only = true",
+            "need --current-user-only true",
         ),
         (
             vec!["--pipe-sddl", "D:P(A;;GA;;;SY)"],
