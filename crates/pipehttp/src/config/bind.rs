@@ -170,6 +170,7 @@ pub(crate) fn bind(store: &Store) -> Result<Config> {
     let mut lists: BTreeMap<&'static str, Vec<&Entry>> = BTreeMap::new();
     let mut singles: Vec<(&'static OptionInfo, &Entry)> = Vec::new();
     let mut other_sections: Vec<String> = Vec::new();
+    let mut urls: Option<&Entry> = None;
 
     for entry in store.entries() {
         // Options with no .NET key live under `pipehttp:`, a namespace only
@@ -194,6 +195,12 @@ pub(crate) fn bind(store: &Store) -> Result<Config> {
             } else {
                 singles.push((info, entry));
             }
+            continue;
+        }
+        // The host's `urls` setting, which .NET reads from appsettings.json
+        // too: the endpoints when Kestrel has none of its own.
+        if entry.style == Style::Dotnet && eq(&entry.key, "Urls") {
+            urls = Some(entry);
             continue;
         }
         let Some(parts) = entry.kestrel_parts() else {
@@ -310,6 +317,29 @@ pub(crate) fn bind(store: &Store) -> Result<Config> {
         config
             .endpoints
             .push(endpoint(draft, &mut config.not_applied)?);
+    }
+    // As .NET, Kestrel's own endpoints win over `Urls`, which is then
+    // ignored (.NET warns that it overrides the addresses).
+    match urls {
+        Some(entry) if config.endpoints.is_empty() => {
+            let Raw::Text(list) = &entry.value else {
+                return Err(bad_value(
+                    entry,
+                    &format!(
+                        "{}: expected a string of ';'-separated URLs",
+                        entry.value.show()
+                    ),
+                ));
+            };
+            let origin = format!("{}: `{}`", entry.origin, entry.shown);
+            config.endpoints = super::parse_urls(&origin, list)?;
+        }
+        Some(entry) => tracing::info!(
+            "{}: `{}` is not used: Kestrel:Endpoints names the endpoints",
+            entry.origin,
+            entry.shown
+        ),
+        None => {}
     }
     config.default_certificate = certificate(&default_certificate, "Default")?;
     config.options.validate().map_err(|message| {

@@ -65,6 +65,38 @@ fn a_file_saved_with_a_byte_order_mark_loads() {
 }
 
 #[test]
+fn the_hosts_urls_key_gives_the_endpoints_when_kestrel_has_none() {
+    // .NET reads the host's `Urls` from appsettings.json too; Kestrel's
+    // own endpoints win over it, and the URL variables over both.
+    let dir = testkit::tempdir().unwrap();
+    let file = dir.path().join("appsettings.json");
+    let urls_of = |text: &str, vars: &[(&str, &str)]| {
+        std::fs::write(&file, text).unwrap();
+        load(&file, vars).map(|c| c.urls().iter().map(ToString::to_string).collect::<Vec<_>>())
+    };
+    let only_urls = r#"{ "Logging": { "LogLevel": { "Default": "Information" } },
+        "urls": "http://pipe:/a;http://pipe:/b" }"#;
+    assert_eq!(
+        urls_of(only_urls, &[]).unwrap(),
+        ["http://pipe:/a", "http://pipe:/b"]
+    );
+    assert_eq!(
+        urls_of(only_urls, &[("ASPNETCORE_URLS", "http://pipe:/c")]).unwrap(),
+        ["http://pipe:/c"]
+    );
+    let both = r#"{ "Urls": "http://pipe:/a",
+        "Kestrel": { "Endpoints": { "E": { "Url": "http://pipe:/k" } } } }"#;
+    assert_eq!(urls_of(both, &[]).unwrap(), ["http://pipe:/k"]);
+    let err = urls_of(r#"{ "Urls": "pipe:/nope" }"#, &[])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("`Urls`") && err.contains("pipe:/nope"),
+        "{err}"
+    );
+}
+
+#[test]
 fn a_production_file_binds_every_honoured_key() {
     let config = Config::from_file(&data("production.json")).unwrap();
     let dir = data("");
