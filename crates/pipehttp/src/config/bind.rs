@@ -430,7 +430,9 @@ fn unknown(entry: &Entry, parts: &[&str], extra: &[String]) -> Error {
             .map(|(p, _)| format!("Kestrel:{p}")),
     );
     candidates.extend(extra.iter().cloned());
-    if extra.is_empty() && parts.len() >= 2 && eq(parts[0], "Endpoints") {
+    // A key shaped like an endpoint's (`Endpoint:NAME:Url`, `Endpoints:NAME:Ur`)
+    // is compared with that endpoint's keys, under its own name.
+    if extra.is_empty() && parts.len() >= 2 {
         candidates.extend(endpoints_candidates(parts[1]));
     }
     let key = format!("Kestrel:{}", parts.join(":"));

@@ -448,6 +448,11 @@ fn a_key_that_is_not_kestrels_names_the_closest_real_one() {
          did you mean `Kestrel:Endpoints:Web:Protocols`?"
     );
     assert_eq!(
+        json_err(r#"{ "Kestrel": { "Endpoint": { "P": { "Url": "http://pipe:/a" } } } }"#),
+        "appsettings.json: unknown key `Kestrel:Endpoint:P:Url`: not one of Kestrel's; \
+         did you mean `Kestrel:Endpoints:P:Url`?"
+    );
+    assert_eq!(
         json_err(r#"{ "Kestrel": { "Limit": { "KeepAliveTimeout": 10 } } }"#),
         "appsettings.json: unknown key `Kestrel:Limit:KeepAliveTimeout`: not one of Kestrel's; \
          did you mean `Kestrel:Limits:KeepAliveTimeout`?"
