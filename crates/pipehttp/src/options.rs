@@ -221,6 +221,11 @@ options! {
         /// Most streams (requests) open at once on one connection.
         http2_max_streams_per_connection => max_streams_per_connection: u32 = 100,
             "MaxStreamsPerConnection", Kind::count(1, INT_MAX);
+        /// Size of the HPACK table the server's decoder keeps for a
+        /// client's header compression (SETTINGS_HEADER_TABLE_SIZE), in
+        /// bytes.
+        http2_header_table_size => header_table_size: u32 = 4096,
+            "HeaderTableSize", Kind::bytes(0, INT_MAX);
         /// Largest frame payload the server accepts, in bytes.
         http2_max_frame_size => max_frame_size: u32 = 16_384,
             "MaxFrameSize", Kind::bytes(16_384, 16_777_215);

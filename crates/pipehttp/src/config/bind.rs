@@ -32,10 +32,6 @@ const NOT_APPLICABLE: &[(&str, &str)] = &[
         "an absolute-form target must name the Host it is sent with",
     ),
     ("DisableStringReuse", "a .NET string-pooling switch"),
-    (
-        "Limits:Http2:HeaderTableSize",
-        "hyper-util's server builder does not expose it; the HPACK table is 4096 bytes, Kestrel's default",
-    ),
     ("Limits:Http3:**", "HTTP/3 is not served here"),
     (
         "Endpoints:*:Sni:**",

@@ -625,6 +625,7 @@ fn http2_builder(options: &ServerOptions) -> hyper::server::conn::http2::Builder
         .initial_stream_window_size(http2.initial_stream_window_size.min(read_buffer))
         .max_concurrent_streams(http2.max_streams_per_connection)
         .max_frame_size(http2.max_frame_size)
+        .header_table_size(http2.header_table_size)
         .max_send_buf_size(options.write_buffer_size());
     if let Some(delay) = http2.keep_alive_ping_delay {
         h2.keep_alive_interval(delay)

@@ -167,6 +167,7 @@ fn a_production_file_binds_every_honoured_key() {
     let h = &l.http2;
     assert_eq!(h.max_streams_per_connection, 50);
     assert_eq!(h.max_frame_size, 32_768);
+    assert_eq!(h.header_table_size, 8192);
     assert_eq!(h.max_request_header_field_size, 8192);
     assert_eq!(h.initial_connection_window_size, 262_144);
     assert_eq!(h.initial_stream_window_size, 131_072);
@@ -177,7 +178,6 @@ fn a_production_file_binds_every_honoured_key() {
     let listed = config.not_applied.join("\n");
     for key in [
         "Kestrel:AllowSynchronousIO (",
-        "Kestrel:Limits:Http2:HeaderTableSize (",
         "Kestrel:Limits:Http3:MaxRequestHeaderFieldSize (HTTP/3 is not served here)",
         "Kestrel:Endpoints:Https:Protocols (HTTP/3 is not served here",
         "Kestrel:Endpoints:Store:Certificate:Subject (certificate stores are not read here",

@@ -456,6 +456,31 @@ async fn an_http2_request_body_trickled_below_the_rate_gets_408_and_ends_its_con
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_limits_are_the_settings_the_server_announces() {
+    // Kestrel's Http2 limits, as Python's h2 reads them from the server's
+    // SETTINGS frame.
+    let (builder, _) = on_new_pipe("edge-h2settings");
+    let mut limits = Limits::default();
+    limits.http2.header_table_size = 8192;
+    limits.http2.max_frame_size = 32_768;
+    limits.http2.max_streams_per_connection = 50;
+    limits.http2.initial_stream_window_size = 131_072;
+    let server = start(builder.limits(limits)).await;
+    let client = h2client(&socket_path(&server), &["get", "/test"]);
+    h2_event(&client, "response 1 200").await;
+    let output = client.output();
+    for setting in [
+        "setting HEADER_TABLE_SIZE 8192",
+        "setting MAX_FRAME_SIZE 32768",
+        "setting MAX_CONCURRENT_STREAMS 50",
+        "setting INITIAL_WINDOW_SIZE 131072",
+    ] {
+        assert!(output.contains(setting), "no {setting:?} in:\n{output}");
+    }
+    server.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_http2_body_held_back_by_the_servers_own_window_is_not_cut() {
     // Uploads on one HTTP/2 connection whose answers are never read: the
     // handlers stop reading, their unread DATA fills the connection's

@@ -30,7 +30,8 @@ Modes:
     get PATH                   one ordinary GET, answer read in full
 
 It prints one line per event, flushed: SECONDS EVENT [DETAILS], where
-SECONDS counts from the connect. Events: connected, response STREAM STATUS,
+SECONDS counts from the connect. Events: connected, setting NAME VALUE (each
+setting the server announces), response STREAM STATUS,
 headers-sent, data STREAM BYTES, ended STREAM, reset STREAM CODE, goaway CODE LAST_STREAM,
 sent BYTES, stalled BYTES, closed, timeout (--max ran out, default 60 s).
 """
@@ -101,6 +102,9 @@ def report(event):
         say("reset", event.stream_id, int(event.error_code))
     elif isinstance(event, h2.events.ConnectionTerminated):
         say("goaway", int(event.error_code), event.last_stream_id)
+    elif isinstance(event, h2.events.RemoteSettingsChanged):
+        for code, changed in event.changed_settings.items():
+            say("setting", h2.settings.SettingCodes(code).name, changed.new_value)
     return False
 
 
