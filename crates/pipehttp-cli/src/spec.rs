@@ -277,10 +277,7 @@ impl RequestSpec {
             }
         }
         if let Some(user) = &args.user {
-            let (name, password) = user.split_once(':').unwrap_or((user, ""));
-            let token =
-                base64::engine::general_purpose::STANDARD.encode(format!("{name}:{password}"));
-            spec.authorization = Some(format!("Basic {token}"));
+            spec.authorization = Some(basic(user));
         }
         if let Some(token) = &args.oauth2_bearer {
             spec.authorization = Some(format!("Bearer {token}"));
@@ -369,18 +366,26 @@ impl RequestSpec {
     /// The request headers in curl's order, for a request to `host` (the
     /// Host header's value), with `cookie` from the cookie engine and the
     /// -H edits applied: `(name, value)` pairs, names as curl writes them.
+    /// `url_user` is the URL's own `user:password`, used when -u and
+    /// --oauth2-bearer give none.
     pub fn headers(
         &self,
         host: &str,
         referer: Option<&str>,
         cookie: Option<&str>,
+        url_user: Option<&str>,
     ) -> Vec<(String, String)> {
         let mut ours: Vec<(String, String)> = Vec::new();
         ours.push(("Host".into(), host.to_owned()));
         if let Some(auth) = &self.authorization {
             ours.push(("Authorization".into(), auth.clone()));
+        } else if let Some(user) = url_user {
+            ours.push(("Authorization".into(), basic(user)));
         }
-        ours.push(("User-Agent".into(), self.user_agent.clone()));
+        // `-A ''` sends no User-Agent at all, as curl does.
+        if !self.user_agent.is_empty() {
+            ours.push(("User-Agent".into(), self.user_agent.clone()));
+        }
         ours.push(("Accept".into(), self.accept.to_owned()));
         if let Some(range) = &self.range {
             ours.push(("Range".into(), range.clone()));
@@ -405,8 +410,10 @@ impl RequestSpec {
             tail.push(("Content-Type".into(), ct.clone()));
         }
 
-        // -H replaces ours in place for Host (curl sends it first), drops
-        // ours for the rest and sends the custom ones after ours.
+        // -H drops ours of that name and sends every custom one after ours,
+        // repeats included; `Name:` only drops ours (lib/http.c). The first
+        // custom Host replaces ours in front and any later one is dropped:
+        // a request has one Host.
         let mut custom: Vec<(String, String)> = Vec::new();
         for edit in &self.edits {
             let name = match edit {
@@ -415,16 +422,14 @@ impl RequestSpec {
             let same = |(n, _): &(String, String)| n.eq_ignore_ascii_case(name);
             ours.retain(|h| !same(h));
             tail.retain(|h| !same(h));
-            custom.retain(|h| !same(h));
             if let HeaderEdit::Set(name, value) = edit {
                 custom.push((name.clone(), value.clone()));
             }
         }
-        if let Some(i) = custom
-            .iter()
-            .position(|(n, _)| n.eq_ignore_ascii_case("host"))
-        {
+        let is_host = |(n, _): &(String, String)| n.eq_ignore_ascii_case("host");
+        if let Some(i) = custom.iter().position(is_host) {
             ours.insert(0, custom.remove(i));
+            custom.retain(|h| !is_host(h));
         }
         ours.extend(custom);
         ours.extend(tail);
@@ -437,6 +442,13 @@ impl RequestSpec {
             HeaderEdit::Set(n, _) | HeaderEdit::Remove(n) => n.eq_ignore_ascii_case(name),
         })
     }
+}
+
+/// Basic credentials for `user:password` (a missing password is empty).
+fn basic(user: &str) -> String {
+    let (name, password) = user.split_once(':').unwrap_or((user, ""));
+    let token = base64::engine::general_purpose::STANDARD.encode(format!("{name}:{password}"));
+    format!("Basic {token}")
 }
 
 /// curl's --data-urlencode keeps only these unencoded, and writes a

@@ -107,7 +107,7 @@ impl Options {
         dump: &mut HeaderDump,
     ) -> u8 {
         let started = Instant::now();
-        let mut info = Info::default();
+        let mut info = self.fresh_info(index, input);
         let (target, url) = match self.target(input) {
             Ok(t) => t,
             Err(f) => return self.finish(f.code, Some(f), &mut info),
@@ -130,11 +130,7 @@ impl Options {
             .filter(|t| *t > 0.0)
             .map(Duration::from_secs_f64);
         loop {
-            info = Info {
-                url: input.to_owned(),
-                method: self.spec.method(),
-                ..Info::default()
-            };
+            info = self.fresh_info(index, input);
             let mut attempt = Attempt::default();
             let started_attempt = Instant::now();
             let max_time = self.max_time;
@@ -190,6 +186,18 @@ impl Options {
                 return self.finish(f.code, Some(f), &mut info);
             }
             return self.finish(code, result.err(), &mut info);
+        }
+    }
+
+    /// What -w knows before a transfer: the URL as given and its number;
+    /// curl's version is 0 until a response comes.
+    fn fresh_info(&self, index: usize, input: &str) -> Info {
+        Info {
+            url: input.to_owned(),
+            urlnum: index,
+            method: self.spec.method(),
+            http_version: "0",
+            ..Info::default()
         }
     }
 
@@ -249,10 +257,14 @@ impl Options {
         let mut query_added = false;
         loop {
             if let (Some(query), false) = (&self.spec.query, query_added) {
-                // -G: the data goes in the query, after what the URL has.
+                // -G: the data goes in the query, after what the URL has
+                // (and an '&' unless it ends with one). curl's URL parser
+                // writes the added part's percent-escapes in lowercase.
+                let query = lowercase_escapes(query);
                 let joined = match url.query() {
-                    Some(q) if !q.is_empty() => format!("{q}&{query}"),
-                    _ => query.clone(),
+                    Some(q) if !q.is_empty() && !q.ends_with('&') => format!("{q}&{query}"),
+                    Some(q) => format!("{q}{query}"),
+                    None => query,
                 };
                 if joined.chars().any(|c| c.is_whitespace() || c.is_control()) {
                     info.url_effective =
@@ -266,7 +278,6 @@ impl Options {
                 query_added = true;
             }
             info.url_effective = target.display(&url);
-            info.scheme = url.scheme().to_ascii_uppercase();
             let other_host = !same_origin(&first, &url);
             let method = match &self.spec.custom_method {
                 Some(m) => m.clone(),
@@ -299,11 +310,16 @@ impl Options {
                 .and_then(|v| v.trim().parse::<u64>().ok())
                 .map(Duration::from_secs);
 
+            let include = self.args.include || kind == Kind::Head;
             for head in &exchange.heads {
                 info.size_header += head.len() as u64;
-                dump.write(head)?;
-                if self.args.include || kind == Kind::Head {
-                    out.write(head)?;
+                // curl hands each header line to -D, then to the output:
+                // with `-D - -i` the two copies interleave line by line.
+                for line in head.split_inclusive(|b| *b == b'\n') {
+                    dump.write(line)?;
+                    if include {
+                        out.write(line)?;
+                    }
                 }
             }
             info.num_headers = exchange.headers.len();
@@ -501,6 +517,8 @@ impl Options {
             .unwrap_or_else(|_| http::Uri::from_static("http://localhost/"));
         let stream = tower_service::Service::call(&mut connector, uri).await?;
         info.num_connects += 1;
+        // curl knows the scheme once connected, the version once answered.
+        info.scheme = url.scheme().to_ascii_uppercase();
         info.time_namelookup = Duration::ZERO;
         info.time_connect = started.elapsed();
         let peer = stream.peer();
@@ -542,19 +560,27 @@ impl Options {
             Some(tls) => tls.alpn.as_deref() == Some(b"h2"),
             None => args.http2_prior_knowledge,
         };
-        info.http_version = if h2 {
-            "2"
-        } else if args.http1_0 {
-            "1.0"
-        } else {
-            "1.1"
-        };
 
         // The request.
         let cookie = self.cookie_header(url);
-        let mut headers = self
-            .spec
-            .headers(&host_header(url), referer, cookie.as_deref());
+        let url_user = (!url.username().is_empty()).then(|| {
+            let decode = |s: &str| {
+                percent_encoding::percent_decode_str(s)
+                    .decode_utf8_lossy()
+                    .into_owned()
+            };
+            format!(
+                "{}:{}",
+                decode(url.username()),
+                decode(url.password().unwrap_or(""))
+            )
+        });
+        let mut headers = self.spec.headers(
+            &host_header(url),
+            referer,
+            cookie.as_deref(),
+            url_user.as_deref(),
+        );
         if kind != self.spec.kind && kind == Kind::Get {
             // A redirect turned the request into a GET: no body, and none of
             // the body's headers.
@@ -787,6 +813,22 @@ impl Drop for Exchange {
         }
         let _ = &self.log;
     }
+}
+
+/// `%3D` as `%3d`: how curl's URL parser stores a query it is given.
+fn lowercase_escapes(text: &str) -> String {
+    let mut out = text.as_bytes().to_vec();
+    let mut i = 0;
+    while i + 2 < out.len() {
+        if out[i] == b'%' && out[i + 1].is_ascii_hexdigit() && out[i + 2].is_ascii_hexdigit() {
+            out[i + 1] = out[i + 1].to_ascii_lowercase();
+            out[i + 2] = out[i + 2].to_ascii_lowercase();
+            i += 3;
+        } else {
+            i += 1;
+        }
+    }
+    String::from_utf8(out).unwrap_or_else(|_| text.to_owned())
 }
 
 /// Whether two URLs have the same scheme, host and port (credentials stay

@@ -300,6 +300,9 @@ class Handler(BaseHTTPRequestHandler):
 class Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     daemon_threads = True
     allow_reuse_address = True
+    # Both clients of several cases connect at once; socketserver's
+    # backlog of 5 would refuse some (curl: exit 7) and make cases flaky.
+    request_queue_size = 64
     tls = None
 
     def get_request(self):
