@@ -5,6 +5,7 @@
 
 mod cookies;
 mod decode;
+mod glob;
 mod output;
 mod transfer;
 mod wire;
@@ -52,6 +53,12 @@ pub struct RequestArgs {
     /// Create the directories -o names.
     #[arg(long = "create-dirs")]
     create_dirs: bool,
+    /// Delete the output file when the transfer fails.
+    #[arg(long = "remove-on-error")]
+    remove_on_error: bool,
+    /// Send the URL's path as given, without squashing /./ and /../.
+    #[arg(long = "path-as-is")]
+    path_as_is: bool,
     /// Write the response heads to FILE (- for stdout).
     #[arg(short = 'D', long = "dump-header", value_name = "FILE")]
     dump_header: Option<PathBuf>,
@@ -175,8 +182,8 @@ pub struct RequestArgs {
     #[arg(short = 'c', long = "cookie-jar", value_name = "FILE")]
     cookie_jar: Option<String>,
 
-    /// Accepted for curl's command lines; pipehttp never globs URLs.
-    #[arg(short = 'g', long = "globoff", hide = true)]
+    /// Send {} and [] in URLs as they are, instead of expanding them to several URLs.
+    #[arg(short = 'g', long = "globoff")]
     globoff: bool,
     /// Accepted for curl's command lines; output is never buffered.
     #[arg(short = 'N', long = "no-buffer", hide = true)]
@@ -343,6 +350,8 @@ pub(crate) struct Target {
     /// Set when the URL was given as a pipe or unix target: `-w`'s
     /// %{url_effective} shows it in that form.
     target_form: bool,
+    /// With --path-as-is, the path as typed.
+    raw_path: Option<String>,
 }
 
 impl Options {
@@ -381,6 +390,7 @@ impl Options {
                 Target {
                     route: Route::Fixed(target.endpoint().clone()),
                     target_form: true,
+                    raw_path: None,
                 },
                 url,
             ));
@@ -405,14 +415,27 @@ impl Options {
         } else {
             Route::Tcp
         };
+        let raw_path = self.args.path_as_is.then(|| raw_path(&text)).flatten();
         Ok((
             Target {
                 route,
                 target_form: false,
+                raw_path,
             },
             url,
         ))
     }
+}
+
+/// The path of `scheme://authority/path?query` as typed, if it has one.
+fn raw_path(url: &str) -> Option<String> {
+    let rest = &url[url.find("://")? + 3..];
+    let rest = &rest[rest.find(['/', '?', '#'])?..];
+    if !rest.starts_with('/') {
+        return None;
+    }
+    let end = rest.find(['?', '#']).unwrap_or(rest.len());
+    Some(rest[..end].to_owned())
 }
 
 impl Target {

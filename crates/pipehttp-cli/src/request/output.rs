@@ -83,6 +83,15 @@ impl Output {
         }
     }
 
+    /// `--remove-on-error`: the file a failed transfer began is deleted.
+    pub fn remove(&mut self) {
+        if self.file.take().is_some()
+            && let Some(path) = &self.path
+        {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+
     /// Ends a successful transfer: an empty body still makes its file.
     pub fn finish(&mut self) -> Result<(), Failure> {
         self.open()?;

@@ -16,6 +16,7 @@ use pipehttp::client::Body;
 use url::Url;
 
 use super::decode::Decoder;
+use super::glob::{Expanded, Glob};
 use super::output::{HeaderDump, Output, Progress, Uploading};
 use super::wire::{self, Log, Tap};
 use super::writeout::{self, Info};
@@ -30,8 +31,23 @@ pub async fn run_all(mut options: Options, urls: Vec<String>) -> ExitCode {
         Err(f) => return options.report(&f),
     };
     let mut code = 0;
-    for (index, input) in urls.iter().enumerate() {
-        code = options.transfer_with_retries(index, input, &mut dump).await;
+    'urls: for (index, input) in urls.iter().enumerate() {
+        let expanded: Vec<Expanded> = if options.args.globoff {
+            vec![Expanded::plain(input)]
+        } else {
+            match Glob::parse(input) {
+                Ok(glob) => glob.expand().collect(),
+                Err(e) => {
+                    // curl stops at a URL it cannot glob.
+                    code = exit::URL_MALFORMAT;
+                    options.report(&Failure::new(code, e.message));
+                    break 'urls;
+                }
+            }
+        };
+        for one in &expanded {
+            code = options.transfer_with_retries(index, one, &mut dump).await;
+        }
     }
     if let (Some(path), Some(jar)) = (&options.args.cookie_jar, &options.jar) {
         let text = jar.netscape();
@@ -66,23 +82,29 @@ impl Options {
         }
     }
 
-    /// The file the body of URL number `index` goes to, if not stdout.
-    fn output_path(&self, index: usize, url: &Url) -> Result<Option<std::path::PathBuf>, Failure> {
+    /// The file the body of URL number `index` goes to, if not stdout
+    /// (`#N` in an -o name is the Nth glob's value).
+    fn output_path(
+        &self,
+        index: usize,
+        globbed: &Expanded,
+        url: &Url,
+    ) -> Result<Option<std::path::PathBuf>, Failure> {
         let args = &self.args;
-        let explicit = args.output.get(index).cloned();
+        let explicit = args
+            .output
+            .get(index)
+            .map(|p| std::path::PathBuf::from(globbed.fill(&p.to_string_lossy())));
         let remote = explicit.is_none()
             && (args.remote_name_all
                 || usize::from(args.remote_name) > index.saturating_sub(args.output.len()));
         let path = if let Some(path) = explicit {
             Some(path)
         } else if remote {
-            let name = url
-                .path_segments()
-                .and_then(|mut s| s.next_back())
-                .unwrap_or_default();
-            let name = percent_encoding::percent_decode_str(name)
-                .decode_utf8_lossy()
-                .into_owned();
+            // The path's last segment as it is in the URL, not decoded
+            // (src/tool_operhlp.c), and after a backslash if it has one.
+            let name = url.path().rsplit('/').next().unwrap_or_default();
+            let name = name.rsplit('\\').next().unwrap_or_default().to_owned();
             if name.is_empty() {
                 return Err(Failure::new(
                     exit::WRITE_ERROR,
@@ -103,16 +125,17 @@ impl Options {
     async fn transfer_with_retries(
         &mut self,
         index: usize,
-        input: &str,
+        globbed: &Expanded,
         dump: &mut HeaderDump,
     ) -> u8 {
+        let input = globbed.url.as_str();
         let started = Instant::now();
         let mut info = self.fresh_info(index, input);
         let (target, url) = match self.target(input) {
             Ok(t) => t,
             Err(f) => return self.finish(f.code, Some(f), &mut info),
         };
-        let path = match self.output_path(index, &url) {
+        let path = match self.output_path(index, globbed, &url) {
             Ok(p) => p,
             Err(f) => return self.finish(f.code, Some(f), &mut info),
         };
@@ -184,6 +207,9 @@ impl Options {
                 && let Err(f) = out.finish()
             {
                 return self.finish(f.code, Some(f), &mut info);
+            }
+            if code != 0 && self.args.remove_on_error {
+                out.remove();
             }
             return self.finish(code, result.err(), &mut info);
         }
@@ -607,7 +633,11 @@ impl Options {
         };
         let method = Method::from_bytes(method.as_bytes())
             .map_err(|_| Failure::usage(format!("'{method}' is not an HTTP method")))?;
-        let mut path = url.path().to_owned();
+        let mut path = match (&target.raw_path, info.num_redirects) {
+            // --path-as-is: the first URL's path as typed, dots and all.
+            (Some(raw), 0) => raw.clone(),
+            _ => url.path().to_owned(),
+        };
         if let Some(q) = url.query() {
             path.push('?');
             path.push_str(q);
