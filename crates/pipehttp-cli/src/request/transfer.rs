@@ -733,7 +733,8 @@ impl Options {
         // curl reports the version the server answered with.
         info.http_version = match parts.version {
             Version::HTTP_2 => "2",
-            Version::HTTP_10 => "1.0",
+            // curl's CURL_HTTP_VERSION_1_0 prints as "1".
+            Version::HTTP_10 => "1",
             _ => "1.1",
         };
         let heads = if h2 {

@@ -5,7 +5,7 @@ use std::io::Cursor;
 use std::path::Path;
 
 use bytes::Bytes;
-use common_multipart_rfc7578::client::multipart::{Body, Form};
+use common_multipart_rfc7578::client::multipart::{Body, BoundaryGenerator, Form};
 use futures_util::TryStreamExt;
 
 use super::read_source;
@@ -123,9 +123,26 @@ fn guess_type(filename: &str) -> &'static str {
     }
 }
 
+/// Boundaries as curl makes them (lib/mime.c): 24 dashes and 16 random hex
+/// digits, so that a form's length, which servers and `%{size_upload}`
+/// show, is curl's.
+struct CurlBoundary;
+
+impl BoundaryGenerator for CurlBoundary {
+    fn generate_boundary() -> String {
+        use std::hash::{BuildHasher, Hasher};
+        // std's hasher keys are random for each RandomState: enough for a
+        // boundary, which must only be unlikely to appear in the parts.
+        let random = std::collections::hash_map::RandomState::new()
+            .build_hasher()
+            .finish();
+        format!("{}{random:016x}", "-".repeat(24))
+    }
+}
+
 /// The body and its Content-Type (with the boundary).
 pub async fn build(fields: &[&Field]) -> Result<(String, Bytes), Failure> {
-    let mut form = Form::default();
+    let mut form = Form::new::<CurlBoundary>();
     for field in fields {
         let name = field.name.as_str();
         match &field.content {
