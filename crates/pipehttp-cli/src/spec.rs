@@ -305,11 +305,13 @@ impl RequestSpec {
         let semi = line.find(';');
         match (colon, semi) {
             (Some(c), s) if s.is_none_or(|s| c < s) => {
-                let (name, value) = (line[..c].trim(), line[c + 1..].trim());
+                // curl sends the value as typed: only the space after the
+                // colon goes, which every parser drops anyway.
+                let (name, value) = (line[..c].trim(), line[c + 1..].trim_start());
                 if name.is_empty() {
                     return;
                 }
-                if value.is_empty() {
+                if value.trim().is_empty() {
                     self.edits.push(HeaderEdit::Remove(name.to_owned()));
                 } else {
                     self.edits
@@ -339,6 +341,18 @@ impl RequestSpec {
             Kind::Put => "PUT",
         }
         .to_owned()
+    }
+
+    /// Whether curl asks for `Expect: 100-continue` (lib/http.c): for a
+    /// -T upload that is not empty, and for other bodies over 1 MiB or of
+    /// unknown length (on HTTP/1.1 only: the caller checks).
+    pub fn expects_continue(&self) -> bool {
+        const THRESHOLD: u64 = 1024 * 1024;
+        match (self.kind, self.body_len()) {
+            (Kind::Put, len) => len != Some(0),
+            (Kind::Post | Kind::PostForm, len) => len.is_none_or(|l| l > THRESHOLD),
+            _ => false,
+        }
     }
 
     /// The body's length, when it is known before sending.

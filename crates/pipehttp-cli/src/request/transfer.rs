@@ -221,6 +221,8 @@ impl Options {
         Info {
             url: input.to_owned(),
             urlnum: index,
+            // Until the URL parses, curl shows it as given.
+            url_effective: input.to_owned(),
             method: self.spec.method(),
             http_version: "0",
             ..Info::default()
@@ -365,7 +367,7 @@ impl Options {
                 None
             };
             if let Some(location) = location {
-                let next = url.join(&location).map_err(|e| {
+                let next = url.join(&curl_encoded(&location)).map_err(|e| {
                     Failure::new(
                         exit::URL_MALFORMAT,
                         format!("the redirect to '{location}' is malformed: {e}"),
@@ -617,6 +619,17 @@ impl Options {
                     || self.spec.user_sets(n)
             });
         }
+        let sends_body = kind == self.spec.kind;
+        if sends_body
+            && !h2
+            && !args.http1_0
+            && self.spec.expects_continue()
+            && !self.spec.user_sets("expect")
+        {
+            // As curl: the server may answer `100 Continue` first, which
+            // -i, -D and %{size_header} show. The body follows at once.
+            headers.push(("Expect".into(), "100-continue".into()));
+        }
         if other_host && !args.location_trusted {
             // Credentials stay with the host they were given for.
             headers.retain(|(n, _)| {
@@ -626,7 +639,7 @@ impl Options {
                         && !self.spec.user_sets("cookie")
             });
         }
-        let body = if kind == self.spec.kind {
+        let body = if sends_body {
             self.request_body().await?
         } else {
             Body::empty()
@@ -664,6 +677,8 @@ impl Options {
             }
             let name = HeaderName::from_bytes(name.as_bytes())
                 .map_err(|_| Failure::usage(format!("'{name}' is not a valid header name")))?;
+            // HTTP/2 forbids spaces at the ends of a value (RFC 9113, 8.2.1).
+            let value = if h2 { value.trim_end() } else { value };
             let value = HeaderValue::from_str(value).map_err(|_| {
                 Failure::usage(format!("the value of the header {name} is not valid"))
             })?;
@@ -725,8 +740,19 @@ impl Options {
         let response = response.map_err(|e| send_failure(&e, &log))?;
         {
             let log = log.lock().expect("tap log");
-            info.size_request += log.written_total.max(request_head.len() as u64);
-            info.size_upload += log.written_total.saturating_sub(request_head.len() as u64);
+            let head = request_head.len() as u64;
+            let body = log.written_total.saturating_sub(head);
+            // curl counts a small -d body into the request (it goes out
+            // with the head), not a streamed one (-T, -F, or past 64 KiB).
+            let inline = sends_body
+                && self.spec.kind == Kind::Post
+                && matches!(self.spec.body, spec::Body::Bytes(_))
+                && body < 64 * 1024
+                && !headers
+                    .iter()
+                    .any(|(n, _)| n.eq_ignore_ascii_case("expect"));
+            info.size_request += if inline { head + body } else { head };
+            info.size_upload += body;
         }
 
         let (parts, incoming) = response.into_parts();
@@ -844,6 +870,27 @@ impl Drop for Exchange {
         }
         let _ = &self.log;
     }
+}
+
+/// A Location as curl encodes it before following it (lib/urlapi.c,
+/// urlencode_str): a space is `%20` before the query and `+` in it, bytes
+/// past ASCII are escaped in lowercase hex, the rest stays as it is.
+fn curl_encoded(location: &str) -> String {
+    let mut out = String::new();
+    let mut in_query = false;
+    for b in location.bytes() {
+        match b {
+            b' ' if in_query => out.push('+'),
+            b' ' => out.push_str("%20"),
+            b'?' => {
+                in_query = true;
+                out.push('?');
+            }
+            b if b >= 0x80 => out.push_str(&format!("%{b:02x}")),
+            b => out.push(char::from(b)),
+        }
+    }
+    out
 }
 
 /// `%3D` as `%3d`: how curl's URL parser stores a query it is given.
