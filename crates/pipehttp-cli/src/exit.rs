@@ -27,6 +27,8 @@ pub const RECV_ERROR: u8 = 56;
 pub const SSL_CERTPROBLEM: u8 = 58;
 pub const PEER_FAILED_VERIFICATION: u8 = 60;
 pub const BAD_CONTENT_ENCODING: u8 = 61;
+/// --max-filesize: the response is larger.
+pub const FILESIZE_EXCEEDED: u8 = 63;
 pub const SSL_CACERT_BADFILE: u8 = 77;
 
 /// A failure with the exit code it maps to. An empty message prints

@@ -58,6 +58,9 @@ pub struct MessageArgs {
     /// Send the -d data in the URL's query with a GET (or HEAD with -I).
     #[arg(short = 'G', long = "get")]
     pub get: bool,
+    /// Add to the URL's query, encoded as --data-urlencode does ('+DATA': as it is).
+    #[arg(long = "url-query", value_name = "DATA")]
+    pub url_query: Vec<String>,
     /// HEAD: fetch the headers only.
     #[arg(short = 'I', long = "head")]
     pub head: bool,
@@ -251,6 +254,24 @@ impl RequestSpec {
                     .len();
                 Body::File(PathBuf::from(file), len)
             };
+        }
+        if spec.query.is_none() && !args.url_query.is_empty() {
+            // curl appends --url-query only when -G has no data.
+            let mut pieces = Vec::new();
+            for value in &args.url_query {
+                pieces.push(match value.strip_prefix('+') {
+                    Some(raw) => raw.to_owned(),
+                    None => {
+                        let part = DataPart {
+                            seq: 0,
+                            kind: DataKind::UrlEncode,
+                            value: value.clone(),
+                        };
+                        String::from_utf8_lossy(&read_part(&part).await?).into_owned()
+                    }
+                });
+            }
+            spec.query = Some(pieces.join("&"));
         }
         if args.head {
             if !matches!(spec.kind, Kind::Get) {

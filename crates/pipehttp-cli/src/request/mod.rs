@@ -105,6 +105,35 @@ pub struct RequestArgs {
     /// Exit 22 without printing the body when the status is 400 or more.
     #[arg(short = 'f', long = "fail")]
     fail: bool,
+    /// With several URLs, stop at the first that fails.
+    #[arg(long = "fail-early")]
+    fail_early: bool,
+    /// With -O, name the file as the Content-Disposition header says.
+    #[arg(short = 'J', long = "remote-header-name")]
+    remote_header_name: bool,
+    /// Give the output file the Last-Modified time of the response.
+    #[arg(short = 'R', long = "remote-time")]
+    remote_time: bool,
+    /// Never overwrite an output file: write NAME.1, NAME.2, ... instead.
+    #[arg(long = "no-clobber")]
+    no_clobber: bool,
+    /// Fail with 63 when the response announces more bytes than this.
+    #[arg(long = "max-filesize", value_name = "BYTES")]
+    max_filesize: Option<u64>,
+    /// Read the response no faster than this (bytes/s; suffixes k, m, g).
+    #[arg(long = "limit-rate", value_name = "SPEED")]
+    limit_rate: Option<String>,
+    /// Only if modified since DATE (an HTTP date) or FILE's time; -DATE: if not.
+    #[arg(
+        short = 'z',
+        long = "time-cond",
+        value_name = "DATE|FILE",
+        allow_hyphen_values = true
+    )]
+    time_cond: Option<String>,
+    /// Send this request-target instead of the URL's path and query (say, '*').
+    #[arg(long = "request-target", value_name = "TARGET")]
+    request_target: Option<String>,
     /// Exit 22 when the status is 400 or more, still printing the body.
     #[arg(long = "fail-with-body")]
     fail_with_body: bool,
@@ -200,6 +229,31 @@ pub struct RequestArgs {
     /// Accepted for curl's command lines: connections are not reused.
     #[arg(long = "no-keepalive", hide = true)]
     no_keepalive: bool,
+    /// Accepted for curl's command lines: sockets and pipes have no address
+    /// family, and TCP connects as the system resolves the name.
+    #[arg(short = '4', long = "ipv4", hide = true)]
+    ipv4: bool,
+    /// Accepted for curl's command lines (see --ipv4).
+    #[arg(short = '6', long = "ipv6", hide = true)]
+    ipv6: bool,
+    /// Accepted for curl's command lines: Basic is the only scheme -u sends.
+    #[arg(long = "basic", hide = true)]
+    basic: bool,
+    /// Accepted for curl's command lines: TCP_NODELAY is always on.
+    #[arg(long = "tcp-nodelay", hide = true)]
+    tcp_nodelay: bool,
+    /// Accepted for curl's command lines.
+    #[arg(long = "keepalive-time", value_name = "SECS", hide = true)]
+    keepalive_time: Option<u64>,
+    /// Accepted for curl's command lines: the transfers run one after another.
+    #[arg(short = 'Z', long = "parallel", hide = true)]
+    parallel: bool,
+    /// Accepted for curl's command lines (see --parallel).
+    #[arg(long = "parallel-max", value_name = "N", hide = true)]
+    parallel_max: Option<u32>,
+    /// Accepted for curl's command lines (see --parallel).
+    #[arg(long = "parallel-immediate", hide = true)]
+    parallel_immediate: bool,
 }
 
 /// Which command runs: `get` always sends GET unless -X says otherwise.
@@ -228,6 +282,10 @@ pub(crate) struct Options {
     /// -b NAME=VALUE strings, sent as they are.
     cookie_strings: Vec<String>,
     write_out: Option<String>,
+    /// --limit-rate, in bytes per second.
+    limit_rate: Option<u64>,
+    /// -z: the If-Modified-Since (or If-Unmodified-Since) header.
+    time_cond: Option<(String, String)>,
     show_errors: bool,
     show_progress: bool,
     max_time: Option<Duration>,
@@ -328,7 +386,11 @@ async fn prepare(args: RequestArgs, verb: Verb) -> Result<(Options, Vec<String>)
         }),
         None => None,
     };
+    let limit_rate = args.limit_rate.as_deref().map(parse_rate).transpose()?;
+    let time_cond = args.time_cond.as_deref().and_then(time_condition);
     let options = Options {
+        limit_rate,
+        time_cond,
         show_errors: !args.silent || args.show_error,
         show_progress: !args.silent && !args.no_progress_meter,
         client: builder.build(),
@@ -340,6 +402,53 @@ async fn prepare(args: RequestArgs, verb: Verb) -> Result<(Options, Vec<String>)
         args,
     };
     Ok((options, urls))
+}
+
+/// --limit-rate's speed: bytes per second, with curl's k, m and g suffixes.
+fn parse_rate(text: &str) -> Result<u64, Failure> {
+    let bad = || {
+        Failure::usage(format!(
+            "--limit-rate takes bytes per second such as 200k or 1m, not '{text}'"
+        ))
+    };
+    let (digits, unit) = match text.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => (&text[..i], c.to_ascii_lowercase()),
+        _ => (text, 'b'),
+    };
+    let factor: f64 = match unit {
+        'b' => 1.0,
+        'k' => 1024.0,
+        'm' => 1024.0 * 1024.0,
+        'g' => 1024.0 * 1024.0 * 1024.0,
+        _ => return Err(bad()),
+    };
+    let value: f64 = digits.parse().map_err(|_| bad())?;
+    let rate = (value * factor) as u64;
+    if rate == 0 { Err(bad()) } else { Ok(rate) }
+}
+
+/// -z's header: `DATE` (an HTTP date) or a file whose time is used, with
+/// a leading '-' for If-Unmodified-Since. Anything else is warned about and
+/// dropped, as curl does.
+fn time_condition(arg: &str) -> Option<(String, String)> {
+    let (name, text) = match arg.strip_prefix('-') {
+        Some(rest) => ("If-Unmodified-Since", rest),
+        None => ("If-Modified-Since", arg.strip_prefix('+').unwrap_or(arg)),
+    };
+    let time = match httpdate::parse_http_date(text) {
+        Ok(time) => time,
+        Err(_) => match std::fs::metadata(text).and_then(|m| m.modified()) {
+            Ok(time) => time,
+            Err(_) => {
+                eprintln!(
+                    "Warning: Illegal date format for -z, --time-cond (and not a file name). \
+                     Disabling time condition. See curl_getdate(3) for valid date syntax."
+                );
+                return None;
+            }
+        },
+    };
+    Some((name.to_owned(), httpdate::fmt_http_date(time)))
 }
 
 /// A URL the way the transfer sees it: where it connects, and the URL

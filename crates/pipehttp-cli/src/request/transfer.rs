@@ -47,6 +47,9 @@ pub async fn run_all(mut options: Options, urls: Vec<String>) -> ExitCode {
         };
         for one in &expanded {
             code = options.transfer_with_retries(index, one, &mut dump).await;
+            if code != 0 && options.args.fail_early {
+                break 'urls;
+            }
         }
     }
     if let (Some(path), Some(jar)) = (&options.args.cookie_jar, &options.jar) {
@@ -83,13 +86,14 @@ impl Options {
     }
 
     /// The file the body of URL number `index` goes to, if not stdout
-    /// (`#N` in an -o name is the Nth glob's value).
+    /// (`#N` in an -o name is the Nth glob's value), and whether -O named
+    /// it (so that -J may name it again).
     fn output_path(
         &self,
         index: usize,
         globbed: &Expanded,
         url: &Url,
-    ) -> Result<Option<std::path::PathBuf>, Failure> {
+    ) -> Result<(Option<std::path::PathBuf>, bool), Failure> {
         let args = &self.args;
         let explicit = args
             .output
@@ -115,11 +119,12 @@ impl Options {
         } else {
             None
         };
-        Ok(match (path, &args.output_dir) {
+        let path = match (path, &args.output_dir) {
             (Some(p), Some(dir)) if p.is_relative() && p.as_os_str() != "-" => Some(dir.join(p)),
             (Some(p), _) if p.as_os_str() == "-" => None,
             (p, _) => p,
-        })
+        };
+        Ok((path, remote))
     }
 
     async fn transfer_with_retries(
@@ -135,11 +140,12 @@ impl Options {
             Ok(t) => t,
             Err(f) => return self.finish(f.code, Some(f), &mut info),
         };
-        let path = match self.output_path(index, globbed, &url) {
+        let (path, remote) = match self.output_path(index, globbed, &url) {
             Ok(p) => p,
             Err(f) => return self.finish(f.code, Some(f), &mut info),
         };
-        let mut out = Output::new(path, self.args.create_dirs);
+        let mut out = Output::new(path, self.args.create_dirs, self.args.no_clobber);
+        out.header_named = remote && self.args.remote_header_name;
         let mut retries_left = self.args.retry;
         let fixed_delay = self
             .args
@@ -202,11 +208,22 @@ impl Options {
                     continue;
                 }
             }
-            info.filename_effective = out.name();
             if code == 0
                 && let Err(f) = out.finish()
             {
                 return self.finish(f.code, Some(f), &mut info);
+            }
+            info.filename_effective = out.name();
+            if code == 0 && self.args.remote_time {
+                // -R: the file's time is the response's Last-Modified.
+                let modified = info
+                    .headers
+                    .iter()
+                    .find(|(n, _)| n.eq_ignore_ascii_case("last-modified"))
+                    .and_then(|(_, v)| httpdate::parse_http_date(v).ok());
+                if let Some(time) = modified {
+                    out.set_modified(time);
+                }
             }
             if code != 0 && self.args.remove_on_error {
                 out.remove();
@@ -348,6 +365,16 @@ impl Options {
                     if include {
                         out.write(line)?;
                     }
+                    // curl checks --max-filesize as it reads Content-Length,
+                    // the head written so far.
+                    if let Some(max) = self.args.max_filesize
+                        && content_length(line).is_some_and(|length| length > max)
+                    {
+                        return Err(Failure::new(
+                            exit::FILESIZE_EXCEEDED,
+                            "Maximum file size exceeded",
+                        ));
+                    }
                 }
             }
             info.num_headers = exchange.headers.len();
@@ -405,6 +432,17 @@ impl Options {
                 }
             }
 
+            if out.header_named
+                && let Some(name) = exchange
+                    .header("content-disposition")
+                    .and_then(content_disposition_filename)
+            {
+                let path = match &self.args.output_dir {
+                    Some(dir) => dir.join(name),
+                    None => std::path::PathBuf::from(name),
+                };
+                out.rename(path);
+            }
             let fail = self.args.fail || self.args.fail_with_body;
             if self.args.fail && status.as_u16() >= 400 {
                 exchange.drain().await;
@@ -457,6 +495,7 @@ impl Options {
         let Some(body) = exchange.body.as_mut() else {
             return Ok(());
         };
+        let started = Instant::now();
         let mut progress = Progress::new(self.show_progress && out.name().is_some(), length);
         let bad = |e: std::io::Error| {
             Failure::new(
@@ -478,6 +517,13 @@ impl Options {
             };
             info.size_download += data.len() as u64;
             progress.advance(data.len());
+            if let Some(rate) = self.limit_rate {
+                // --limit-rate: wait until the bytes so far fit the rate.
+                let due = Duration::from_secs_f64(info.size_download as f64 / rate as f64);
+                if let Some(wait) = due.checked_sub(started.elapsed()) {
+                    tokio::time::sleep(wait).await;
+                }
+            }
             match &mut decoder {
                 Some(d) => {
                     let plain = d.write(&data).map_err(bad)?;
@@ -630,6 +676,11 @@ impl Options {
             // -i, -D and %{size_header} show. The body follows at once.
             headers.push(("Expect".into(), "100-continue".into()));
         }
+        if let Some((name, value)) = &self.time_cond
+            && !self.spec.user_sets(name)
+        {
+            headers.push((name.clone(), value.clone()));
+        }
         if other_host && !args.location_trusted {
             // Credentials stay with the host they were given for.
             headers.retain(|(n, _)| {
@@ -654,6 +705,9 @@ impl Options {
         if let Some(q) = url.query() {
             path.push('?');
             path.push_str(q);
+        }
+        if let Some(request_target) = &args.request_target {
+            path.clone_from(request_target);
         }
         let mut map = HeaderMap::new();
         let mut authority = host_header(url);
@@ -870,6 +924,45 @@ impl Drop for Exchange {
         }
         let _ = &self.log;
     }
+}
+
+/// The length in a `Content-Length:` header line.
+fn content_length(line: &[u8]) -> Option<u64> {
+    let line = std::str::from_utf8(line).ok()?;
+    let (name, value) = line.split_once(':')?;
+    if !name.eq_ignore_ascii_case("content-length") {
+        return None;
+    }
+    value.trim().parse().ok()
+}
+
+/// The file name of a Content-Disposition value, as curl's -J reads it
+/// (src/tool_cb_hdr.c): the first `filename=` (not `filename*=`), quoted
+/// or up to `;`, without any directory; `None` if that leaves nothing.
+fn content_disposition_filename(value: &str) -> Option<String> {
+    let mut rest = value;
+    loop {
+        rest = rest.trim_start_matches(|c: char| !c.is_ascii_alphabetic());
+        if rest.is_empty() {
+            return None;
+        }
+        if let Some(after) = rest.strip_prefix("filename=") {
+            rest = after;
+            break;
+        }
+        rest = &rest[rest.find(';').unwrap_or(rest.len())..];
+    }
+    let name = match rest.chars().next() {
+        Some(quote @ ('"' | '\'')) => {
+            let inner = &rest[1..];
+            &inner[..inner.find(quote).unwrap_or(inner.len())]
+        }
+        _ => &rest[..rest.find(';').unwrap_or(rest.len())],
+    };
+    let name = name.rsplit('/').next().unwrap_or_default();
+    let name = name.rsplit('\\').next().unwrap_or_default();
+    let name = name.split(['\r', '\n']).next().unwrap_or_default();
+    (!name.is_empty()).then(|| name.to_owned())
 }
 
 /// A Location as curl encodes it before following it (lib/urlapi.c,
