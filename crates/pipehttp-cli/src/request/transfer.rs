@@ -192,7 +192,14 @@ impl Options {
                 && let Some(why) = self.transient(code, info.http_code, &target)
             {
                 let pause = attempt.retry_after.or(fixed_delay).unwrap_or(backoff);
-                let in_time = max_retry_time.is_none_or(|max| started.elapsed() + pause <= max);
+                // curl (src/tool_operate.c) retries while less than
+                // --retry-max-time has passed; a Retry-After must also fit.
+                let in_time = max_retry_time.is_none_or(|max| {
+                    started.elapsed() < max
+                        && attempt.retry_after.is_none_or(|after| {
+                            Duration::from_secs(started.elapsed().as_secs()) + after <= max
+                        })
+                });
                 if in_time {
                     if !self.args.silent {
                         eprintln!(
@@ -389,7 +396,11 @@ impl Options {
             }
 
             let location = if matches!(status.as_u16(), 301 | 302 | 303 | 307 | 308) {
-                exchange.header("location").map(str::to_owned)
+                // An empty Location is no redirect, for curl.
+                exchange
+                    .header("location")
+                    .filter(|l| !l.trim().is_empty())
+                    .map(str::to_owned)
             } else {
                 None
             };
