@@ -494,6 +494,10 @@ impl Options {
         out: &mut Output,
         info: &mut Info,
     ) -> Result<(), Failure> {
+        if exchange.body.is_none() {
+            // No body (HEAD, 204, 304): no encoding to understand either.
+            return Ok(());
+        }
         let mut decoder = match (self.spec.compressed, exchange.header("content-encoding")) {
             (true, Some(enc)) => {
                 Some(Decoder::new(enc).map_err(|e| Failure::new(exit::BAD_CONTENT_ENCODING, e))?)
