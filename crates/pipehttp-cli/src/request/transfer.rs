@@ -462,6 +462,14 @@ impl Options {
                     format!("The requested URL returned error: {}", status.as_u16()),
                 ));
             }
+            if let Some((announced, _sender)) = exchange.head_wait.take() {
+                // Until the server closes the connection (or -m ends it).
+                let _ = (&mut exchange.task).await;
+                return Err(Failure::new(
+                    exit::PARTIAL_FILE,
+                    format!("transfer closed with {announced} bytes remaining to read"),
+                ));
+            }
             self.body(&mut exchange, out, info).await?;
             if fail && status.as_u16() >= 400 {
                 return Err(Failure::new(
@@ -773,6 +781,7 @@ impl Options {
         };
 
         let (tap, log) = Tap::new(stream);
+        let mut http1_sender = None;
         let (response, task) = if h2 {
             let (mut sender, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
                 .handshake(tap)
@@ -789,7 +798,9 @@ impl Options {
                 .map_err(|e| send_failure(&e, &log))?;
             // The connection must run for the request to be sent.
             let task = drive(conn);
-            (sender.send_request(request).await, task)
+            let response = sender.send_request(request).await;
+            http1_sender = Some(sender);
+            (response, task)
         };
         let written = log.lock().expect("tap log").written.clone();
         let request_head = if h2 {
@@ -862,6 +873,21 @@ impl Options {
         let no_body = method == Method::HEAD
             || parts.status == StatusCode::NO_CONTENT
             || parts.status == StatusCode::NOT_MODIFIED;
+        // `-X HEAD` without -I: curl still expects the body the head
+        // announces, and waits for it until the server closes (18) or -m
+        // ends the wait (28). hyper knows better and reads none; the
+        // connection is kept open, as curl keeps it, to wait the same.
+        let announced = headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
+            .and_then(|(_, v)| v.trim().parse::<u64>().ok())
+            .filter(|len| *len > 0);
+        let head_wait = (method == Method::HEAD
+            && kind != Kind::Head
+            && !matches!(parts.status.as_u16(), 204 | 304))
+        .then_some(announced)
+        .flatten()
+        .zip(http1_sender);
         Ok(Exchange {
             status: parts.status,
             heads,
@@ -871,6 +897,7 @@ impl Options {
             log,
             verbose,
             host,
+            head_wait,
         })
     }
 
@@ -913,6 +940,9 @@ struct Exchange {
     log: Arc<Mutex<Log>>,
     verbose: bool,
     host: String,
+    /// `-X HEAD`: the length the head announced, and the request handle
+    /// that keeps the connection open while we wait as curl does.
+    head_wait: Option<(u64, hyper::client::conn::http1::SendRequest<Body>)>,
 }
 
 impl Exchange {
