@@ -19,6 +19,8 @@ pub const HTTP_RETURNED_ERROR: u8 = 22;
 pub const WRITE_ERROR: u8 = 23;
 pub const READ_ERROR: u8 = 26;
 pub const OPERATION_TIMEDOUT: u8 = 28;
+/// -C: the server does not do ranges.
+pub const RANGE_ERROR: u8 = 33;
 pub const SSL_CONNECT_ERROR: u8 = 35;
 pub const TOO_MANY_REDIRECTS: u8 = 47;
 pub const GOT_NOTHING: u8 = 52;

@@ -114,6 +114,9 @@ pub struct RequestArgs {
     /// Give the output file the Last-Modified time of the response.
     #[arg(short = 'R', long = "remote-time")]
     remote_time: bool,
+    /// Continue a download at byte OFFSET, or '-' at the output file's end.
+    #[arg(short = 'C', long = "continue-at", value_name = "OFFSET|-")]
+    continue_at: Option<String>,
     /// Never overwrite an output file: write NAME.1, NAME.2, ... instead.
     #[arg(long = "no-clobber")]
     no_clobber: bool,
@@ -289,6 +292,8 @@ pub(crate) struct Options {
     show_errors: bool,
     show_progress: bool,
     max_time: Option<Duration>,
+    /// -C: where the current transfer starts (0: at the beginning).
+    resume_from: u64,
 }
 
 pub async fn run(args: RequestArgs, verb: Verb) -> ExitCode {
@@ -399,6 +404,7 @@ async fn prepare(args: RequestArgs, verb: Verb) -> Result<(Options, Vec<String>)
         cookie_strings,
         write_out,
         max_time,
+        resume_from: 0,
         args,
     };
     Ok((options, urls))

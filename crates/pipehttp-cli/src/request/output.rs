@@ -18,6 +18,8 @@ pub struct Output {
     no_clobber: bool,
     /// The name came from Content-Disposition (-J): never overwrite.
     exclusive: bool,
+    /// -C: the file is continued, not replaced.
+    append: bool,
     /// -O -J: the response's Content-Disposition may name the file.
     pub header_named: bool,
     file: Option<File>,
@@ -32,6 +34,7 @@ impl Output {
             create_dirs,
             no_clobber,
             exclusive: false,
+            append: false,
             header_named: false,
             file: None,
             written: 0,
@@ -45,6 +48,19 @@ impl Output {
             self.path = Some(path);
             self.exclusive = true;
         }
+    }
+
+    /// -C: what comes is added to the file's end.
+    pub fn append(&mut self) {
+        self.append = true;
+    }
+
+    /// The size of the file as it is now, for `-C -`.
+    pub fn existing_len(&self) -> u64 {
+        self.path
+            .as_ref()
+            .and_then(|p| std::fs::metadata(p).ok())
+            .map_or(0, |m| m.len())
     }
 
     /// -R: the file's modification time.
@@ -81,6 +97,15 @@ impl Output {
                 format!("cannot create {}: {e}", path.display()),
             )
         };
+        if self.append {
+            let file = File::options()
+                .append(true)
+                .create(true)
+                .open(path)
+                .map_err(|e| cannot(path, e))?;
+            self.file = Some(file);
+            return Ok(());
+        }
         if !self.no_clobber && !self.exclusive {
             let file = File::create(path).map_err(|e| cannot(path, e))?;
             self.file = Some(file);

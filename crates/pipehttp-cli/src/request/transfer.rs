@@ -146,6 +146,21 @@ impl Options {
         };
         let mut out = Output::new(path, self.args.create_dirs, self.args.no_clobber);
         out.header_named = remote && self.args.remote_header_name;
+        self.resume_from = match self.args.continue_at.as_deref() {
+            None => 0,
+            Some("-") => out.existing_len(),
+            Some(offset) => match offset.parse() {
+                Ok(n) => n,
+                Err(_) => {
+                    let f =
+                        Failure::usage(format!("-C takes a byte offset or '-', not '{offset}'"));
+                    return self.finish(f.code, Some(f), &mut info);
+                }
+            },
+        };
+        if self.resume_from > 0 {
+            out.append();
+        }
         let mut retries_left = self.args.retry;
         let fixed_delay = self
             .args
@@ -462,6 +477,35 @@ impl Options {
                     format!("The requested URL returned error: {}", status.as_u16()),
                 ));
             }
+            if self.resume_from > 0 && kind == Kind::Get {
+                // -C as curl does it (lib/http.c): a 416 is taken as done,
+                // an answer from the offset is added, the whole file is
+                // fine only if that is exactly what we have.
+                let offset = exchange.header("content-range").and_then(|v| {
+                    let digits: String = v
+                        .trim_start_matches(|c: char| !c.is_ascii_digit())
+                        .chars()
+                        .take_while(char::is_ascii_digit)
+                        .collect();
+                    digits.parse::<u64>().ok()
+                });
+                if status.as_u16() == 416 {
+                    exchange.drain().await;
+                    return Ok(());
+                }
+                if offset != Some(self.resume_from) {
+                    let length = exchange
+                        .header("content-length")
+                        .and_then(|v| v.trim().parse::<u64>().ok());
+                    if length == Some(self.resume_from) {
+                        return Ok(());
+                    }
+                    return Err(Failure::new(
+                        exit::RANGE_ERROR,
+                        "HTTP server doesn't seem to support byte ranges. Cannot resume.",
+                    ));
+                }
+            }
             if let Some((announced, _sender)) = exchange.head_wait.take() {
                 // Until the server closes the connection (or -m ends it).
                 let _ = (&mut exchange.task).await;
@@ -703,6 +747,13 @@ impl Options {
             && !self.spec.user_sets(name)
         {
             headers.push((name.clone(), value.clone()));
+        }
+        if self.resume_from > 0
+            && kind == Kind::Get
+            && self.spec.range.is_none()
+            && !self.spec.user_sets("range")
+        {
+            headers.push(("Range".into(), format!("bytes={}-", self.resume_from)));
         }
         if other_host && !args.location_trusted {
             // Credentials stay with the host they were given for.
