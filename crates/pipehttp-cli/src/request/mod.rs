@@ -312,6 +312,11 @@ async fn prepare(args: RequestArgs, verb: Verb) -> Result<(Options, Vec<String>)
         // `get` keeps its promise even with a body.
         spec.custom_method = Some("GET".into());
     }
+    if args.continue_at.is_some() && args.message.upload_file.is_some() {
+        return Err(Failure::usage(
+            "-C continues downloads only: an upload (-T) cannot be resumed here",
+        ));
+    }
     let urls: Vec<String> = args.urls.iter().chain(&args.url_flags).cloned().collect();
     if urls.is_empty() {
         return Err(Failure::usage(
