@@ -294,6 +294,9 @@ pub(crate) struct Options {
     max_time: Option<Duration>,
     /// -C: where the current transfer starts (0: at the beginning).
     resume_from: u64,
+    /// The current attempt's connections and their request heads' sizes:
+    /// what they wrote past the head is %{size_upload}.
+    uploads: std::sync::Mutex<Vec<(std::sync::Arc<std::sync::Mutex<wire::Log>>, u64)>>,
 }
 
 pub async fn run(args: RequestArgs, verb: Verb) -> ExitCode {
@@ -410,6 +413,7 @@ async fn prepare(args: RequestArgs, verb: Verb) -> Result<(Options, Vec<String>)
         write_out,
         max_time,
         resume_from: 0,
+        uploads: std::sync::Mutex::default(),
         args,
     };
     Ok((options, urls))

@@ -201,6 +201,13 @@ impl Options {
                 None => work.await,
             };
             info.time_total = started_attempt.elapsed();
+            info.size_upload = std::mem::take(&mut *self.uploads.lock().expect("upload list"))
+                .iter()
+                .map(|(log, head)| {
+                    let written = log.lock().expect("tap log").written_total;
+                    written.saturating_sub(*head)
+                })
+                .sum();
             let code = result.as_ref().err().map_or(0, |f| f.code);
 
             if retries_left > 0
@@ -870,9 +877,12 @@ impl Options {
         }
         let response = response.map_err(|e| send_failure(&e, &log))?;
         {
-            let log = log.lock().expect("tap log");
             let head = request_head.len() as u64;
-            let body = log.written_total.saturating_sub(head);
+            let body = log
+                .lock()
+                .expect("tap log")
+                .written_total
+                .saturating_sub(head);
             // curl counts a small -d body into the request (it goes out
             // with the head), not a streamed one (-T, -F, or past 64 KiB).
             let inline = sends_body
@@ -883,7 +893,12 @@ impl Options {
                     .iter()
                     .any(|(n, _)| n.eq_ignore_ascii_case("expect"));
             info.size_request += if inline { head + body } else { head };
-            info.size_upload += body;
+            // The upload may go on while the answer comes (an echo does
+            // that): it is counted when the attempt ends.
+            self.uploads
+                .lock()
+                .expect("upload list")
+                .push((log.clone(), head));
         }
 
         let (parts, incoming) = response.into_parts();
