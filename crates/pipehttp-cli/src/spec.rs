@@ -83,7 +83,12 @@ pub struct MessageArgs {
     #[arg(long)]
     pub compressed: bool,
     /// Ask for a byte range: 'N-M', 'N-', '-N'.
-    #[arg(short = 'r', long = "range", value_name = "RANGE")]
+    #[arg(
+        short = 'r',
+        long = "range",
+        value_name = "RANGE",
+        allow_hyphen_values = true
+    )]
     pub range: Option<String>,
 }
 

@@ -289,6 +289,8 @@ pub(crate) struct Options {
     limit_rate: Option<u64>,
     /// -z: the If-Modified-Since (or If-Unmodified-Since) header.
     time_cond: Option<(String, String)>,
+    /// -z's time, and whether it asks for an older document.
+    time_cond_at: Option<(std::time::SystemTime, bool)>,
     show_errors: bool,
     show_progress: bool,
     max_time: Option<Duration>,
@@ -401,9 +403,14 @@ async fn prepare(args: RequestArgs, verb: Verb) -> Result<(Options, Vec<String>)
     };
     let limit_rate = args.limit_rate.as_deref().map(parse_rate).transpose()?;
     let time_cond = args.time_cond.as_deref().and_then(time_condition);
+    let time_cond_at = time_cond.as_ref().and_then(|(name, value)| {
+        let at = httpdate::parse_http_date(value).ok()?;
+        Some((at, name == "If-Unmodified-Since"))
+    });
     let options = Options {
         limit_rate,
         time_cond,
+        time_cond_at,
         show_errors: !args.silent || args.show_error,
         show_progress: !args.silent && !args.no_progress_meter,
         client: builder.build(),
