@@ -43,7 +43,8 @@ fn now() -> i64 {
 impl Jar {
     /// Loads a Netscape cookie file (curl's -b FILE); a file that does
     /// not exist is an empty jar, as in curl.
-    pub fn load(&mut self, path: &str) -> Result<(), Failure> {
+    /// With `junk_session` (curl's -j) cookies without an expiry are left out.
+    pub fn load(&mut self, path: &str, junk_session: bool) -> Result<(), Failure> {
         let text = match std::fs::read(path) {
             Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
@@ -78,6 +79,9 @@ impl Jar {
                 http_only,
                 created: 0,
             };
+            if junk_session && cookie.expires == 0 {
+                continue;
+            }
             self.store(cookie);
         }
         Ok(())

@@ -210,6 +210,9 @@ pub struct RequestArgs {
     /// cookies the server sets during the transfer).
     #[arg(short = 'b', long = "cookie", value_name = "DATA|FILE")]
     cookie: Vec<String>,
+    /// Leave out the session cookies (those without an expiry) of -b files.
+    #[arg(short = 'j', long = "junk-session-cookies")]
+    junk_session_cookies: bool,
     /// Write the cookies to FILE (Netscape format; - for stdout) at the end.
     #[arg(short = 'c', long = "cookie-jar", value_name = "FILE")]
     cookie_jar: Option<String>,
@@ -386,7 +389,7 @@ async fn prepare(args: RequestArgs, verb: Verb) -> Result<(Options, Vec<String>)
         } else {
             let jar = jar.get_or_insert_with(cookies::Jar::default);
             if !cookie.is_empty() {
-                jar.load(cookie)?;
+                jar.load(cookie, args.junk_session_cookies)?;
             }
         }
     }
