@@ -117,6 +117,12 @@ pub struct RequestArgs {
     /// Continue a download at byte OFFSET, or '-' at the output file's end.
     #[arg(short = 'C', long = "continue-at", value_name = "OFFSET|-")]
     continue_at: Option<String>,
+    /// Write the response's ETag to FILE (- for stdout).
+    #[arg(long = "etag-save", value_name = "FILE")]
+    etag_save: Option<String>,
+    /// Send If-None-Match with the ETag that FILE holds.
+    #[arg(long = "etag-compare", value_name = "FILE")]
+    etag_compare: Option<String>,
     /// Never overwrite an output file: write NAME.1, NAME.2, ... instead.
     #[arg(long = "no-clobber")]
     no_clobber: bool,
@@ -324,6 +330,27 @@ async fn prepare(args: RequestArgs, verb: Verb) -> Result<(Options, Vec<String>)
         return Err(Failure::usage(
             "-C continues downloads only: an upload (-T) cannot be resumed here",
         ));
+    }
+    if let Some(file) = &args.etag_compare {
+        // As curl (src/tool_operate.c): the file's lines joined, `""` when
+        // there is no file but --etag-save will make one.
+        let etag = match std::fs::read(file) {
+            Ok(bytes) => String::from_utf8_lossy(&bytes).replace(['\r', '\n'], ""),
+            Err(_) if args.etag_save.is_some() => "\"\"".to_owned(),
+            Err(e) => {
+                return Err(Failure::new(
+                    exit::READ_ERROR,
+                    format!("Failed to open {file}: {e}"),
+                ));
+            }
+        };
+        let etag = if etag.is_empty() {
+            "\"\"".to_owned()
+        } else {
+            etag
+        };
+        spec.edits
+            .push(spec::HeaderEdit::Set("If-None-Match".into(), etag));
     }
     let urls: Vec<String> = args.urls.iter().chain(&args.url_flags).cloned().collect();
     if urls.is_empty() {

@@ -144,6 +144,16 @@ impl Options {
             Ok(p) => p,
             Err(f) => return self.finish(f.code, Some(f), &mut info),
         };
+        if let Some(file) = self.args.etag_save.as_deref().filter(|f| *f != "-") {
+            // curl makes the file, empty, before the transfer.
+            if let Err(e) = std::fs::File::create(file) {
+                let f = Failure::new(
+                    exit::WRITE_ERROR,
+                    format!("Failed creating file for saving etags: \"{file}\": {e}"),
+                );
+                return self.finish(f.code, Some(f), &mut info);
+            }
+        }
         let mut out = Output::new(path, self.args.create_dirs, self.args.no_clobber);
         out.header_named = remote && self.args.remote_header_name;
         self.resume_from = match self.args.continue_at.as_deref() {
@@ -385,6 +395,9 @@ impl Options {
                 .map(Duration::from_secs);
 
             let include = self.args.include || kind == Kind::Head;
+            if let Some(file) = &self.args.etag_save {
+                save_etags(file, &exchange.heads)?;
+            }
             for head in &exchange.heads {
                 info.size_header += head.len() as u64;
                 // curl hands each header line to -D, then to the output:
@@ -1051,6 +1064,31 @@ impl Drop for Exchange {
         }
         let _ = &self.log;
     }
+}
+
+/// --etag-save: each `ETag:` line's value and a newline, as curl writes
+/// them (src/tool_cb_hdr.c), after what this transfer wrote before.
+fn save_etags(file: &str, heads: &[Bytes]) -> Result<(), Failure> {
+    use std::io::Write;
+    let mut text = String::new();
+    for head in heads {
+        for (name, value) in header_lines(head) {
+            if name.eq_ignore_ascii_case("etag") && !value.is_empty() {
+                text.push_str(&value);
+                text.push('\n');
+            }
+        }
+    }
+    let written = if file == "-" {
+        std::io::stdout().write_all(text.as_bytes())
+    } else {
+        std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(file)
+            .and_then(|mut f| f.write_all(text.as_bytes()))
+    };
+    written.map_err(|e| Failure::new(exit::WRITE_ERROR, format!("cannot write {file}: {e}")))
 }
 
 /// The length in a `Content-Length:` header line.
