@@ -307,7 +307,7 @@ pub(crate) struct Options {
     resume_from: u64,
     /// The current attempt's connections and their request heads' sizes:
     /// what they wrote past the head is %{size_upload}.
-    uploads: std::sync::Mutex<Vec<(std::sync::Arc<std::sync::Mutex<wire::Log>>, u64)>>,
+    uploads: std::sync::Mutex<Vec<transfer::Upload>>,
 }
 
 pub async fn run(args: RequestArgs, verb: Verb) -> ExitCode {

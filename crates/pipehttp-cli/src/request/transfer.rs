@@ -70,6 +70,27 @@ pub async fn run_all(mut options: Options, urls: Vec<String>) -> ExitCode {
     ExitCode::from(code)
 }
 
+/// One request's upload, for %{size_upload}.
+pub(crate) enum Upload {
+    /// HTTP/1: what the connection wrote past the request head (a count).
+    Counted(Arc<Mutex<Log>>, u64),
+    /// HTTP/2: the body's length.
+    Known(u64),
+}
+
+impl Upload {
+    fn bytes(&self) -> u64 {
+        match self {
+            Upload::Counted(log, head) => log
+                .lock()
+                .expect("tap log")
+                .written_total
+                .saturating_sub(*head),
+            Upload::Known(n) => *n,
+        }
+    }
+}
+
 /// What one attempt left behind for the retry decision.
 #[derive(Default)]
 struct Attempt {
@@ -213,10 +234,7 @@ impl Options {
             info.time_total = started_attempt.elapsed();
             info.size_upload = std::mem::take(&mut *self.uploads.lock().expect("upload list"))
                 .iter()
-                .map(|(log, head)| {
-                    let written = log.lock().expect("tap log").written_total;
-                    written.saturating_sub(*head)
-                })
+                .map(Upload::bytes)
                 .sum();
             let code = result.as_ref().err().map_or(0, |f| f.code);
 
@@ -542,9 +560,12 @@ impl Options {
                     return Ok(());
                 }
             }
-            if let Some((announced, _sender)) = exchange.head_wait.take() {
-                // Until the server closes the connection (or -m ends it).
-                let _ = (&mut exchange.task).await;
+            if let Some((announced, sender)) = exchange.head_wait.take() {
+                // HTTP/1: until the server closes the connection (or -m
+                // ends it). HTTP/2: the stream is over.
+                if sender.is_some() {
+                    let _ = (&mut exchange.task).await;
+                }
                 return Err(Failure::new(
                     exit::PARTIAL_FILE,
                     format!("transfer closed with {announced} bytes remaining to read"),
@@ -915,6 +936,7 @@ impl Options {
             // curl counts a small -d body into the request (it goes out
             // with the head), not a streamed one (-T, -F, or past 64 KiB).
             let inline = sends_body
+                && !h2
                 && self.spec.kind == Kind::Post
                 && matches!(self.spec.body, spec::Body::Bytes(_))
                 && body < 64 * 1024
@@ -924,10 +946,18 @@ impl Options {
             info.size_request += if inline { head + body } else { head };
             // The upload may go on while the answer comes (an echo does
             // that): it is counted when the attempt ends.
-            self.uploads
-                .lock()
-                .expect("upload list")
-                .push((log.clone(), head));
+            // Over HTTP/2 the bytes on the wire are frames: the body's own
+            // length is what curl counts.
+            let upload = if h2 {
+                Upload::Known(if sends_body {
+                    self.spec.body_len().unwrap_or(0)
+                } else {
+                    0
+                })
+            } else {
+                Upload::Counted(log.clone(), head)
+            };
+            self.uploads.lock().expect("upload list").push(upload);
         }
 
         let (parts, incoming) = response.into_parts();
@@ -977,12 +1007,13 @@ impl Options {
             .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
             .and_then(|(_, v)| v.trim().parse::<u64>().ok())
             .filter(|len| *len > 0);
+        // Over HTTP/2 the stream has ended already: no sender to keep.
         let head_wait = (method == Method::HEAD
             && kind != Kind::Head
             && !matches!(parts.status.as_u16(), 204 | 304))
         .then_some(announced)
         .flatten()
-        .zip(http1_sender);
+        .map(|len| (len, http1_sender));
         Ok(Exchange {
             status: parts.status,
             heads,
@@ -1037,7 +1068,7 @@ struct Exchange {
     host: String,
     /// `-X HEAD`: the length the head announced, and the request handle
     /// that keeps the connection open while we wait as curl does.
-    head_wait: Option<(u64, hyper::client::conn::http1::SendRequest<Body>)>,
+    head_wait: Option<(u64, Option<hyper::client::conn::http1::SendRequest<Body>>)>,
 }
 
 impl Exchange {
