@@ -224,8 +224,9 @@ impl RequestSpec {
         if !parts.is_empty() {
             let mut joined = Vec::new();
             for (i, part) in parts.iter().enumerate() {
-                // JSON pieces join as they are, the rest with '&' (curl's rule).
-                if i > 0 && !(part.kind == DataKind::Json && parts[i - 1].kind == DataKind::Json) {
+                // A --json piece joins as it is, any other with '&'
+                // (src/tool_getparam.c).
+                if i > 0 && part.kind != DataKind::Json {
                     joined.push(b'&');
                 }
                 joined.extend_from_slice(&read_part(part).await?);
@@ -313,7 +314,11 @@ impl RequestSpec {
 
     async fn add_header_arg(&mut self, header: &str) -> Result<(), Failure> {
         if let Some(file) = header.strip_prefix('@') {
-            let text = read_source(file).await?;
+            // curl goes on without the headers of a file it cannot read.
+            let Ok(text) = read_source(file).await else {
+                eprintln!("Warning: Failed to open {file}");
+                return Ok(());
+            };
             for line in String::from_utf8_lossy(&text).lines() {
                 self.add_header_line(line);
             }
@@ -505,6 +510,18 @@ fn urlencode(bytes: &[u8]) -> String {
         .replace("%20", "+")
 }
 
+/// A data file's bytes; one that cannot be read makes no data, with a
+/// warning, as in curl.
+async fn read_or_warn(source: &str) -> Vec<u8> {
+    match read_source(source).await {
+        Ok(bytes) => bytes,
+        Err(f) => {
+            eprintln!("Warning: {}; this makes an empty POST.", f.message);
+            Vec::new()
+        }
+    }
+}
+
 /// The bytes one data flag contributes.
 async fn read_part(part: &DataPart) -> Result<Vec<u8>, Failure> {
     let value = part.value.as_str();
@@ -526,7 +543,7 @@ async fn read_part(part: &DataPart) -> Result<Vec<u8>, Failure> {
             None => value.as_bytes().to_vec(),
         },
         DataKind::Binary | DataKind::Json => match value.strip_prefix('@') {
-            Some(source) => read_source(source).await?,
+            Some(source) => read_or_warn(source).await,
             None => value.as_bytes().to_vec(),
         },
         DataKind::UrlEncode => {
@@ -546,7 +563,14 @@ async fn read_part(part: &DataPart) -> Result<Vec<u8>, Failure> {
                 }
                 (_, Some(a)) => {
                     let (name, file) = (&value[..a], &value[a + 1..]);
-                    let encoded = urlencode(&read_source(file).await?);
+                    let Ok(bytes) = read_source(file).await else {
+                        // curl sends nothing for it, not even the name.
+                        eprintln!(
+                            "Warning: Couldn't read data from file \"{file}\", this makes an empty POST."
+                        );
+                        return Ok(Vec::new());
+                    };
+                    let encoded = urlencode(&bytes);
                     if name.is_empty() {
                         encoded
                     } else {

@@ -416,7 +416,7 @@ async fn prepare(args: RequestArgs, verb: Verb) -> Result<(Options, Vec<String>)
         } else {
             let jar = jar.get_or_insert_with(cookies::Jar::default);
             if !cookie.is_empty() {
-                jar.load(cookie, args.junk_session_cookies)?;
+                jar.load(cookie, args.junk_session_cookies);
             }
         }
     }
@@ -425,10 +425,17 @@ async fn prepare(args: RequestArgs, verb: Verb) -> Result<(Options, Vec<String>)
     }
 
     let write_out = match &args.write_out {
-        Some(format) => Some(match format.strip_prefix('@') {
-            Some(source) => String::from_utf8_lossy(&spec::read_source(source).await?).into_owned(),
-            None => format.clone(),
-        }),
+        Some(format) => match format.strip_prefix('@') {
+            // curl warns about a -w file it cannot read and writes nothing.
+            Some(source) => match spec::read_source(source).await {
+                Ok(bytes) => Some(String::from_utf8_lossy(&bytes).into_owned()),
+                Err(f) => {
+                    eprintln!("Warning: {}", f.message);
+                    None
+                }
+            },
+            None => Some(format.clone()),
+        },
         None => None,
     };
     let limit_rate = args.limit_rate.as_deref().map(parse_rate).transpose()?;
