@@ -31,6 +31,8 @@ pub const PEER_FAILED_VERIFICATION: u8 = 60;
 pub const BAD_CONTENT_ENCODING: u8 = 61;
 /// --max-filesize: the response is larger.
 pub const FILESIZE_EXCEEDED: u8 = 63;
+/// A redirect needs the body again, and it came from stdin.
+pub const SEND_FAIL_REWIND: u8 = 65;
 pub const SSL_CACERT_BADFILE: u8 = 77;
 
 /// A failure with the exit code it maps to. An empty message prints

@@ -482,6 +482,13 @@ impl Options {
                     }
                     exchange.drain().await;
                     kind = self.kind_after(status.as_u16(), kind);
+                    if kind == self.spec.kind && matches!(self.spec.body, spec::Body::Stdin) {
+                        // The body goes again, and stdin cannot be read twice.
+                        return Err(Failure::new(
+                            exit::SEND_FAIL_REWIND,
+                            "necessary data rewind wasn't possible",
+                        ));
+                    }
                     if self.spec.auto_referer {
                         let mut from = url.clone();
                         let _ = from.set_username("");
