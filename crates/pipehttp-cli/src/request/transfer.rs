@@ -932,7 +932,13 @@ impl Options {
             }
             eprintln!(">");
         }
-        let response = response.map_err(|e| send_failure(&e, &log))?;
+        let response = response.map_err(|e| {
+            if h2 {
+                h2_send_failure(&e, &log)
+            } else {
+                send_failure(&e, &log)
+            }
+        })?;
         {
             let head = request_head.len() as u64;
             let body = log
@@ -1326,6 +1332,26 @@ fn send_failure(e: &hyper::Error, log: &Arc<Mutex<Log>>) -> Failure {
             exit::RECV_ERROR,
             format!("Failure when receiving data from the peer: {e}"),
         )
+    }
+}
+
+/// curl's code when HTTP/2 with prior knowledge meets a server that does
+/// not speak it (its first bytes are no SETTINGS frame, or none came):
+/// 55 if the server had closed before our request was written, 52 if it
+/// answered nothing curl could read.
+fn h2_send_failure(e: &hyper::Error, log: &Arc<Mutex<Log>>) -> Failure {
+    let (speaks_h2, write_failed) = {
+        let log = log.lock().expect("tap log");
+        // A frame header's fourth byte is its type; SETTINGS is 4.
+        (log.read.get(3) == Some(&4), log.write_failed)
+    };
+    if speaks_h2 || e.is_timeout() {
+        return send_failure(e, log);
+    }
+    if write_failed {
+        Failure::new(exit::SEND_ERROR, "Send failure: Broken pipe")
+    } else {
+        Failure::new(exit::GOT_NOTHING, "Empty reply from server")
     }
 }
 
