@@ -41,6 +41,9 @@ pub const SSL_CACERT_BADFILE: u8 = 77;
 pub struct Failure {
     pub code: u8,
     pub message: String,
+    /// The connection was refused (ECONNREFUSED), which is what curl's
+    /// --retry-connrefused retries; a socket path with nothing at it is not.
+    pub refused: bool,
 }
 
 impl Failure {
@@ -48,6 +51,7 @@ impl Failure {
         Self {
             code,
             message: message.into(),
+            refused: false,
         }
     }
 
@@ -67,7 +71,15 @@ impl Failure {
 
 impl From<pipehttp::Error> for Failure {
     fn from(e: pipehttp::Error) -> Self {
-        Self::new(code_of(&e), crate::errors::describe(&e))
+        let mut failure = Self::new(code_of(&e), crate::errors::describe(&e));
+        let mut source = std::error::Error::source(&e);
+        while let Some(err) = source {
+            failure.refused |= err
+                .downcast_ref::<std::io::Error>()
+                .is_some_and(|io| io.kind() == std::io::ErrorKind::ConnectionRefused);
+            source = err.source();
+        }
+        failure
     }
 }
 

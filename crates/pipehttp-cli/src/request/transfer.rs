@@ -237,9 +237,10 @@ impl Options {
                 .map(Upload::bytes)
                 .sum();
             let code = result.as_ref().err().map_or(0, |f| f.code);
+            let refused = result.as_ref().err().is_some_and(|f| f.refused);
 
             if retries_left > 0
-                && let Some(why) = self.transient(code, info.http_code, &target)
+                && let Some(why) = self.transient(code, refused, info.http_code, &target)
             {
                 let pause = attempt.retry_after.or(fixed_delay).unwrap_or(backoff);
                 // curl (src/tool_operate.c) retries while less than
@@ -304,7 +305,13 @@ impl Options {
     }
 
     /// curl's reason to retry, if `code`/`status` is transient.
-    fn transient(&self, code: u8, status: u16, target: &Target) -> Option<&'static str> {
+    fn transient(
+        &self,
+        code: u8,
+        refused: bool,
+        status: u16,
+        target: &Target,
+    ) -> Option<&'static str> {
         if self.args.retry_all_errors && code != 0 {
             return Some("(retrying all errors)");
         }
@@ -312,7 +319,9 @@ impl Options {
             exit::OPERATION_TIMEDOUT => Some(": timeout"),
             // A pipe client already waited for the server: that wait ran out.
             exit::COULDNT_CONNECT if target.waits_for_server() => Some(": timeout"),
-            exit::COULDNT_CONNECT if self.args.retry_connrefused => Some(": connection refused"),
+            exit::COULDNT_CONNECT if self.args.retry_connrefused && refused => {
+                Some(": connection refused")
+            }
             0 | exit::HTTP_RETURNED_ERROR
                 if matches!(status, 408 | 429 | 500 | 502 | 503 | 504) =>
             {
