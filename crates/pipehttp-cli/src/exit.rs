@@ -19,6 +19,8 @@ pub const HTTP_RETURNED_ERROR: u8 = 22;
 pub const WRITE_ERROR: u8 = 23;
 pub const READ_ERROR: u8 = 26;
 pub const OPERATION_TIMEDOUT: u8 = 28;
+/// -C: the server does not do ranges.
+pub const RANGE_ERROR: u8 = 33;
 pub const SSL_CONNECT_ERROR: u8 = 35;
 pub const TOO_MANY_REDIRECTS: u8 = 47;
 pub const GOT_NOTHING: u8 = 52;
@@ -27,6 +29,10 @@ pub const RECV_ERROR: u8 = 56;
 pub const SSL_CERTPROBLEM: u8 = 58;
 pub const PEER_FAILED_VERIFICATION: u8 = 60;
 pub const BAD_CONTENT_ENCODING: u8 = 61;
+/// --max-filesize: the response is larger.
+pub const FILESIZE_EXCEEDED: u8 = 63;
+/// A redirect needs the body again, and it came from stdin.
+pub const SEND_FAIL_REWIND: u8 = 65;
 pub const SSL_CACERT_BADFILE: u8 = 77;
 
 /// A failure with the exit code it maps to. An empty message prints
@@ -35,6 +41,9 @@ pub const SSL_CACERT_BADFILE: u8 = 77;
 pub struct Failure {
     pub code: u8,
     pub message: String,
+    /// The connection was refused (ECONNREFUSED), which is what curl's
+    /// --retry-connrefused retries; a socket path with nothing at it is not.
+    pub refused: bool,
 }
 
 impl Failure {
@@ -42,6 +51,7 @@ impl Failure {
         Self {
             code,
             message: message.into(),
+            refused: false,
         }
     }
 
@@ -61,7 +71,15 @@ impl Failure {
 
 impl From<pipehttp::Error> for Failure {
     fn from(e: pipehttp::Error) -> Self {
-        Self::new(code_of(&e), crate::errors::describe(&e))
+        let mut failure = Self::new(code_of(&e), crate::errors::describe(&e));
+        let mut source = std::error::Error::source(&e);
+        while let Some(err) = source {
+            failure.refused |= err
+                .downcast_ref::<std::io::Error>()
+                .is_some_and(|io| io.kind() == std::io::ErrorKind::ConnectionRefused);
+            source = err.source();
+        }
+        failure
     }
 }
 

@@ -30,8 +30,12 @@ enum Command {
     /// Run the sample app on one or more addresses.
     Serve(serve::ServeArgs),
     /// GET a target: pipehttp get http://pipe:/NAME:/test
+    // A flag given twice takes its last value, as curl does: scripts add
+    // `--unix-socket S` or `-m 5` in front of a command line that may have its own.
+    #[command(args_override_self = true)]
     Get(request::RequestArgs),
     /// Send any request, with curl's flags.
+    #[command(args_override_self = true)]
     Request(request::RequestArgs),
     /// Start a server on a pipe, call it, restart it while a request waits.
     Demo(demo::DemoArgs),

@@ -58,6 +58,9 @@ pub struct MessageArgs {
     /// Send the -d data in the URL's query with a GET (or HEAD with -I).
     #[arg(short = 'G', long = "get")]
     pub get: bool,
+    /// Add to the URL's query, encoded as --data-urlencode does ('+DATA': as it is).
+    #[arg(long = "url-query", value_name = "DATA")]
+    pub url_query: Vec<String>,
     /// HEAD: fetch the headers only.
     #[arg(short = 'I', long = "head")]
     pub head: bool,
@@ -80,7 +83,12 @@ pub struct MessageArgs {
     #[arg(long)]
     pub compressed: bool,
     /// Ask for a byte range: 'N-M', 'N-', '-N'.
-    #[arg(short = 'r', long = "range", value_name = "RANGE")]
+    #[arg(
+        short = 'r',
+        long = "range",
+        value_name = "RANGE",
+        allow_hyphen_values = true
+    )]
     pub range: Option<String>,
 }
 
@@ -216,8 +224,9 @@ impl RequestSpec {
         if !parts.is_empty() {
             let mut joined = Vec::new();
             for (i, part) in parts.iter().enumerate() {
-                // JSON pieces join as they are, the rest with '&' (curl's rule).
-                if i > 0 && !(part.kind == DataKind::Json && parts[i - 1].kind == DataKind::Json) {
+                // A --json piece joins as it is, any other with '&'
+                // (src/tool_getparam.c).
+                if i > 0 && part.kind != DataKind::Json {
                     joined.push(b'&');
                 }
                 joined.extend_from_slice(&read_part(part).await?);
@@ -252,6 +261,24 @@ impl RequestSpec {
                 Body::File(PathBuf::from(file), len)
             };
         }
+        if spec.query.is_none() && !args.url_query.is_empty() {
+            // curl appends --url-query only when -G has no data.
+            let mut pieces = Vec::new();
+            for value in &args.url_query {
+                pieces.push(match value.strip_prefix('+') {
+                    Some(raw) => raw.to_owned(),
+                    None => {
+                        let part = DataPart {
+                            seq: 0,
+                            kind: DataKind::UrlEncode,
+                            value: value.clone(),
+                        };
+                        String::from_utf8_lossy(&read_part(&part).await?).into_owned()
+                    }
+                });
+            }
+            spec.query = Some(pieces.join("&"));
+        }
         if args.head {
             if !matches!(spec.kind, Kind::Get) {
                 return Err(Failure::usage(
@@ -277,10 +304,7 @@ impl RequestSpec {
             }
         }
         if let Some(user) = &args.user {
-            let (name, password) = user.split_once(':').unwrap_or((user, ""));
-            let token =
-                base64::engine::general_purpose::STANDARD.encode(format!("{name}:{password}"));
-            spec.authorization = Some(format!("Basic {token}"));
+            spec.authorization = Some(basic(user));
         }
         if let Some(token) = &args.oauth2_bearer {
             spec.authorization = Some(format!("Bearer {token}"));
@@ -290,7 +314,11 @@ impl RequestSpec {
 
     async fn add_header_arg(&mut self, header: &str) -> Result<(), Failure> {
         if let Some(file) = header.strip_prefix('@') {
-            let text = read_source(file).await?;
+            // curl goes on without the headers of a file it cannot read.
+            let Ok(text) = read_source(file).await else {
+                eprintln!("Warning: Failed to open {file}");
+                return Ok(());
+            };
             for line in String::from_utf8_lossy(&text).lines() {
                 self.add_header_line(line);
             }
@@ -308,11 +336,13 @@ impl RequestSpec {
         let semi = line.find(';');
         match (colon, semi) {
             (Some(c), s) if s.is_none_or(|s| c < s) => {
-                let (name, value) = (line[..c].trim(), line[c + 1..].trim());
+                // curl sends the value as typed: only the space after the
+                // colon goes, which every parser drops anyway.
+                let (name, value) = (line[..c].trim(), line[c + 1..].trim_start());
                 if name.is_empty() {
                     return;
                 }
-                if value.is_empty() {
+                if value.trim().is_empty() {
                     self.edits.push(HeaderEdit::Remove(name.to_owned()));
                 } else {
                     self.edits
@@ -344,6 +374,18 @@ impl RequestSpec {
         .to_owned()
     }
 
+    /// Whether curl asks for `Expect: 100-continue` (lib/http.c): for a
+    /// -T upload that is not empty, and for other bodies over 1 MiB or of
+    /// unknown length (on HTTP/1.1 only: the caller checks).
+    pub fn expects_continue(&self) -> bool {
+        const THRESHOLD: u64 = 1024 * 1024;
+        match (self.kind, self.body_len()) {
+            (Kind::Put, len) => len != Some(0),
+            (Kind::Post | Kind::PostForm, len) => len.is_none_or(|l| l > THRESHOLD),
+            _ => false,
+        }
+    }
+
     /// The body's length, when it is known before sending.
     pub fn body_len(&self) -> Option<u64> {
         match &self.body {
@@ -369,18 +411,26 @@ impl RequestSpec {
     /// The request headers in curl's order, for a request to `host` (the
     /// Host header's value), with `cookie` from the cookie engine and the
     /// -H edits applied: `(name, value)` pairs, names as curl writes them.
+    /// `url_user` is the URL's own `user:password`, used when -u and
+    /// --oauth2-bearer give none.
     pub fn headers(
         &self,
         host: &str,
         referer: Option<&str>,
         cookie: Option<&str>,
+        url_user: Option<&str>,
     ) -> Vec<(String, String)> {
         let mut ours: Vec<(String, String)> = Vec::new();
         ours.push(("Host".into(), host.to_owned()));
         if let Some(auth) = &self.authorization {
             ours.push(("Authorization".into(), auth.clone()));
+        } else if let Some(user) = url_user {
+            ours.push(("Authorization".into(), basic(user)));
         }
-        ours.push(("User-Agent".into(), self.user_agent.clone()));
+        // `-A ''` sends no User-Agent at all, as curl does.
+        if !self.user_agent.is_empty() {
+            ours.push(("User-Agent".into(), self.user_agent.clone()));
+        }
         ours.push(("Accept".into(), self.accept.to_owned()));
         if let Some(range) = &self.range {
             ours.push(("Range".into(), range.clone()));
@@ -405,8 +455,10 @@ impl RequestSpec {
             tail.push(("Content-Type".into(), ct.clone()));
         }
 
-        // -H replaces ours in place for Host (curl sends it first), drops
-        // ours for the rest and sends the custom ones after ours.
+        // -H drops ours of that name and sends every custom one after ours,
+        // repeats included; `Name:` only drops ours (lib/http.c). The first
+        // custom Host replaces ours in front and any later one is dropped:
+        // a request has one Host.
         let mut custom: Vec<(String, String)> = Vec::new();
         for edit in &self.edits {
             let name = match edit {
@@ -415,16 +467,14 @@ impl RequestSpec {
             let same = |(n, _): &(String, String)| n.eq_ignore_ascii_case(name);
             ours.retain(|h| !same(h));
             tail.retain(|h| !same(h));
-            custom.retain(|h| !same(h));
             if let HeaderEdit::Set(name, value) = edit {
                 custom.push((name.clone(), value.clone()));
             }
         }
-        if let Some(i) = custom
-            .iter()
-            .position(|(n, _)| n.eq_ignore_ascii_case("host"))
-        {
+        let is_host = |(n, _): &(String, String)| n.eq_ignore_ascii_case("host");
+        if let Some(i) = custom.iter().position(is_host) {
             ours.insert(0, custom.remove(i));
+            custom.retain(|h| !is_host(h));
         }
         ours.extend(custom);
         ours.extend(tail);
@@ -439,6 +489,13 @@ impl RequestSpec {
     }
 }
 
+/// Basic credentials for `user:password` (a missing password is empty).
+fn basic(user: &str) -> String {
+    let (name, password) = user.split_once(':').unwrap_or((user, ""));
+    let token = base64::engine::general_purpose::STANDARD.encode(format!("{name}:{password}"));
+    format!("Basic {token}")
+}
+
 /// curl's --data-urlencode keeps only these unencoded, and writes a
 /// space as '+'.
 const URLENCODE: &AsciiSet = &NON_ALPHANUMERIC
@@ -451,6 +508,18 @@ fn urlencode(bytes: &[u8]) -> String {
     percent_encoding::percent_encode(bytes, URLENCODE)
         .to_string()
         .replace("%20", "+")
+}
+
+/// A data file's bytes; one that cannot be read makes no data, with a
+/// warning, as in curl.
+async fn read_or_warn(source: &str) -> Vec<u8> {
+    match read_source(source).await {
+        Ok(bytes) => bytes,
+        Err(f) => {
+            eprintln!("Warning: {}; this makes an empty POST.", f.message);
+            Vec::new()
+        }
+    }
 }
 
 /// The bytes one data flag contributes.
@@ -474,7 +543,7 @@ async fn read_part(part: &DataPart) -> Result<Vec<u8>, Failure> {
             None => value.as_bytes().to_vec(),
         },
         DataKind::Binary | DataKind::Json => match value.strip_prefix('@') {
-            Some(source) => read_source(source).await?,
+            Some(source) => read_or_warn(source).await,
             None => value.as_bytes().to_vec(),
         },
         DataKind::UrlEncode => {
@@ -494,7 +563,14 @@ async fn read_part(part: &DataPart) -> Result<Vec<u8>, Failure> {
                 }
                 (_, Some(a)) => {
                     let (name, file) = (&value[..a], &value[a + 1..]);
-                    let encoded = urlencode(&read_source(file).await?);
+                    let Ok(bytes) = read_source(file).await else {
+                        // curl sends nothing for it, not even the name.
+                        eprintln!(
+                            "Warning: Couldn't read data from file \"{file}\", this makes an empty POST."
+                        );
+                        return Ok(Vec::new());
+                    };
+                    let encoded = urlencode(&bytes);
                     if name.is_empty() {
                         encoded
                     } else {

@@ -280,7 +280,7 @@ impl Plan {
         let method = Method::from_bytes(spec.method().as_bytes())
             .map_err(|_| usage(format!("'{}' is not an HTTP method", spec.method())))?;
         let mut headers = HeaderMap::new();
-        for (name, value) in spec.headers(&target.host_header(), None, None) {
+        for (name, value) in spec.headers(&target.host_header(), None, None, None) {
             let name = HeaderName::from_bytes(name.as_bytes())
                 .map_err(|e| usage(format!("bad header name '{name}': {e}")))?;
             let value = HeaderValue::from_str(&value)

@@ -8,8 +8,6 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use url::Url;
 
-use crate::exit::{self, Failure};
-
 #[derive(Debug, Clone)]
 struct Stored {
     /// The domain, without a leading dot.
@@ -43,16 +41,13 @@ fn now() -> i64 {
 impl Jar {
     /// Loads a Netscape cookie file (curl's -b FILE); a file that does
     /// not exist is an empty jar, as in curl.
-    pub fn load(&mut self, path: &str) -> Result<(), Failure> {
+    /// With `junk_session` (curl's -j) cookies without an expiry are left out.
+    pub fn load(&mut self, path: &str, junk_session: bool) {
         let text = match std::fs::read(path) {
             Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-            Err(e) => {
-                return Err(Failure::new(
-                    exit::READ_ERROR,
-                    format!("cannot read the cookie file {path}: {e}"),
-                ));
-            }
+            // curl starts the engine with no cookies from a file it
+            // cannot read (none yet, or a directory).
+            Err(_) => return,
         };
         for line in text.lines() {
             let (line, http_only) = match line.strip_prefix("#HttpOnly_") {
@@ -78,9 +73,11 @@ impl Jar {
                 http_only,
                 created: 0,
             };
+            if junk_session && cookie.expires == 0 {
+                continue;
+            }
             self.store(cookie);
         }
-        Ok(())
     }
 
     fn store(&mut self, mut cookie: Stored) {

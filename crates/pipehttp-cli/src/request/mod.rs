@@ -5,6 +5,7 @@
 
 mod cookies;
 mod decode;
+mod glob;
 mod output;
 mod transfer;
 mod wire;
@@ -52,6 +53,12 @@ pub struct RequestArgs {
     /// Create the directories -o names.
     #[arg(long = "create-dirs")]
     create_dirs: bool,
+    /// Delete the output file when the transfer fails.
+    #[arg(long = "remove-on-error")]
+    remove_on_error: bool,
+    /// Send the URL's path as given, without squashing /./ and /../.
+    #[arg(long = "path-as-is")]
+    path_as_is: bool,
     /// Write the response heads to FILE (- for stdout).
     #[arg(short = 'D', long = "dump-header", value_name = "FILE")]
     dump_header: Option<PathBuf>,
@@ -98,6 +105,44 @@ pub struct RequestArgs {
     /// Exit 22 without printing the body when the status is 400 or more.
     #[arg(short = 'f', long = "fail")]
     fail: bool,
+    /// With several URLs, stop at the first that fails.
+    #[arg(long = "fail-early")]
+    fail_early: bool,
+    /// With -O, name the file as the Content-Disposition header says.
+    #[arg(short = 'J', long = "remote-header-name")]
+    remote_header_name: bool,
+    /// Give the output file the Last-Modified time of the response.
+    #[arg(short = 'R', long = "remote-time")]
+    remote_time: bool,
+    /// Continue a download at byte OFFSET, or '-' at the output file's end.
+    #[arg(short = 'C', long = "continue-at", value_name = "OFFSET|-")]
+    continue_at: Option<String>,
+    /// Write the response's ETag to FILE (- for stdout).
+    #[arg(long = "etag-save", value_name = "FILE")]
+    etag_save: Option<String>,
+    /// Send If-None-Match with the ETag that FILE holds.
+    #[arg(long = "etag-compare", value_name = "FILE")]
+    etag_compare: Option<String>,
+    /// Never overwrite an output file: write NAME.1, NAME.2, ... instead.
+    #[arg(long = "no-clobber")]
+    no_clobber: bool,
+    /// Fail with 63 when the response announces more bytes than this.
+    #[arg(long = "max-filesize", value_name = "BYTES")]
+    max_filesize: Option<u64>,
+    /// Read the response no faster than this (bytes/s; suffixes k, m, g).
+    #[arg(long = "limit-rate", value_name = "SPEED")]
+    limit_rate: Option<String>,
+    /// Only if modified since DATE (an HTTP date) or FILE's time; -DATE: if not.
+    #[arg(
+        short = 'z',
+        long = "time-cond",
+        value_name = "DATE|FILE",
+        allow_hyphen_values = true
+    )]
+    time_cond: Option<String>,
+    /// Send this request-target instead of the URL's path and query (say, '*').
+    #[arg(long = "request-target", value_name = "TARGET")]
+    request_target: Option<String>,
     /// Exit 22 when the status is 400 or more, still printing the body.
     #[arg(long = "fail-with-body")]
     fail_with_body: bool,
@@ -171,12 +216,15 @@ pub struct RequestArgs {
     /// cookies the server sets during the transfer).
     #[arg(short = 'b', long = "cookie", value_name = "DATA|FILE")]
     cookie: Vec<String>,
+    /// Leave out the session cookies (those without an expiry) of -b files.
+    #[arg(short = 'j', long = "junk-session-cookies")]
+    junk_session_cookies: bool,
     /// Write the cookies to FILE (Netscape format; - for stdout) at the end.
     #[arg(short = 'c', long = "cookie-jar", value_name = "FILE")]
     cookie_jar: Option<String>,
 
-    /// Accepted for curl's command lines; pipehttp never globs URLs.
-    #[arg(short = 'g', long = "globoff", hide = true)]
+    /// Send {} and [] in URLs as they are, instead of expanding them to several URLs.
+    #[arg(short = 'g', long = "globoff")]
     globoff: bool,
     /// Accepted for curl's command lines; output is never buffered.
     #[arg(short = 'N', long = "no-buffer", hide = true)]
@@ -193,6 +241,31 @@ pub struct RequestArgs {
     /// Accepted for curl's command lines: connections are not reused.
     #[arg(long = "no-keepalive", hide = true)]
     no_keepalive: bool,
+    /// Accepted for curl's command lines: sockets and pipes have no address
+    /// family, and TCP connects as the system resolves the name.
+    #[arg(short = '4', long = "ipv4", hide = true)]
+    ipv4: bool,
+    /// Accepted for curl's command lines (see --ipv4).
+    #[arg(short = '6', long = "ipv6", hide = true)]
+    ipv6: bool,
+    /// Accepted for curl's command lines: Basic is the only scheme -u sends.
+    #[arg(long = "basic", hide = true)]
+    basic: bool,
+    /// Accepted for curl's command lines: TCP_NODELAY is always on.
+    #[arg(long = "tcp-nodelay", hide = true)]
+    tcp_nodelay: bool,
+    /// Accepted for curl's command lines.
+    #[arg(long = "keepalive-time", value_name = "SECS", hide = true)]
+    keepalive_time: Option<u64>,
+    /// Accepted for curl's command lines: the transfers run one after another.
+    #[arg(short = 'Z', long = "parallel", hide = true)]
+    parallel: bool,
+    /// Accepted for curl's command lines (see --parallel).
+    #[arg(long = "parallel-max", value_name = "N", hide = true)]
+    parallel_max: Option<u32>,
+    /// Accepted for curl's command lines (see --parallel).
+    #[arg(long = "parallel-immediate", hide = true)]
+    parallel_immediate: bool,
 }
 
 /// Which command runs: `get` always sends GET unless -X says otherwise.
@@ -221,9 +294,20 @@ pub(crate) struct Options {
     /// -b NAME=VALUE strings, sent as they are.
     cookie_strings: Vec<String>,
     write_out: Option<String>,
+    /// --limit-rate, in bytes per second.
+    limit_rate: Option<u64>,
+    /// -z: the If-Modified-Since (or If-Unmodified-Since) header.
+    time_cond: Option<(String, String)>,
+    /// -z's time, and whether it asks for an older document.
+    time_cond_at: Option<(std::time::SystemTime, bool)>,
     show_errors: bool,
     show_progress: bool,
     max_time: Option<Duration>,
+    /// -C: where the current transfer starts (0: at the beginning).
+    resume_from: u64,
+    /// The current attempt's connections and their request heads' sizes:
+    /// what they wrote past the head is %{size_upload}.
+    uploads: std::sync::Mutex<Vec<transfer::Upload>>,
 }
 
 pub async fn run(args: RequestArgs, verb: Verb) -> ExitCode {
@@ -241,6 +325,32 @@ async fn prepare(args: RequestArgs, verb: Verb) -> Result<(Options, Vec<String>)
     if verb == Verb::Get && spec.custom_method.is_none() && spec.kind != spec::Kind::Head {
         // `get` keeps its promise even with a body.
         spec.custom_method = Some("GET".into());
+    }
+    if args.continue_at.is_some() && args.message.upload_file.is_some() {
+        return Err(Failure::usage(
+            "-C continues downloads only: an upload (-T) cannot be resumed here",
+        ));
+    }
+    if let Some(file) = &args.etag_compare {
+        // As curl (src/tool_operate.c): the file's lines joined, `""` when
+        // there is no file but --etag-save will make one.
+        let etag = match std::fs::read(file) {
+            Ok(bytes) => String::from_utf8_lossy(&bytes).replace(['\r', '\n'], ""),
+            Err(_) if args.etag_save.is_some() => "\"\"".to_owned(),
+            Err(e) => {
+                return Err(Failure::new(
+                    exit::READ_ERROR,
+                    format!("Failed to open {file}: {e}"),
+                ));
+            }
+        };
+        let etag = if etag.is_empty() {
+            "\"\"".to_owned()
+        } else {
+            etag
+        };
+        spec.edits
+            .push(spec::HeaderEdit::Set("If-None-Match".into(), etag));
     }
     let urls: Vec<String> = args.urls.iter().chain(&args.url_flags).cloned().collect();
     if urls.is_empty() {
@@ -306,7 +416,7 @@ async fn prepare(args: RequestArgs, verb: Verb) -> Result<(Options, Vec<String>)
         } else {
             let jar = jar.get_or_insert_with(cookies::Jar::default);
             if !cookie.is_empty() {
-                jar.load(cookie)?;
+                jar.load(cookie, args.junk_session_cookies);
             }
         }
     }
@@ -315,13 +425,29 @@ async fn prepare(args: RequestArgs, verb: Verb) -> Result<(Options, Vec<String>)
     }
 
     let write_out = match &args.write_out {
-        Some(format) => Some(match format.strip_prefix('@') {
-            Some(source) => String::from_utf8_lossy(&spec::read_source(source).await?).into_owned(),
-            None => format.clone(),
-        }),
+        Some(format) => match format.strip_prefix('@') {
+            // curl warns about a -w file it cannot read and writes nothing.
+            Some(source) => match spec::read_source(source).await {
+                Ok(bytes) => Some(String::from_utf8_lossy(&bytes).into_owned()),
+                Err(f) => {
+                    eprintln!("Warning: {}", f.message);
+                    None
+                }
+            },
+            None => Some(format.clone()),
+        },
         None => None,
     };
+    let limit_rate = args.limit_rate.as_deref().map(parse_rate).transpose()?;
+    let time_cond = args.time_cond.as_deref().and_then(time_condition);
+    let time_cond_at = time_cond.as_ref().and_then(|(name, value)| {
+        let at = httpdate::parse_http_date(value).ok()?;
+        Some((at, name == "If-Unmodified-Since"))
+    });
     let options = Options {
+        limit_rate,
+        time_cond,
+        time_cond_at,
         show_errors: !args.silent || args.show_error,
         show_progress: !args.silent && !args.no_progress_meter,
         client: builder.build(),
@@ -330,9 +456,58 @@ async fn prepare(args: RequestArgs, verb: Verb) -> Result<(Options, Vec<String>)
         cookie_strings,
         write_out,
         max_time,
+        resume_from: 0,
+        uploads: std::sync::Mutex::default(),
         args,
     };
     Ok((options, urls))
+}
+
+/// --limit-rate's speed: bytes per second, with curl's k, m and g suffixes.
+fn parse_rate(text: &str) -> Result<u64, Failure> {
+    let bad = || {
+        Failure::usage(format!(
+            "--limit-rate takes bytes per second such as 200k or 1m, not '{text}'"
+        ))
+    };
+    let (digits, unit) = match text.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => (&text[..i], c.to_ascii_lowercase()),
+        _ => (text, 'b'),
+    };
+    let factor: f64 = match unit {
+        'b' => 1.0,
+        'k' => 1024.0,
+        'm' => 1024.0 * 1024.0,
+        'g' => 1024.0 * 1024.0 * 1024.0,
+        _ => return Err(bad()),
+    };
+    let value: f64 = digits.parse().map_err(|_| bad())?;
+    let rate = (value * factor) as u64;
+    if rate == 0 { Err(bad()) } else { Ok(rate) }
+}
+
+/// -z's header: `DATE` (an HTTP date) or a file whose time is used, with
+/// a leading '-' for If-Unmodified-Since. Anything else is warned about and
+/// dropped, as curl does.
+fn time_condition(arg: &str) -> Option<(String, String)> {
+    let (name, text) = match arg.strip_prefix('-') {
+        Some(rest) => ("If-Unmodified-Since", rest),
+        None => ("If-Modified-Since", arg.strip_prefix('+').unwrap_or(arg)),
+    };
+    let time = match httpdate::parse_http_date(text) {
+        Ok(time) => time,
+        Err(_) => match std::fs::metadata(text).and_then(|m| m.modified()) {
+            Ok(time) => time,
+            Err(_) => {
+                eprintln!(
+                    "Warning: Illegal date format for -z, --time-cond (and not a file name). \
+                     Disabling time condition. See curl_getdate(3) for valid date syntax."
+                );
+                return None;
+            }
+        },
+    };
+    Some((name.to_owned(), httpdate::fmt_http_date(time)))
 }
 
 /// A URL the way the transfer sees it: where it connects, and the URL
@@ -343,6 +518,8 @@ pub(crate) struct Target {
     /// Set when the URL was given as a pipe or unix target: `-w`'s
     /// %{url_effective} shows it in that form.
     target_form: bool,
+    /// With --path-as-is, the path as typed.
+    raw_path: Option<String>,
 }
 
 impl Options {
@@ -381,6 +558,7 @@ impl Options {
                 Target {
                     route: Route::Fixed(target.endpoint().clone()),
                     target_form: true,
+                    raw_path: None,
                 },
                 url,
             ));
@@ -405,14 +583,27 @@ impl Options {
         } else {
             Route::Tcp
         };
+        let raw_path = self.args.path_as_is.then(|| raw_path(&text)).flatten();
         Ok((
             Target {
                 route,
                 target_form: false,
+                raw_path,
             },
             url,
         ))
     }
+}
+
+/// The path of `scheme://authority/path?query` as typed, if it has one.
+fn raw_path(url: &str) -> Option<String> {
+    let rest = &url[url.find("://")? + 3..];
+    let rest = &rest[rest.find(['/', '?', '#'])?..];
+    if !rest.starts_with('/') {
+        return None;
+    }
+    let end = rest.find(['?', '#']).unwrap_or(rest.len());
+    Some(rest[..end].to_owned())
 }
 
 impl Target {

@@ -14,18 +14,61 @@ const PROGRESS_THRESHOLD: u64 = 1024 * 1024;
 pub struct Output {
     path: Option<PathBuf>,
     create_dirs: bool,
+    /// --no-clobber: an existing file is kept and NAME.1, NAME.2, ... used.
+    no_clobber: bool,
+    /// The name came from Content-Disposition (-J): never overwrite.
+    exclusive: bool,
+    /// -C: the file is continued, not replaced.
+    append: bool,
+    /// -O -J: the response's Content-Disposition may name the file.
+    pub header_named: bool,
     file: Option<File>,
     /// Bytes written so far.
     pub written: u64,
 }
 
 impl Output {
-    pub fn new(path: Option<PathBuf>, create_dirs: bool) -> Self {
+    pub fn new(path: Option<PathBuf>, create_dirs: bool, no_clobber: bool) -> Self {
         Self {
             path,
             create_dirs,
+            no_clobber,
+            exclusive: false,
+            append: false,
+            header_named: false,
             file: None,
             written: 0,
+        }
+    }
+
+    /// -J: the file takes the name the server gave, if it is not open yet;
+    /// like curl, an existing file of that name is an error, not replaced.
+    pub fn rename(&mut self, path: PathBuf) {
+        if self.file.is_none() {
+            self.path = Some(path);
+            self.exclusive = true;
+        }
+    }
+
+    /// -C: what comes is added to the file's end.
+    pub fn append(&mut self) {
+        self.append = true;
+    }
+
+    /// The size of the file as it is now, for `-C -`.
+    pub fn existing_len(&self) -> u64 {
+        self.path
+            .as_ref()
+            .and_then(|p| std::fs::metadata(p).ok())
+            .map_or(0, |m| m.len())
+    }
+
+    /// -R: the file's modification time.
+    pub fn set_modified(&self, time: std::time::SystemTime) {
+        if let Some(path) = &self.path
+            && let Ok(file) = File::options().write(true).open(path)
+        {
+            let _ = file.set_modified(time);
         }
     }
 
@@ -48,14 +91,57 @@ impl Output {
                 )
             })?;
         }
-        let file = File::create(path).map_err(|e| {
+        let cannot = |path: &PathBuf, e: std::io::Error| {
             Failure::new(
                 exit::WRITE_ERROR,
                 format!("cannot create {}: {e}", path.display()),
             )
-        })?;
-        self.file = Some(file);
-        Ok(())
+        };
+        if self.append {
+            let file = File::options()
+                .append(true)
+                .create(true)
+                .open(path)
+                .map_err(|e| cannot(path, e))?;
+            self.file = Some(file);
+            return Ok(());
+        }
+        if !self.no_clobber && !self.exclusive {
+            let file = File::create(path).map_err(|e| cannot(path, e))?;
+            self.file = Some(file);
+            return Ok(());
+        }
+        // curl's order (src/tool_cb_wrt.c): the name itself, then with
+        // --no-clobber NAME.1 to NAME.99.
+        let mut candidate = path.clone();
+        let mut next = 1;
+        loop {
+            match File::options()
+                .write(true)
+                .create_new(true)
+                .open(&candidate)
+            {
+                Ok(file) => {
+                    self.file = Some(file);
+                    self.path = Some(candidate);
+                    return Ok(());
+                }
+                Err(e)
+                    if self.no_clobber
+                        && next < 100
+                        && matches!(
+                            e.kind(),
+                            std::io::ErrorKind::AlreadyExists | std::io::ErrorKind::IsADirectory
+                        ) =>
+                {
+                    let mut name = path.clone().into_os_string();
+                    name.push(format!(".{next}"));
+                    candidate = PathBuf::from(name);
+                    next += 1;
+                }
+                Err(e) => return Err(cannot(&candidate, e)),
+            }
+        }
     }
 
     pub fn write(&mut self, bytes: &[u8]) -> Result<(), Failure> {
@@ -80,6 +166,15 @@ impl Output {
     pub fn rewind(&mut self) {
         if self.file.take().is_some() {
             self.written = 0;
+        }
+    }
+
+    /// `--remove-on-error`: the file a failed transfer began is deleted.
+    pub fn remove(&mut self) {
+        if self.file.take().is_some()
+            && let Some(path) = &self.path
+        {
+            let _ = std::fs::remove_file(path);
         }
     }
 

@@ -16,6 +16,7 @@ use pipehttp::client::Body;
 use url::Url;
 
 use super::decode::Decoder;
+use super::glob::{Expanded, Glob};
 use super::output::{HeaderDump, Output, Progress, Uploading};
 use super::wire::{self, Log, Tap};
 use super::writeout::{self, Info};
@@ -30,8 +31,26 @@ pub async fn run_all(mut options: Options, urls: Vec<String>) -> ExitCode {
         Err(f) => return options.report(&f),
     };
     let mut code = 0;
-    for (index, input) in urls.iter().enumerate() {
-        code = options.transfer_with_retries(index, input, &mut dump).await;
+    'urls: for (index, input) in urls.iter().enumerate() {
+        let expanded: Vec<Expanded> = if options.args.globoff {
+            vec![Expanded::plain(input)]
+        } else {
+            match Glob::parse(input) {
+                Ok(glob) => glob.expand().collect(),
+                Err(e) => {
+                    // curl stops at a URL it cannot glob.
+                    code = exit::URL_MALFORMAT;
+                    options.report(&Failure::new(code, e.message));
+                    break 'urls;
+                }
+            }
+        };
+        for one in &expanded {
+            code = options.transfer_with_retries(index, one, &mut dump).await;
+            if code != 0 && options.args.fail_early {
+                break 'urls;
+            }
+        }
     }
     if let (Some(path), Some(jar)) = (&options.args.cookie_jar, &options.jar) {
         let text = jar.netscape();
@@ -51,6 +70,27 @@ pub async fn run_all(mut options: Options, urls: Vec<String>) -> ExitCode {
     ExitCode::from(code)
 }
 
+/// One request's upload, for %{size_upload}.
+pub(crate) enum Upload {
+    /// HTTP/1: what the connection wrote past the request head (a count).
+    Counted(Arc<Mutex<Log>>, u64),
+    /// HTTP/2: the body's length.
+    Known(u64),
+}
+
+impl Upload {
+    fn bytes(&self) -> u64 {
+        match self {
+            Upload::Counted(log, head) => log
+                .lock()
+                .expect("tap log")
+                .written_total
+                .saturating_sub(*head),
+            Upload::Known(n) => *n,
+        }
+    }
+}
+
 /// What one attempt left behind for the retry decision.
 #[derive(Default)]
 struct Attempt {
@@ -66,23 +106,30 @@ impl Options {
         }
     }
 
-    /// The file the body of URL number `index` goes to, if not stdout.
-    fn output_path(&self, index: usize, url: &Url) -> Result<Option<std::path::PathBuf>, Failure> {
+    /// The file the body of URL number `index` goes to, if not stdout
+    /// (`#N` in an -o name is the Nth glob's value), and whether -O named
+    /// it (so that -J may name it again).
+    fn output_path(
+        &self,
+        index: usize,
+        globbed: &Expanded,
+        url: &Url,
+    ) -> Result<(Option<std::path::PathBuf>, bool), Failure> {
         let args = &self.args;
-        let explicit = args.output.get(index).cloned();
+        let explicit = args
+            .output
+            .get(index)
+            .map(|p| std::path::PathBuf::from(globbed.fill(&p.to_string_lossy())));
         let remote = explicit.is_none()
             && (args.remote_name_all
                 || usize::from(args.remote_name) > index.saturating_sub(args.output.len()));
         let path = if let Some(path) = explicit {
             Some(path)
         } else if remote {
-            let name = url
-                .path_segments()
-                .and_then(|mut s| s.next_back())
-                .unwrap_or_default();
-            let name = percent_encoding::percent_decode_str(name)
-                .decode_utf8_lossy()
-                .into_owned();
+            // The path's last segment as it is in the URL, not decoded
+            // (src/tool_operhlp.c), and after a backslash if it has one.
+            let name = url.path().rsplit('/').next().unwrap_or_default();
+            let name = name.rsplit('\\').next().unwrap_or_default().to_owned();
             if name.is_empty() {
                 return Err(Failure::new(
                     exit::WRITE_ERROR,
@@ -93,30 +140,58 @@ impl Options {
         } else {
             None
         };
-        Ok(match (path, &args.output_dir) {
+        let path = match (path, &args.output_dir) {
             (Some(p), Some(dir)) if p.is_relative() && p.as_os_str() != "-" => Some(dir.join(p)),
             (Some(p), _) if p.as_os_str() == "-" => None,
             (p, _) => p,
-        })
+        };
+        Ok((path, remote))
     }
 
     async fn transfer_with_retries(
         &mut self,
         index: usize,
-        input: &str,
+        globbed: &Expanded,
         dump: &mut HeaderDump,
     ) -> u8 {
+        let input = globbed.url.as_str();
         let started = Instant::now();
-        let mut info = Info::default();
+        let mut info = self.fresh_info(index, input);
         let (target, url) = match self.target(input) {
             Ok(t) => t,
             Err(f) => return self.finish(f.code, Some(f), &mut info),
         };
-        let path = match self.output_path(index, &url) {
+        let (path, remote) = match self.output_path(index, globbed, &url) {
             Ok(p) => p,
             Err(f) => return self.finish(f.code, Some(f), &mut info),
         };
-        let mut out = Output::new(path, self.args.create_dirs);
+        if let Some(file) = self.args.etag_save.as_deref().filter(|f| *f != "-") {
+            // curl makes the file, empty, before the transfer.
+            if let Err(e) = std::fs::File::create(file) {
+                let f = Failure::new(
+                    exit::WRITE_ERROR,
+                    format!("Failed creating file for saving etags: \"{file}\": {e}"),
+                );
+                return self.finish(f.code, Some(f), &mut info);
+            }
+        }
+        let mut out = Output::new(path, self.args.create_dirs, self.args.no_clobber);
+        out.header_named = remote && self.args.remote_header_name;
+        self.resume_from = match self.args.continue_at.as_deref() {
+            None => 0,
+            Some("-") => out.existing_len(),
+            Some(offset) => match offset.parse() {
+                Ok(n) => n,
+                Err(_) => {
+                    let f =
+                        Failure::usage(format!("-C takes a byte offset or '-', not '{offset}'"));
+                    return self.finish(f.code, Some(f), &mut info);
+                }
+            },
+        };
+        if self.resume_from > 0 {
+            out.append();
+        }
         let mut retries_left = self.args.retry;
         let fixed_delay = self
             .args
@@ -130,11 +205,7 @@ impl Options {
             .filter(|t| *t > 0.0)
             .map(Duration::from_secs_f64);
         loop {
-            info = Info {
-                url: input.to_owned(),
-                method: self.spec.method(),
-                ..Info::default()
-            };
+            info = self.fresh_info(index, input);
             let mut attempt = Attempt::default();
             let started_attempt = Instant::now();
             let max_time = self.max_time;
@@ -161,13 +232,25 @@ impl Options {
                 None => work.await,
             };
             info.time_total = started_attempt.elapsed();
+            info.size_upload = std::mem::take(&mut *self.uploads.lock().expect("upload list"))
+                .iter()
+                .map(Upload::bytes)
+                .sum();
             let code = result.as_ref().err().map_or(0, |f| f.code);
+            let refused = result.as_ref().err().is_some_and(|f| f.refused);
 
             if retries_left > 0
-                && let Some(why) = self.transient(code, info.http_code, &target)
+                && let Some(why) = self.transient(code, refused, info.http_code, &target)
             {
                 let pause = attempt.retry_after.or(fixed_delay).unwrap_or(backoff);
-                let in_time = max_retry_time.is_none_or(|max| started.elapsed() + pause <= max);
+                // curl (src/tool_operate.c) retries while less than
+                // --retry-max-time has passed; a Retry-After must also fit.
+                let in_time = max_retry_time.is_none_or(|max| {
+                    started.elapsed() < max
+                        && attempt.retry_after.is_none_or(|after| {
+                            Duration::from_secs(started.elapsed().as_secs()) + after <= max
+                        })
+                });
                 if in_time {
                     if !self.args.silent {
                         eprintln!(
@@ -183,18 +266,52 @@ impl Options {
                     continue;
                 }
             }
-            info.filename_effective = out.name();
             if code == 0
                 && let Err(f) = out.finish()
             {
                 return self.finish(f.code, Some(f), &mut info);
             }
+            info.filename_effective = out.name();
+            if code == 0 && self.args.remote_time {
+                // -R: the file's time is the response's Last-Modified.
+                let modified = info
+                    .headers
+                    .iter()
+                    .find(|(n, _)| n.eq_ignore_ascii_case("last-modified"))
+                    .and_then(|(_, v)| httpdate::parse_http_date(v).ok());
+                if let Some(time) = modified {
+                    out.set_modified(time);
+                }
+            }
+            if code != 0 && self.args.remove_on_error {
+                out.remove();
+            }
             return self.finish(code, result.err(), &mut info);
         }
     }
 
+    /// What -w knows before a transfer: the URL as given and its number;
+    /// curl's version is 0 until a response comes.
+    fn fresh_info(&self, index: usize, input: &str) -> Info {
+        Info {
+            url: input.to_owned(),
+            urlnum: index,
+            // Until the URL parses, curl shows it as given.
+            url_effective: input.to_owned(),
+            method: self.spec.method(),
+            http_version: "0",
+            ..Info::default()
+        }
+    }
+
     /// curl's reason to retry, if `code`/`status` is transient.
-    fn transient(&self, code: u8, status: u16, target: &Target) -> Option<&'static str> {
+    fn transient(
+        &self,
+        code: u8,
+        refused: bool,
+        status: u16,
+        target: &Target,
+    ) -> Option<&'static str> {
         if self.args.retry_all_errors && code != 0 {
             return Some("(retrying all errors)");
         }
@@ -202,7 +319,9 @@ impl Options {
             exit::OPERATION_TIMEDOUT => Some(": timeout"),
             // A pipe client already waited for the server: that wait ran out.
             exit::COULDNT_CONNECT if target.waits_for_server() => Some(": timeout"),
-            exit::COULDNT_CONNECT if self.args.retry_connrefused => Some(": connection refused"),
+            exit::COULDNT_CONNECT if self.args.retry_connrefused && refused => {
+                Some(": connection refused")
+            }
             0 | exit::HTTP_RETURNED_ERROR
                 if matches!(status, 408 | 429 | 500 | 502 | 503 | 504) =>
             {
@@ -249,10 +368,14 @@ impl Options {
         let mut query_added = false;
         loop {
             if let (Some(query), false) = (&self.spec.query, query_added) {
-                // -G: the data goes in the query, after what the URL has.
+                // -G: the data goes in the query, after what the URL has
+                // (and an '&' unless it ends with one). curl's URL parser
+                // writes the added part's percent-escapes in lowercase.
+                let query = lowercase_escapes(query);
                 let joined = match url.query() {
-                    Some(q) if !q.is_empty() => format!("{q}&{query}"),
-                    _ => query.clone(),
+                    Some(q) if !q.is_empty() && !q.ends_with('&') => format!("{q}&{query}"),
+                    Some(q) => format!("{q}{query}"),
+                    None => query,
                 };
                 if joined.chars().any(|c| c.is_whitespace() || c.is_control()) {
                     info.url_effective =
@@ -266,7 +389,6 @@ impl Options {
                 query_added = true;
             }
             info.url_effective = target.display(&url);
-            info.scheme = url.scheme().to_ascii_uppercase();
             let other_host = !same_origin(&first, &url);
             let method = match &self.spec.custom_method {
                 Some(m) => m.clone(),
@@ -299,11 +421,29 @@ impl Options {
                 .and_then(|v| v.trim().parse::<u64>().ok())
                 .map(Duration::from_secs);
 
+            let include = self.args.include || kind == Kind::Head;
+            if let Some(file) = &self.args.etag_save {
+                save_etags(file, &exchange.heads)?;
+            }
             for head in &exchange.heads {
                 info.size_header += head.len() as u64;
-                dump.write(head)?;
-                if self.args.include || kind == Kind::Head {
-                    out.write(head)?;
+                // curl hands each header line to -D, then to the output:
+                // with `-D - -i` the two copies interleave line by line.
+                for line in head.split_inclusive(|b| *b == b'\n') {
+                    dump.write(line)?;
+                    if include {
+                        out.write(line)?;
+                    }
+                    // curl checks --max-filesize as it reads Content-Length,
+                    // the head written so far.
+                    if let Some(max) = self.args.max_filesize
+                        && content_length(line).is_some_and(|length| length > max)
+                    {
+                        return Err(Failure::new(
+                            exit::FILESIZE_EXCEEDED,
+                            "Maximum file size exceeded",
+                        ));
+                    }
                 }
             }
             info.num_headers = exchange.headers.len();
@@ -318,12 +458,16 @@ impl Options {
             }
 
             let location = if matches!(status.as_u16(), 301 | 302 | 303 | 307 | 308) {
-                exchange.header("location").map(str::to_owned)
+                // An empty Location is no redirect, for curl.
+                exchange
+                    .header("location")
+                    .filter(|l| !l.trim().is_empty())
+                    .map(str::to_owned)
             } else {
                 None
             };
             if let Some(location) = location {
-                let next = url.join(&location).map_err(|e| {
+                let next = url.join(&curl_encoded(&location)).map_err(|e| {
                     Failure::new(
                         exit::URL_MALFORMAT,
                         format!("the redirect to '{location}' is malformed: {e}"),
@@ -347,6 +491,13 @@ impl Options {
                     }
                     exchange.drain().await;
                     kind = self.kind_after(status.as_u16(), kind);
+                    if kind == self.spec.kind && matches!(self.spec.body, spec::Body::Stdin) {
+                        // The body goes again, and stdin cannot be read twice.
+                        return Err(Failure::new(
+                            exit::SEND_FAIL_REWIND,
+                            "necessary data rewind wasn't possible",
+                        ));
+                    }
                     if self.spec.auto_referer {
                         let mut from = url.clone();
                         let _ = from.set_username("");
@@ -361,12 +512,79 @@ impl Options {
                 }
             }
 
+            if out.header_named
+                && let Some(name) = exchange
+                    .header("content-disposition")
+                    .and_then(content_disposition_filename)
+            {
+                let path = match &self.args.output_dir {
+                    Some(dir) => dir.join(name),
+                    None => std::path::PathBuf::from(name),
+                };
+                out.rename(path);
+            }
             let fail = self.args.fail || self.args.fail_with_body;
             if self.args.fail && status.as_u16() >= 400 {
                 exchange.drain().await;
                 return Err(Failure::new(
                     exit::HTTP_RETURNED_ERROR,
                     format!("The requested URL returned error: {}", status.as_u16()),
+                ));
+            }
+            if self.resume_from > 0 && kind == Kind::Get {
+                // -C as curl does it (lib/http.c): a 416 is taken as done,
+                // an answer from the offset is added, the whole file is
+                // fine only if that is exactly what we have.
+                let offset = exchange.header("content-range").and_then(|v| {
+                    let digits: String = v
+                        .trim_start_matches(|c: char| !c.is_ascii_digit())
+                        .chars()
+                        .take_while(char::is_ascii_digit)
+                        .collect();
+                    digits.parse::<u64>().ok()
+                });
+                if status.as_u16() == 416 {
+                    exchange.drain().await;
+                    return Ok(());
+                }
+                if offset != Some(self.resume_from) {
+                    let length = exchange
+                        .header("content-length")
+                        .and_then(|v| v.trim().parse::<u64>().ok());
+                    if length == Some(self.resume_from) {
+                        return Ok(());
+                    }
+                    return Err(Failure::new(
+                        exit::RANGE_ERROR,
+                        "HTTP server doesn't seem to support byte ranges. Cannot resume.",
+                    ));
+                }
+            }
+            if let Some((at, older)) = self.time_cond_at
+                && self.spec.range.is_none()
+                && self.resume_from == 0
+                && exchange.body.is_some()
+                && let Some(modified) = exchange
+                    .header("last-modified")
+                    .and_then(|v| httpdate::parse_http_date(v).ok())
+            {
+                // A server that ignored -z's condition: curl checks it
+                // itself, drops the body and reports 304 (lib/http.c).
+                let met = if older { modified < at } else { modified > at };
+                if !met {
+                    info.http_code = 304;
+                    return Ok(());
+                }
+            }
+            if let Some((announced, sender)) = exchange.head_wait.take() {
+                // HTTP/1: until the server closes the connection (or -m
+                // ends it). HTTP/2: the stream is over.
+                if sender.is_some() {
+                    let _ = (&mut exchange.task).await;
+                }
+                return Err(Failure::new(
+                    exit::PARTIAL_FILE,
+                    format!("transfer closed with {announced} bytes remaining to read"),
                 ));
             }
             self.body(&mut exchange, out, info).await?;
@@ -401,6 +619,10 @@ impl Options {
         out: &mut Output,
         info: &mut Info,
     ) -> Result<(), Failure> {
+        if exchange.body.is_none() {
+            // No body (HEAD, 204, 304): no encoding to understand either.
+            return Ok(());
+        }
         let mut decoder = match (self.spec.compressed, exchange.header("content-encoding")) {
             (true, Some(enc)) => {
                 Some(Decoder::new(enc).map_err(|e| Failure::new(exit::BAD_CONTENT_ENCODING, e))?)
@@ -413,6 +635,7 @@ impl Options {
         let Some(body) = exchange.body.as_mut() else {
             return Ok(());
         };
+        let started = Instant::now();
         let mut progress = Progress::new(self.show_progress && out.name().is_some(), length);
         let bad = |e: std::io::Error| {
             Failure::new(
@@ -434,6 +657,13 @@ impl Options {
             };
             info.size_download += data.len() as u64;
             progress.advance(data.len());
+            if let Some(rate) = self.limit_rate {
+                // --limit-rate: wait until the bytes so far fit the rate.
+                let due = Duration::from_secs_f64(info.size_download as f64 / rate as f64);
+                if let Some(wait) = due.checked_sub(started.elapsed()) {
+                    tokio::time::sleep(wait).await;
+                }
+            }
             match &mut decoder {
                 Some(d) => {
                     let plain = d.write(&data).map_err(bad)?;
@@ -501,6 +731,8 @@ impl Options {
             .unwrap_or_else(|_| http::Uri::from_static("http://localhost/"));
         let stream = tower_service::Service::call(&mut connector, uri).await?;
         info.num_connects += 1;
+        // curl knows the scheme once connected, the version once answered.
+        info.scheme = url.scheme().to_ascii_uppercase();
         info.time_namelookup = Duration::ZERO;
         info.time_connect = started.elapsed();
         let peer = stream.peer();
@@ -542,19 +774,27 @@ impl Options {
             Some(tls) => tls.alpn.as_deref() == Some(b"h2"),
             None => args.http2_prior_knowledge,
         };
-        info.http_version = if h2 {
-            "2"
-        } else if args.http1_0 {
-            "1.0"
-        } else {
-            "1.1"
-        };
 
         // The request.
         let cookie = self.cookie_header(url);
-        let mut headers = self
-            .spec
-            .headers(&host_header(url), referer, cookie.as_deref());
+        let url_user = (!url.username().is_empty()).then(|| {
+            let decode = |s: &str| {
+                percent_encoding::percent_decode_str(s)
+                    .decode_utf8_lossy()
+                    .into_owned()
+            };
+            format!(
+                "{}:{}",
+                decode(url.username()),
+                decode(url.password().unwrap_or(""))
+            )
+        });
+        let mut headers = self.spec.headers(
+            &host_header(url),
+            referer,
+            cookie.as_deref(),
+            url_user.as_deref(),
+        );
         if kind != self.spec.kind && kind == Kind::Get {
             // A redirect turned the request into a GET: no body, and none of
             // the body's headers.
@@ -565,6 +805,29 @@ impl Options {
                     || self.spec.user_sets(n)
             });
         }
+        let sends_body = kind == self.spec.kind;
+        if sends_body
+            && !h2
+            && !args.http1_0
+            && self.spec.expects_continue()
+            && !self.spec.user_sets("expect")
+        {
+            // As curl: the server may answer `100 Continue` first, which
+            // -i, -D and %{size_header} show. The body follows at once.
+            headers.push(("Expect".into(), "100-continue".into()));
+        }
+        if let Some((name, value)) = &self.time_cond
+            && !self.spec.user_sets(name)
+        {
+            headers.push((name.clone(), value.clone()));
+        }
+        if self.resume_from > 0
+            && kind == Kind::Get
+            && self.spec.range.is_none()
+            && !self.spec.user_sets("range")
+        {
+            headers.push(("Range".into(), format!("bytes={}-", self.resume_from)));
+        }
         if other_host && !args.location_trusted {
             // Credentials stay with the host they were given for.
             headers.retain(|(n, _)| {
@@ -574,17 +837,24 @@ impl Options {
                         && !self.spec.user_sets("cookie")
             });
         }
-        let body = if kind == self.spec.kind {
+        let body = if sends_body {
             self.request_body().await?
         } else {
             Body::empty()
         };
         let method = Method::from_bytes(method.as_bytes())
             .map_err(|_| Failure::usage(format!("'{method}' is not an HTTP method")))?;
-        let mut path = url.path().to_owned();
+        let mut path = match (&target.raw_path, info.num_redirects) {
+            // --path-as-is: the first URL's path as typed, dots and all.
+            (Some(raw), 0) => raw.clone(),
+            _ => url.path().to_owned(),
+        };
         if let Some(q) = url.query() {
             path.push('?');
             path.push_str(q);
+        }
+        if let Some(request_target) = &args.request_target {
+            path.clone_from(request_target);
         }
         let mut map = HeaderMap::new();
         let mut authority = host_header(url);
@@ -608,6 +878,8 @@ impl Options {
             }
             let name = HeaderName::from_bytes(name.as_bytes())
                 .map_err(|_| Failure::usage(format!("'{name}' is not a valid header name")))?;
+            // HTTP/2 forbids spaces at the ends of a value (RFC 9113, 8.2.1).
+            let value = if h2 { value.trim_end() } else { value };
             let value = HeaderValue::from_str(value).map_err(|_| {
                 Failure::usage(format!("the value of the header {name} is not valid"))
             })?;
@@ -633,6 +905,7 @@ impl Options {
         };
 
         let (tap, log) = Tap::new(stream);
+        let mut http1_sender = None;
         let (response, task) = if h2 {
             let (mut sender, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
                 .handshake(tap)
@@ -649,7 +922,9 @@ impl Options {
                 .map_err(|e| send_failure(&e, &log))?;
             // The connection must run for the request to be sent.
             let task = drive(conn);
-            (sender.send_request(request).await, task)
+            let response = sender.send_request(request).await;
+            http1_sender = Some(sender);
+            (response, task)
         };
         let written = log.lock().expect("tap log").written.clone();
         let request_head = if h2 {
@@ -666,18 +941,53 @@ impl Options {
             }
             eprintln!(">");
         }
-        let response = response.map_err(|e| send_failure(&e, &log))?;
+        let response = response.map_err(|e| {
+            if h2 {
+                h2_send_failure(&e, &log)
+            } else {
+                send_failure(&e, &log)
+            }
+        })?;
         {
-            let log = log.lock().expect("tap log");
-            info.size_request += log.written_total.max(request_head.len() as u64);
-            info.size_upload += log.written_total.saturating_sub(request_head.len() as u64);
+            let head = request_head.len() as u64;
+            let body = log
+                .lock()
+                .expect("tap log")
+                .written_total
+                .saturating_sub(head);
+            // curl counts a small -d body into the request (it goes out
+            // with the head), not a streamed one (-T, -F, or past 64 KiB).
+            let inline = sends_body
+                && !h2
+                && self.spec.kind == Kind::Post
+                && matches!(self.spec.body, spec::Body::Bytes(_))
+                && body < 64 * 1024
+                && !headers
+                    .iter()
+                    .any(|(n, _)| n.eq_ignore_ascii_case("expect"));
+            info.size_request += if inline { head + body } else { head };
+            // The upload may go on while the answer comes (an echo does
+            // that): it is counted when the attempt ends.
+            // Over HTTP/2 the bytes on the wire are frames: the body's own
+            // length is what curl counts.
+            let upload = if h2 {
+                Upload::Known(if sends_body {
+                    self.spec.body_len().unwrap_or(0)
+                } else {
+                    0
+                })
+            } else {
+                Upload::Counted(log.clone(), head)
+            };
+            self.uploads.lock().expect("upload list").push(upload);
         }
 
         let (parts, incoming) = response.into_parts();
         // curl reports the version the server answered with.
         info.http_version = match parts.version {
             Version::HTTP_2 => "2",
-            Version::HTTP_10 => "1.0",
+            // curl's CURL_HTTP_VERSION_1_0 prints as "1".
+            Version::HTTP_10 => "1",
             _ => "1.1",
         };
         let heads = if h2 {
@@ -710,6 +1020,22 @@ impl Options {
         let no_body = method == Method::HEAD
             || parts.status == StatusCode::NO_CONTENT
             || parts.status == StatusCode::NOT_MODIFIED;
+        // `-X HEAD` without -I: curl still expects the body the head
+        // announces, and waits for it until the server closes (18) or -m
+        // ends the wait (28). hyper knows better and reads none; the
+        // connection is kept open, as curl keeps it, to wait the same.
+        let announced = headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
+            .and_then(|(_, v)| v.trim().parse::<u64>().ok())
+            .filter(|len| *len > 0);
+        // Over HTTP/2 the stream has ended already: no sender to keep.
+        let head_wait = (method == Method::HEAD
+            && kind != Kind::Head
+            && !matches!(parts.status.as_u16(), 204 | 304))
+        .then_some(announced)
+        .flatten()
+        .map(|len| (len, http1_sender));
         Ok(Exchange {
             status: parts.status,
             heads,
@@ -719,6 +1045,7 @@ impl Options {
             log,
             verbose,
             host,
+            head_wait,
         })
     }
 
@@ -761,6 +1088,9 @@ struct Exchange {
     log: Arc<Mutex<Log>>,
     verbose: bool,
     host: String,
+    /// `-X HEAD`: the length the head announced, and the request handle
+    /// that keeps the connection open while we wait as curl does.
+    head_wait: Option<(u64, Option<hyper::client::conn::http1::SendRequest<Body>>)>,
 }
 
 impl Exchange {
@@ -787,6 +1117,107 @@ impl Drop for Exchange {
         }
         let _ = &self.log;
     }
+}
+
+/// --etag-save: each `ETag:` line's value and a newline, as curl writes
+/// them (src/tool_cb_hdr.c), after what this transfer wrote before.
+fn save_etags(file: &str, heads: &[Bytes]) -> Result<(), Failure> {
+    use std::io::Write;
+    let mut text = String::new();
+    for head in heads {
+        for (name, value) in header_lines(head) {
+            if name.eq_ignore_ascii_case("etag") && !value.is_empty() {
+                text.push_str(&value);
+                text.push('\n');
+            }
+        }
+    }
+    let written = if file == "-" {
+        std::io::stdout().write_all(text.as_bytes())
+    } else {
+        std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(file)
+            .and_then(|mut f| f.write_all(text.as_bytes()))
+    };
+    written.map_err(|e| Failure::new(exit::WRITE_ERROR, format!("cannot write {file}: {e}")))
+}
+
+/// The length in a `Content-Length:` header line.
+fn content_length(line: &[u8]) -> Option<u64> {
+    let line = std::str::from_utf8(line).ok()?;
+    let (name, value) = line.split_once(':')?;
+    if !name.eq_ignore_ascii_case("content-length") {
+        return None;
+    }
+    value.trim().parse().ok()
+}
+
+/// The file name of a Content-Disposition value, as curl's -J reads it
+/// (src/tool_cb_hdr.c): the first `filename=` (not `filename*=`), quoted
+/// or up to `;`, without any directory; `None` if that leaves nothing.
+fn content_disposition_filename(value: &str) -> Option<String> {
+    let mut rest = value;
+    loop {
+        rest = rest.trim_start_matches(|c: char| !c.is_ascii_alphabetic());
+        if rest.is_empty() {
+            return None;
+        }
+        if let Some(after) = rest.strip_prefix("filename=") {
+            rest = after;
+            break;
+        }
+        rest = &rest[rest.find(';').unwrap_or(rest.len())..];
+    }
+    let name = match rest.chars().next() {
+        Some(quote @ ('"' | '\'')) => {
+            let inner = &rest[1..];
+            &inner[..inner.find(quote).unwrap_or(inner.len())]
+        }
+        _ => &rest[..rest.find(';').unwrap_or(rest.len())],
+    };
+    let name = name.rsplit('/').next().unwrap_or_default();
+    let name = name.rsplit('\\').next().unwrap_or_default();
+    let name = name.split(['\r', '\n']).next().unwrap_or_default();
+    (!name.is_empty()).then(|| name.to_owned())
+}
+
+/// A Location as curl encodes it before following it (lib/urlapi.c,
+/// urlencode_str): a space is `%20` before the query and `+` in it, bytes
+/// past ASCII are escaped in lowercase hex, the rest stays as it is.
+fn curl_encoded(location: &str) -> String {
+    let mut out = String::new();
+    let mut in_query = false;
+    for b in location.bytes() {
+        match b {
+            b' ' if in_query => out.push('+'),
+            b' ' => out.push_str("%20"),
+            b'?' => {
+                in_query = true;
+                out.push('?');
+            }
+            b if b >= 0x80 => out.push_str(&format!("%{b:02x}")),
+            b => out.push(char::from(b)),
+        }
+    }
+    out
+}
+
+/// `%3D` as `%3d`: how curl's URL parser stores a query it is given.
+fn lowercase_escapes(text: &str) -> String {
+    let mut out = text.as_bytes().to_vec();
+    let mut i = 0;
+    while i + 2 < out.len() {
+        if out[i] == b'%' && out[i + 1].is_ascii_hexdigit() && out[i + 2].is_ascii_hexdigit() {
+            out[i + 1] = out[i + 1].to_ascii_lowercase();
+            out[i + 2] = out[i + 2].to_ascii_lowercase();
+            i += 3;
+        } else {
+            i += 1;
+        }
+    }
+    String::from_utf8(out).unwrap_or_else(|_| text.to_owned())
 }
 
 /// Whether two URLs have the same scheme, host and port (credentials stay
@@ -910,6 +1341,26 @@ fn send_failure(e: &hyper::Error, log: &Arc<Mutex<Log>>) -> Failure {
             exit::RECV_ERROR,
             format!("Failure when receiving data from the peer: {e}"),
         )
+    }
+}
+
+/// curl's code when HTTP/2 with prior knowledge meets a server that does
+/// not speak it (its first bytes are no SETTINGS frame, or none came):
+/// 55 if the server had closed before our request was written, 52 if it
+/// answered nothing curl could read.
+fn h2_send_failure(e: &hyper::Error, log: &Arc<Mutex<Log>>) -> Failure {
+    let (speaks_h2, write_failed) = {
+        let log = log.lock().expect("tap log");
+        // A frame header's fourth byte is its type; SETTINGS is 4.
+        (log.read.get(3) == Some(&4), log.write_failed)
+    };
+    if speaks_h2 || e.is_timeout() {
+        return send_failure(e, log);
+    }
+    if write_failed {
+        Failure::new(exit::SEND_ERROR, "Send failure: Broken pipe")
+    } else {
+        Failure::new(exit::GOT_NOTHING, "Empty reply from server")
     }
 }
 

@@ -21,6 +21,8 @@ pub struct Log {
     pub read: Vec<u8>,
     pub written_total: u64,
     pub read_total: u64,
+    /// A write failed (the peer had closed): curl's 55 rather than 56.
+    pub write_failed: bool,
 }
 
 /// A connection whose bytes are logged as they pass.
@@ -80,10 +82,14 @@ impl hyper::rt::Write for Tap {
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         let poll = Pin::new(&mut this.inner).poll_write(cx, buf);
-        if let Poll::Ready(Ok(n)) = &poll {
-            let mut log = this.log.lock().expect("tap log");
-            log.written_total += *n as u64;
-            keep(&mut log.written, &buf[..*n]);
+        match &poll {
+            Poll::Ready(Ok(n)) => {
+                let mut log = this.log.lock().expect("tap log");
+                log.written_total += *n as u64;
+                keep(&mut log.written, &buf[..*n]);
+            }
+            Poll::Ready(Err(_)) => this.log.lock().expect("tap log").write_failed = true,
+            Poll::Pending => {}
         }
         poll
     }

@@ -10,6 +10,8 @@ pub struct Info {
     pub http_version: &'static str,
     pub content_type: Option<String>,
     pub url: String,
+    /// The URL's place on the command line, from 0.
+    pub urlnum: usize,
     pub url_effective: String,
     pub redirect_url: Option<String>,
     pub referer: Option<String>,
@@ -100,7 +102,7 @@ impl Info {
             "time_total" => secs(self.time_total),
             "url" => self.url.clone(),
             "url_effective" => self.url_effective.clone(),
-            "urlnum" => "0".into(),
+            "urlnum" => self.urlnum.to_string(),
             "num_certs" => "0".into(),
             "certs" => String::new(),
             "json" => self.json(),
@@ -159,7 +161,7 @@ impl Info {
             ("time_total", secs(self.time_total)),
             ("url", quote(&self.url)),
             ("url_effective", quote(&self.url_effective)),
-            ("urlnum", "0".into()),
+            ("urlnum", self.urlnum.to_string()),
             (
                 "curl_version",
                 quote(&format!("pipehttp/{}", env!("CARGO_PKG_VERSION"))),
@@ -203,61 +205,77 @@ impl Info {
 }
 
 /// Writes `format` with `info`'s values to stdout (or stderr after
-/// `%{stderr}`), as curl does after each transfer.
+/// `%{stderr}`), as curl does after each transfer (src/tool_writeout.c):
+/// names in any case, `%{onerror}` ends the output after a success, and
+/// what is not a variable or an escape is written as it is.
 pub fn write(format: &str, info: &Info) {
     let mut out: Vec<u8> = Vec::new();
-    let mut to_stderr = false;
     let mut err: Vec<u8> = Vec::new();
-    let mut rest = format;
-    while let Some(c) = rest.chars().next() {
+    let mut to_stderr = false;
+    let bytes = format.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
         let sink = if to_stderr { &mut err } else { &mut out };
-        if let Some(tail) = rest.strip_prefix("%{")
-            && let Some(end) = tail.find('}')
-        {
-            let name = &tail[..end];
-            rest = &tail[end + 1..];
-            match name {
-                "stdout" => to_stderr = false,
-                "stderr" => to_stderr = true,
-                _ => match info.variable(name) {
-                    Some(v) => sink.extend_from_slice(v.as_bytes()),
-                    None => eprintln!("pipehttp: unknown --write-out variable: '{name}'"),
-                },
+        let next = bytes.get(i + 1).copied();
+        match (bytes[i], next) {
+            (b'%', Some(b'%')) => {
+                sink.push(b'%');
+                i += 2;
             }
-            continue;
-        }
-        if let Some(tail) = rest.strip_prefix("%header{")
-            && let Some(end) = tail.find('}')
-        {
-            sink.extend_from_slice(info.header(&tail[..end]).as_bytes());
-            rest = &tail[end + 1..];
-            continue;
-        }
-        if let Some(tail) = rest.strip_prefix("%%") {
-            sink.push(b'%');
-            rest = tail;
-            continue;
-        }
-        if let Some(tail) = rest.strip_prefix('\\') {
-            match tail.chars().next() {
-                Some('n') => sink.push(b'\n'),
-                Some('r') => sink.push(b'\r'),
-                Some('t') => sink.push(b'\t'),
-                Some(other) => {
-                    sink.push(b'\\');
-                    let mut buf = [0; 4];
-                    sink.extend_from_slice(other.encode_utf8(&mut buf).as_bytes());
+            (b'%', Some(b'{')) => {
+                let Some(len) = format[i + 2..].find('}') else {
+                    sink.extend_from_slice(b"%{");
+                    i += 2;
+                    continue;
+                };
+                let name = format[i + 2..i + 2 + len].to_ascii_lowercase();
+                i += 2 + len + 1;
+                match name.as_str() {
+                    "onerror" if info.exitcode == 0 => break,
+                    "onerror" => {}
+                    "stdout" => to_stderr = false,
+                    "stderr" => to_stderr = true,
+                    _ => match info.variable(&name) {
+                        Some(v) => sink.extend_from_slice(v.as_bytes()),
+                        None => eprintln!(
+                            "pipehttp: unknown --write-out variable: '{}'",
+                            &format[i - 1 - len..i - 1]
+                        ),
+                    },
                 }
-                None => sink.push(b'\\'),
             }
-            rest = tail
-                .get(tail.chars().next().map_or(0, char::len_utf8)..)
-                .unwrap_or("");
-            continue;
+            (b'%', Some(_)) if format[i + 1..].starts_with("header{") => {
+                let start = i + 8;
+                match format[start..].find('}') {
+                    Some(len) => {
+                        sink.extend_from_slice(info.header(&format[start..start + len]).as_bytes());
+                        i = start + len + 1;
+                    }
+                    None => {
+                        sink.extend_from_slice(b"%header{");
+                        i = start;
+                    }
+                }
+            }
+            (b'\\', Some(c)) => {
+                match c {
+                    b'n' => sink.push(b'\n'),
+                    b'r' => sink.push(b'\r'),
+                    b't' => sink.push(b'\t'),
+                    other => sink.extend_from_slice(&[b'\\', other]),
+                }
+                i += 2;
+            }
+            (b'%', Some(c)) => {
+                // Not a variable: both characters, as they are.
+                sink.extend_from_slice(&[b'%', c]);
+                i += 2;
+            }
+            (c, _) => {
+                sink.push(c);
+                i += 1;
+            }
         }
-        let mut buf = [0; 4];
-        sink.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
-        rest = &rest[c.len_utf8()..];
     }
     let _ = std::io::stdout().write_all(&out);
     let _ = std::io::stdout().flush();

@@ -299,6 +299,10 @@ pin_project_lite::pin_project! {
         // the client: see `ConnState::handed_to_client`.
         rate: Option<MinDataRate>,
         waiting_for_client: bool,
+        // The answer to an HTTP/2 HEAD: the head only. hyper leaves the
+        // body out of HTTP/1 HEAD answers itself, but sends it as DATA
+        // frames over HTTP/2, which clients refuse (PROTOCOL_ERROR).
+        head_only: bool,
     }
 
     impl<B> PinnedDrop for ResponseBody<B> {
@@ -324,6 +328,9 @@ where
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.project();
+        if *this.head_only {
+            return Poll::Ready(None);
+        }
         // hyper asks for more once what it was handed is on its way.
         if std::mem::take(this.waiting_for_client) {
             this.in_flight.connection().taken_by_client();
@@ -342,11 +349,15 @@ where
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        self.head_only || self.inner.is_end_stream()
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        if self.head_only {
+            SizeHint::with_exact(0)
+        } else {
+            self.inner.size_hint()
+        }
     }
 }
 
@@ -439,6 +450,7 @@ where
     fn call(&self, req: Request<Incoming>) -> Self::Future {
         let in_flight = self.state.request_started();
         let version = req.version();
+        let head_only = version >= Version::HTTP_2 && req.method() == http::Method::HEAD;
         if let Some(problem) = host_problem(&req) {
             return ResponseFuture::immediate(bad_request(problem), version, in_flight, self);
         }
@@ -522,6 +534,7 @@ where
             min_response_rate: self.limits.min_response_rate,
             server_header: self.server_header,
             upgrade,
+            head_only,
         }
     }
 }
@@ -717,6 +730,8 @@ pin_project_lite::pin_project! {
         server_header: bool,
         // An upgraded-connection slot, kept with the connection on 101.
         upgrade: Option<OwnedSemaphorePermit>,
+        // An HTTP/2 HEAD: see `ResponseBody::head_only`.
+        head_only: bool,
     }
 }
 
@@ -746,6 +761,7 @@ impl<S: tower_service::Service<Request<RequestBody>>> ResponseFuture<S> {
             min_response_rate: conn.limits.min_response_rate,
             server_header: conn.server_header,
             upgrade: None,
+            head_only: false,
         }
     }
 }
@@ -753,6 +769,8 @@ impl<S: tower_service::Service<Request<RequestBody>>> ResponseFuture<S> {
 impl<S, B> Future for ResponseFuture<S>
 where
     S: tower_service::Service<Request<RequestBody>, Response = Response<B>>,
+    B: Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
 {
     type Output = Result<Response<ResponseBody<B>>, S::Error>;
 
@@ -826,12 +844,22 @@ where
             res.headers_mut()
                 .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
         }
+        let head_only = *this.head_only;
+        if head_only
+            && !res.headers().contains_key(http::header::CONTENT_LENGTH)
+            && let Some(len) = res.body().size_hint().exact()
+        {
+            // The length the GET would have, as HTTP/1 HEAD answers say.
+            res.headers_mut()
+                .insert(http::header::CONTENT_LENGTH, HeaderValue::from(len));
+        }
         let rate = *this.min_response_rate;
         Poll::Ready(Ok(res.map(|inner| ResponseBody {
             inner,
             in_flight,
             rate,
             waiting_for_client: false,
+            head_only,
         })))
     }
 }

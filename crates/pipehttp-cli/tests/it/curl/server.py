@@ -220,6 +220,16 @@ class Handler(BaseHTTPRequestHandler):
             return self.reply(200, b"this is not gzip at all", [("Content-Encoding", "gzip")])
         if route == "bytes":
             return self.reply(200, pseudo_random(int(arg)), [("Content-Type", "application/octet-stream")])
+        if route == "range":
+            # /range/N: N bytes, honouring "Range: bytes=A-" (for -C).
+            data = pseudo_random(int(arg))
+            asked = self.headers.get("Range", "")
+            if asked.startswith("bytes=") and asked.endswith("-"):
+                start = int(asked[6:-1])
+                if start >= len(data):
+                    return self.reply(416, b"", [("Content-Range", "bytes */%d" % len(data))])
+                return self.reply(206, data[start:], [("Content-Range", "bytes %d-%d/%d" % (start, len(data) - 1, len(data)))])
+            return self.reply(200, data, [("Accept-Ranges", "bytes")])
         if route == "files":
             # /files/NAME: a download whose name is in the URL.
             return self.reply(200, b"the file called %s\n" % arg.encode(), [("Content-Type", "text/plain")])
@@ -300,6 +310,9 @@ class Handler(BaseHTTPRequestHandler):
 class Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     daemon_threads = True
     allow_reuse_address = True
+    # Both clients of several cases connect at once; socketserver's
+    # backlog of 5 would refuse some (curl: exit 7) and make cases flaky.
+    request_queue_size = 64
     tls = None
 
     def get_request(self):
