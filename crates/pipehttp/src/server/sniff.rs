@@ -48,12 +48,15 @@ impl Sniff {
         cx: &mut Context<'_>,
     ) -> Poll<io::Result<Sniffed>> {
         loop {
+            // Read on the stack and kept at the size read: a connection
+            // that waits here (new, or resting; see `REST_AFTER`) holds no
+            // buffer meanwhile.
             let filled = self.buf.len();
-            self.buf.resize(FIRST_READ, 0);
-            let mut read = ReadBuf::new(&mut self.buf[filled..]);
+            let mut chunk = [0u8; FIRST_READ];
+            let mut read = ReadBuf::new(&mut chunk[..FIRST_READ - filled]);
             let polled = Pin::new(&mut *io).poll_read(cx, &mut read);
             let n = read.filled().len();
-            self.buf.truncate(filled + n);
+            self.buf.extend_from_slice(read.filled());
             ready!(polled)?;
             if n == 0 {
                 // A partial preface that ends is a malformed HTTP/1 request
