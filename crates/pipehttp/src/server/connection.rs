@@ -414,8 +414,11 @@ where
                 rested: true,
             };
         } else {
-            // Bytes of a next request hyper has read but not parsed: they
-            // need no wait, and hyper takes them back at once.
+            // Bytes of a next request hyper has read but not parsed (they
+            // came behind the last one, so no head was timed for them):
+            // hyper takes them back at once, and the head is timed from
+            // now, which also keeps the watchdog from asking again.
+            service.state.head_begun();
             io.replay(parts.read_buf.to_vec());
             *self = Self::http1(shared, io, service);
         }

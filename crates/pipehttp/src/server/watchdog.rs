@@ -171,6 +171,18 @@ impl ConnState {
         self.http2.load(Ordering::Relaxed)
     }
 
+    /// Bytes of a request head have come while no request is in flight:
+    /// the headers timeout runs from now, unless a head is already timed.
+    /// Says whether this began one.
+    pub(crate) fn head_begun(&self) -> bool {
+        let begins = self.in_flight.load(Ordering::Relaxed) == 0
+            && self.head_since.load(Ordering::Relaxed) == 0;
+        if begins {
+            self.head_since.store(self.now() + 1, Ordering::Relaxed);
+        }
+        begins
+    }
+
     /// Asks the connection to end after its requests in flight (see
     /// `end_asked`). The answer that says why wakes the connection's task,
     /// which looks at this then.
@@ -395,8 +407,10 @@ pub(crate) struct Monitored<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> 
     replay: Option<Replay>,
 }
 
-/// The first bytes of a connection, read to tell HTTP/1 from HTTP/2 (see
-/// `sniff`), as hyper is given them.
+/// Bytes read before hyper had the connection, as hyper is given them:
+/// the first bytes, read to tell HTTP/1 from HTTP/2 or to wake a rested
+/// connection (see `sniff`), or what hyper had read of a next request when
+/// the connection was taken from it.
 struct Replay {
     bytes: Vec<u8>,
     given: usize,
@@ -468,15 +482,8 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Monitored<T> {
             None => true,
             Some(frames) => frames.scan(read),
         };
-        let state = &*self.state;
-        if starts_head
-            && state.in_flight.load(Ordering::Relaxed) == 0
-            && state.head_since.load(Ordering::Relaxed) == 0
-        {
-            state.head_since.store(state.now() + 1, Ordering::Relaxed);
-            if self.frames.is_none() {
-                self.blank = Some(0);
-            }
+        if starts_head && self.state.head_begun() && self.frames.is_none() {
+            self.blank = Some(0);
         }
         if let Some(blank) = &mut self.blank {
             let lines = read.iter().take_while(|b| matches!(b, b'\r' | b'\n'));

@@ -511,6 +511,23 @@ async fn a_connection_that_rested_while_idle_keeps_every_promise() {
         started.elapsed()
     );
 
+    // A request and the start of a next one in one write, then silence:
+    // the half head hyper holds when the connection would rest is timed
+    // from then, and cut at the headers timeout.
+    let mut conn = connect_raw(&address).await;
+    let half = [GET_TEST, b"GET /test HTTP/1.1\r\nX-Slow: "].concat();
+    within(conn.write_all(&half)).await.expect("write");
+    let started = Instant::now();
+    let got = String::from_utf8_lossy(&read_until_closed(&mut conn).await).into_owned();
+    assert_eq!(got.matches("HTTP/1.1 200").count(), 1, "{got}");
+    // Well short of the keep-alive timeout (60 s), which is what cut it
+    // when the half head went untimed.
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "{:?}",
+        started.elapsed()
+    );
+
     // A resting connection its client closes gives its slot back: the only
     // slot, so the next client is served.
     let mut conn = connect_raw(&address).await;
