@@ -23,8 +23,8 @@ fn options_in_flag_terms(text: &str) -> String {
     let mut text = text.to_owned();
     for info in pipehttp::options::OPTIONS {
         let flag = format!("--{}", info.flag());
-        text = text.replace(&format!("{} = ", info.name), &format!("{flag} "));
-        text = replace_word(&text, info.name, &flag);
+        text = replace_word(&text, info.name, &flag)
+            .replace(&format!("{flag} = "), &format!("{flag} "));
     }
     text
 }
